@@ -1,0 +1,104 @@
+"""The model registry: builders registered by name with the paper's metadata.
+
+``register_model`` records a builder and its :class:`ModelInfo`; ``create_model`` builds one by name and attaches the
+info to the module as ``model.model_info``.  Registering a name twice is refused, so a typo cannot silently replace a
+model.  Families live one per file in ``dlparts/models/`` and are imported by ``dlparts.models`` on first use.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from dlparts.errors import ModelNotFoundError, RegistryError
+
+TASKS = ("image_cls", "point_cls", "point_partseg", "point_semseg")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a registered model is and what it must count.
+
+    ``num_params`` is the exact parameter count of the model built with its default arguments; tests check it against
+    ``sum(p.numel())``, ``dlparts.summary`` and, where the layers are plain convolutions, ``dlparts.arith``.
+    ``input_spec`` describes one sample without the batch dimension, e.g. ``(3, 227, 227)`` for images or
+    ``(1024, 3)`` for a point cloud of 1024 xyz points.
+    """
+
+    name: str
+    family: str
+    task: str
+    paper: str
+    num_params: int
+    input_spec: tuple[int, ...]
+    num_classes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_INFOS: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    task: str,
+    paper: str,
+    num_params: int,
+    input_spec: tuple[int, ...],
+    num_classes: int,
+    **extra: Any,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``name``."""
+    if task not in TASKS:
+        raise RegistryError(f"model {name!r}: task must be one of {', '.join(TASKS)}, got {task!r}")
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _BUILDERS:
+            raise RegistryError(f"model name {name!r} is already registered (by {_BUILDERS[name].__module__})")
+        _BUILDERS[name] = builder
+        _INFOS[name] = ModelInfo(name, family, task, paper, num_params, tuple(input_spec), num_classes, dict(extra))
+        return builder
+
+    return decorate
+
+
+def _load_families() -> None:
+    import dlparts.models  # noqa: F401  (importing the package registers every family)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` is a shell-style filter such as ``"pointnet2_*"``."""
+    _load_families()
+    names = sorted(_BUILDERS)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def get_model_info(name: str) -> ModelInfo:
+    _load_families()
+    if name not in _INFOS:
+        raise ModelNotFoundError(_unknown(name))
+    return _INFOS[name]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name``; keyword arguments go to its builder (e.g. ``num_classes=10``)."""
+    info = get_model_info(name)
+    try:
+        model = _BUILDERS[name](**kwargs)
+    except TypeError as exc:
+        raise RegistryError(f"model {name!r}: {exc}") from None
+    model.model_info = info
+    return model
+
+
+def _unknown(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(_BUILDERS), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `dlparts models` lists them"
+    return f"unknown model {name!r}{hint}"
