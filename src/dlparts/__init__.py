@@ -1,16 +1,28 @@
-"""dlparts: the classic parts of deep learning for vision and 3-D point clouds, faithful to the papers and fast."""
+"""dlparts: the classic parts of deep learning for vision and 3-D point clouds, faithful to the papers and fast.
+
+The top-level names are loaded on first use, so ``import dlparts`` (and ``dlparts conv``) does not pay for importing
+torch and every model family.
+"""
 
 from dlparts.errors import DlpartsError
-from dlparts.models.registry import create_model, get_model_info, list_models, register_model
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "create_model": "dlparts.models.registry",
+    "get_model_info": "dlparts.models.registry",
+    "list_models": "dlparts.models.registry",
+    "register_model": "dlparts.models.registry",
+    "summarize": "dlparts.summary",
+}
 
-def summarize(model, input_shape, **kwargs):
-    """Per-layer shapes, parameters, MACs/FLOPs, receptive field and activation memory; see :mod:`dlparts.summary`."""
-    from dlparts.summary import summarize as _summarize
 
-    return _summarize(model, input_shape, **kwargs)
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dlparts' has no attribute {name!r}")
 
 
-__all__ = ["DlpartsError", "create_model", "get_model_info", "list_models", "register_model", "summarize", "__version__"]
+__all__ = ["DlpartsError", "__version__", *_LAZY]

@@ -26,9 +26,253 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def _console():
+    """A rich console; when the output is not a terminal, wide enough that tables are not folded."""
+    import shutil
+
     from rich.console import Console
 
-    return Console()
+    return Console(width=shutil.get_terminal_size((160, 40)).columns, highlight=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------- conv
+_CONV_EXAMPLES = """\
+One layer (the input is HxWxC unless --channels-first):
+  dlparts conv --input 55x55x3 --filters 32 --kernel 5 --padding same
+  dlparts conv --input 3x224x224 --channels-first --filters 64 --kernel 7 --stride 2 --padding same
+  dlparts conv --input 14x14x512 --filters 256 --kernel 4 --stride 2 --padding 1 --transposed
+  dlparts conv --input 55x55x96 --type maxpool --kernel 3 --stride 2
+A stack, from a spec string, a named stack or a YAML file (a list of layer strings or mappings):
+  dlparts conv --stack alexnet-paper
+  dlparts conv --input 32x32x3 --stack "conv(32, k=3, p=same), relu, maxpool(2), fc(10)"
+  dlparts conv --input 227x227x3 --stack-file net.yaml --format json
+Layer strings: conv(N, k=, s=, p=valid|same|full|int, d=, g=, bias=false), convT(N, k=, s=, p=, op=),
+  maxpool(k=, s=, p=, ceil=true), avgpool(k), lrn(n=5, alpha=1e-4, beta=0.75, k=2), relu, dropout(0.5), fc(N).
+Named stacks: alexnet-paper (227x227x3, two towers), alexnet-paper-ungrouped, alexnet-torchvision (224x224x3).
+MACs are multiply-accumulates; FLOPs count 2 per MAC plus pooling, LRN and activation operations."""
+
+
+def _add_conv(sub) -> None:
+    p = sub.add_parser("conv", help="output size, parameters, MACs/FLOPs, receptive field of a layer or stack",
+                       formatter_class=_formatter, description="Convolution arithmetic.\n\n" + _CONV_EXAMPLES)
+    p.add_argument("--input", "-i", help="input volume, e.g. 55x55x3 (HxWxC), 100x3 (1-D) or 16x112x112x3 (3-D)")
+    p.add_argument("--channels-first", action="store_true", help="read and print volumes as CxHxW")
+    p.add_argument("--batch", type=int, default=None, help="batch size (counts scale with it)")
+    p.add_argument("--type", default="conv", choices=["conv", "convT", "maxpool", "avgpool", "lrn"],
+                   help="single-layer type (default conv)")
+    p.add_argument("--filters", "-f", type=int, help="number of filters (output channels)")
+    p.add_argument("--kernel", "-k", default="3", help="kernel size, e.g. 5 or 3x5 (default 3)")
+    p.add_argument("--stride", "-s", default=None, help="stride (default 1; pooling: the kernel)")
+    p.add_argument("--padding", "-p", default="valid",
+                   help="valid, same (TensorFlow rule), full, an integer, per-dimension 1,2 or per-side 0,1,1,2")
+    p.add_argument("--dilation", "-d", default="1", help="dilation (default 1)")
+    p.add_argument("--groups", "-g", type=int, default=1, help="groups (must divide both channel counts)")
+    p.add_argument("--no-bias", action="store_true", help="filters have no bias")
+    p.add_argument("--transposed", action="store_true", help="transposed convolution (same as --type convT)")
+    p.add_argument("--output-padding", default="0", help="transposed convolution output_padding")
+    p.add_argument("--ceil-mode", action="store_true", help="pooling rounds the output size up")
+    p.add_argument("--lrn-size", type=int, default=5, help="LRN neighbourhood n (default 5, the paper's)")
+    p.add_argument("--stack", help="a layer stack: a spec string or a named stack")
+    p.add_argument("--stack-file", help="a YAML file holding a list of layers")
+    p.add_argument("--dtype", default="float32", help="dtype for memory figures (default float32)")
+    p.add_argument("--format", default="table", choices=["table", "json"], help="output format")
+
+
+def _sizes(text: str, name: str):
+    from dlparts.errors import ConfigError
+
+    try:
+        values = tuple(int(v) for v in str(text).replace(",", "x").split("x"))
+    except ValueError:
+        raise ConfigError(f"--{name} {text!r} is not an integer or sizes like 3x5") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _padding_arg(text: str):
+    from dlparts.errors import ConfigError
+
+    if text.lower() in ("valid", "same", "full"):
+        return text.lower()
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--padding {text!r} is not valid, same, full or integers") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _single_layer(args):
+    from dlparts import arith
+    from dlparts.errors import ConfigError
+
+    kernel, dilation = _sizes(args.kernel, "kernel"), _sizes(args.dilation, "dilation")
+    padding = _padding_arg(args.padding)
+    kind = "convT" if args.transposed else args.type
+    if kind in ("conv", "convT"):
+        if args.filters is None:
+            raise ConfigError("--filters is required for a convolution (or give --stack)")
+        return arith.Conv(args.filters, kernel, _sizes(args.stride or "1", "stride"), padding, dilation,
+                          args.groups, not args.no_bias, kind == "convT", _sizes(args.output_padding, "output-padding"))
+    if kind == "lrn":
+        return arith.LRN(args.lrn_size)
+    stride = _sizes(args.stride, "stride") if args.stride else None
+    return arith.Pool(kind[:3], kernel, stride, padding, dilation, args.ceil_mode)
+
+
+def _run_conv(args) -> int:
+    from rich.table import Table
+
+    from dlparts import arith, report
+    from dlparts.errors import ConfigError
+
+    stack_spec = args.stack
+    if args.stack_file:
+        stack_spec = _read_stack_file(args.stack_file)
+    input_text = args.input
+    if input_text is None and isinstance(stack_spec, str) and stack_spec.strip().lower() in arith.STACK_INPUTS:
+        input_text = arith.STACK_INPUTS[stack_spec.strip().lower()]
+    if input_text is None:
+        raise ConfigError("--input is required, e.g. --input 55x55x3")
+    volume = arith.parse_volume(input_text, channels_first=args.channels_first, batch=args.batch)
+    console = _console()
+    if stack_spec is None:
+        layer = _single_layer(args)
+        cost, _ = layer.apply(volume)
+        if args.format == "json":
+            stack = arith.StackReport(volume, [arith.StackRow(1, args.type, cost)], args.dtype)
+            print(report.stack_json(stack))
+            return 0
+        table = Table(show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column()
+        for label, value in report.single_layer_lines(layer, cost, volume, args.dtype, args.channels_first):
+            table.add_row(label, value)
+        console.print(table)
+        return 0
+    result = arith.apply_stack(arith.parse_stack(stack_spec), volume, args.dtype)
+    if args.format == "json":
+        print(report.stack_json(result))
+        return 0
+    table = Table(title=f"input {volume.chw() if args.channels_first else volume.hwc()}")
+    for col in report.STACK_COLUMNS:
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for row in report.stack_table_rows(result, args.channels_first):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"total parameters {result.params:,} ({report.human_bytes(result.params * arith.dtype_bytes(args.dtype))}"
+                  f" as {args.dtype}); MACs {result.macs:,}; FLOPs {result.flops:,}; "
+                  f"activations {report.human_bytes(result.activation_bytes)}")
+    return 0
+
+
+def _read_stack_file(path: str):
+    import yaml
+
+    from dlparts.errors import ConfigError, DataNotFoundError
+
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise DataNotFoundError(f"stack file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"stack file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if isinstance(data, dict) and "layers" in data:
+        data = data["layers"]
+    if not isinstance(data, list):
+        raise ConfigError(f"stack file {path} must hold a list of layers (or a mapping with 'layers')")
+    return data
+
+
+# -------------------------------------------------------------------------------------------------------------- summary
+_SUMMARY_EXAMPLES = """\
+examples:
+  dlparts summary alexnet --input 3x224x224
+  dlparts summary alexnet_paper --format json
+  dlparts summary torchvision.models:resnet50 --input 3x224x224 --format csv
+  dlparts summary pointnet2_cls_ssg --input 1024x3
+The input shape is the model's own tensor layout without the batch (images CxHxW, point clouds NxC); registered
+models default to their declared input. MACs are multiply-accumulates; FLOPs count 2 per MAC plus the other layers."""
+
+
+def _add_summary(sub) -> None:
+    p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs/FLOPs, memory of a model",
+                       formatter_class=_formatter, description="Model summary.\n\n" + _SUMMARY_EXAMPLES)
+    p.add_argument("model", help="a registered model name or module:callable returning an nn.Module")
+    p.add_argument("--input", "-i", help="input shape without batch, e.g. 3x224x224 or 1024x3")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--device", default="auto", choices=["auto", "meta", "cpu"],
+                   help="auto runs on the meta device, falling back to a small CPU run (default)")
+    p.add_argument("--depth", type=int, default=None, help="hide rows nested deeper than this")
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format")
+
+
+def _load_model(spec: str):
+    import importlib
+
+    import torch
+
+    from dlparts.errors import ConfigError, ModelNotFoundError
+    from dlparts.models import create_model, list_models
+
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"model {spec!r}: cannot load {attr!r} from {module_name!r} ({exc})") from None
+        with torch.device("meta"):
+            model = factory()
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(f"model {spec!r}: {attr} returned {type(model).__name__}, not an nn.Module")
+        return model
+    if spec not in list_models():
+        raise ModelNotFoundError(f"unknown model {spec!r}; `dlparts models` lists them, or give module:callable")
+    with torch.device("meta"):
+        return create_model(spec)
+
+
+def _run_summary(args) -> int:
+    from rich.table import Table
+
+    from dlparts.errors import ConfigError
+    from dlparts.report import human_bytes
+    from dlparts.summary import summarize
+
+    model = _load_model(args.model)
+    info = getattr(model, "model_info", None)
+    if args.input:
+        try:
+            shape = [int(v) for v in args.input.lower().split("x")]
+        except ValueError:
+            raise ConfigError(f"--input {args.input!r} is not sizes joined by 'x', e.g. 3x224x224") from None
+    elif info is not None:
+        shape = list(info.input_spec)
+    else:
+        raise ConfigError("--input is required for a model that is not registered, e.g. --input 3x224x224")
+    result = summarize(model, shape, batch_size=args.batch, device=args.device)
+    if args.format == "json":
+        print(result.to_json())
+        return 0
+    if args.format == "csv":
+        print(result.to_csv(), end="")
+        return 0
+    table = Table(title=f"{result.model} on {args.batch}x{'x'.join(map(str, shape))} ({result.device} device)")
+    for col in ("layer", "type", "output", "params", "MACs", "FLOPs", "RF", "activations"):
+        table.add_column(col, justify="left" if col in ("layer", "type") else "right")
+    for r in result.rows:
+        if args.depth is not None and r.depth > args.depth:
+            continue
+        table.add_row(r.name, r.type, "x".join(map(str, r.output_shape or [])) or "-", f"{r.params:,}",
+                      f"{r.macs:,}", f"{r.flops:,}", "-" if r.rf is None else str(r.rf),
+                      human_bytes(r.activation_bytes))
+    console = _console()
+    console.print(table)
+    t = result.totals()
+    console.print(f"parameters {t['params']:,} (trainable {t['trainable_params']:,}, frozen {t['frozen_params']:,}; "
+                  f"{human_bytes(t['param_bytes'])}); MACs {t['macs']:,}; FLOPs {t['flops']:,}; "
+                  f"activations {human_bytes(t['activation_bytes'])}")
+    if result.uncounted:
+        console.print(f"not counted (unknown layer types): {', '.join(result.uncounted)}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------------------------- models
@@ -58,6 +302,8 @@ def _run_models(args) -> int:
 
 
 COMMANDS: list[tuple[Callable, Callable]] = [
+    (_add_conv, _run_conv),
+    (_add_summary, _run_summary),
     (_add_models, _run_models),
 ]
 

@@ -1,0 +1,105 @@
+"""Rendering of arithmetic and summary results for the command line (rich tables, JSON, CSV).
+
+Kept apart from ``cli.py`` so the CLI stays a thin parser; no torch import here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from dlparts.arith import Conv, LayerCost, Pool, StackReport, Volume, dtype_bytes
+
+
+def human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    exp = min(int(math.log(n, 1024)), 4)
+    return f"{n / 1024 ** exp:.1f} {['B', 'KiB', 'MiB', 'GiB', 'TiB'][exp]}"
+
+
+def _shape(v: Volume, channels_first: bool) -> str:
+    """``55x55x32 (HxWxC)``; the layout letters follow the number of spatial dimensions and the batch."""
+    if not v.spatial:
+        return f"{v.batch}x{v.channels}" if v.batch else str(v.channels)
+    letters = {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}[len(v.spatial)]
+    layout = ["C", *letters] if channels_first else [*letters, "C"]
+    text = v.chw() if channels_first else v.hwc()
+    if v.batch:
+        text, layout = f"{v.batch}x{text}", ["N", *layout]
+    return f"{text} ({'x'.join(layout)})"
+
+
+def _padding_text(pads: tuple[tuple[int, int], ...]) -> str:
+    names = {1: ["length"], 2: ["height", "width"], 3: ["depth", "height", "width"]}[len(pads)]
+    parts = [f"{n} {lo} before / {hi} after" for n, (lo, hi) in zip(names, pads)]
+    symmetric = all(lo == hi for lo, hi in pads)
+    torch_arg = f"PyTorch padding={tuple(lo for lo, _ in pads)}" if symmetric else "not symmetric"
+    return f"{'; '.join(parts)} ({torch_arg})"
+
+
+def single_layer_lines(layer, cost: LayerCost, volume: Volume, dtype: str, channels_first: bool) -> list[tuple[str, str]]:
+    """Label/value lines describing one layer, in the order a student reads them."""
+    size = dtype_bytes(dtype)
+    lines = [("input volume", _shape(volume, channels_first)), ("output volume", _shape(cost.output, channels_first))]
+    if isinstance(layer, Conv):
+        k = layer.kernel if isinstance(layer.kernel, tuple) else (layer.kernel,) * len(volume.spatial)
+        fan_in = (layer.filters // layer.groups if layer.transposed else volume.channels // layer.groups)
+        weights = math.prod(k) * fan_in
+        shape = "x".join(map(str, (*k, fan_in)))
+        each = f"{shape} = {weights:,} weights" + (f" + 1 bias = {weights + 1:,} scalars" if layer.bias else "")
+        lines += [
+            ("filters", f"{layer.filters} (one per output activation map)"),
+            ("each filter", each),
+        ]
+        if layer.groups > 1:
+            lines.append(("groups", f"{layer.groups}: each filter sees {fan_in} of {volume.channels} input channels"))
+        if layer.transposed:
+            lines[-1] = ("each filter", each + f" (weight tensor {volume.channels}x{layer.filters // layer.groups}x"
+                         f"{'x'.join(map(str, k))})")
+    lines.append(("parameters", f"{cost.params:,} ({human_bytes(cost.params * size)} as {dtype})"))
+    if cost.padding:
+        lines.append(("padding applied", _padding_text(cost.padding)))
+    lines += [
+        ("MACs", f"{cost.macs:,} multiply-accumulates"),
+        ("FLOPs", f"{cost.flops:,}" + (" (= 2 x MACs)" if cost.macs else " (no multiply-accumulates)")),
+        ("output activations", f"{cost.output.numel:,} values, {human_bytes(cost.output.numel * size)} as {dtype}"),
+    ]
+    if cost.rf is not None and isinstance(layer, (Conv, Pool)):
+        lines.append(("receptive field", f"{cost.rf} px, jump {cost.jump}"))
+    lines += [("note", n) for n in cost.notes]
+    return lines
+
+
+def stack_table_rows(report: StackReport, channels_first: bool) -> list[list[str]]:
+    size = dtype_bytes(report.dtype)
+    rows = []
+    for row in report.rows:
+        c = row.cost
+        out = c.output.chw() if channels_first else c.output.hwc()
+        rf = "-" if c.rf is None else str(c.rf)
+        jump = "-" if c.jump is None else str(c.jump)
+        rows.append([str(row.index), row.spec, out, f"{c.params:,}", f"{c.macs:,}", f"{c.flops:,}", rf, jump,
+                     human_bytes(c.output.numel * size)])
+    return rows
+
+
+STACK_COLUMNS = ["#", "layer", "output", "params", "MACs", "FLOPs", "RF", "jump", "activations"]
+
+
+def stack_json(report: StackReport) -> str:
+    data: dict[str, Any] = {
+        "input": report.input.hwc(), "dtype": report.dtype,
+        "units": {"macs": "multiply-accumulates", "flops": "floating-point operations (2 per MAC)"},
+        "layers": [{
+            "index": r.index, "spec": r.spec, "kind": r.cost.kind, "output_hwc": r.cost.output.hwc(),
+            "params": r.cost.params, "macs": r.cost.macs, "flops": r.cost.flops,
+            "padding": [list(p) for p in r.cost.padding], "receptive_field": r.cost.rf,
+            "jump": None if r.cost.jump is None else float(r.cost.jump),
+            "activation_bytes": r.cost.activation_bytes(report.dtype), "notes": list(r.cost.notes),
+        } for r in report.rows],
+        "totals": {"params": report.params, "macs": report.macs, "flops": report.flops,
+                   "activation_bytes": report.activation_bytes, "output_hwc": report.output.hwc()},
+    }
+    return json.dumps(data, indent=2)
