@@ -36,6 +36,7 @@ def _console():
 
 # ----------------------------------------------------------------------------------------------------------------- conv
 _CONV_EXAMPLES = """\
+examples:
 One layer (the input is HxWxC unless --channels-first):
   dlparts conv --input 55x55x3 --filters 32 --kernel 5 --padding same
   dlparts conv --input 3x224x224 --channels-first --filters 64 --kernel 7 --stride 2 --padding same
@@ -159,7 +160,7 @@ def _run_conv(args) -> int:
     console.print(table)
     console.print(f"total parameters {result.params:,} ({report.human_bytes(result.params * arith.dtype_bytes(args.dtype))}"
                   f" as {args.dtype}); MACs {result.macs:,}; FLOPs {result.flops:,}; "
-                  f"activations {report.human_bytes(result.activation_bytes)}")
+                  f"activations {report.human_bytes(result.activation_bytes)}", soft_wrap=True)
     return 0
 
 
@@ -269,7 +270,7 @@ def _run_summary(args) -> int:
     t = result.totals()
     console.print(f"parameters {t['params']:,} (trainable {t['trainable_params']:,}, frozen {t['frozen_params']:,}; "
                   f"{human_bytes(t['param_bytes'])}); MACs {t['macs']:,}; FLOPs {t['flops']:,}; "
-                  f"activations {human_bytes(t['activation_bytes'])}")
+                  f"activations {human_bytes(t['activation_bytes'])}", soft_wrap=True)
     if result.uncounted:
         console.print(f"not counted (unknown layer types): {', '.join(result.uncounted)}")
     return 0

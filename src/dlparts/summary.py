@@ -173,6 +173,10 @@ def layer_cost(module: nn.Module, inputs: tuple, output: Any) -> tuple[int, int,
     return 0, 0, False
 
 
+def _first(value) -> int:
+    return value if isinstance(value, int) else value[0]
+
+
 def _field_after(module: nn.Module, x: torch.Tensor | None, out: Any, rf: int | None, jump: Fraction | None):
     """Receptive field and jump after ``module`` along the first spatial dimension."""
     if rf is None:
@@ -180,9 +184,7 @@ def _field_after(module: nn.Module, x: torch.Tensor | None, out: Any, rf: int | 
     if isinstance(module, nn.Linear) and x is not None and x.dim() == 2:
         return None, None
     if isinstance(module, (*_CONVS, *_POOLS, *_CONVTS)):
-        k = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
-        s = module.stride if isinstance(module.stride, int) else module.stride[0]
-        d = module.dilation if isinstance(module.dilation, int) else module.dilation[0]
+        k, s, d = (_first(getattr(module, a, 1)) for a in ("kernel_size", "stride", "dilation"))
         k_eff = effective_kernel(k, d)
         if isinstance(module, _CONVTS):
             return rf + (math.ceil(k_eff / s) - 1) * int(jump), jump / s

@@ -1,0 +1,96 @@
+"""The ``dlparts`` console entry point, run as a user runs it: real subprocesses, exit codes, one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DLPARTS = str(Path(sys.executable).with_name("dlparts"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([DLPARTS, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_seed_example_single_layer():
+    out = run("conv", "--input", "55x55x3", "--filters", "32", "--kernel", "5", "--padding", "same")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "55x55x32 (HxWxC)" in text
+    assert "32 (one per output activation map)" in text
+    assert "5x5x3 = 75 weights + 1 bias = 76 scalars" in text
+    assert "2,432" in text
+    assert "7,260,000 multiply-accumulates" in text and "14,520,000 (= 2 x MACs)" in text
+    assert "height 2 before / 2 after" in text
+
+
+def test_alexnet_paper_stack_json():
+    out = run("conv", "--stack", "alexnet-paper", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["totals"]["params"] == 60_965_224 and data["totals"]["macs"] == 724_406_816
+    pool5 = data["layers"][14]
+    assert (pool5["receptive_field"], pool5["jump"]) == (195, 32.0)
+
+
+def test_stack_file(tmp_path):
+    spec = tmp_path / "net.yaml"
+    spec.write_text("layers:\n  - conv(8, k=3, p=same)\n  - relu\n  - {type: maxpool, kernel: 2}\n  - fc(10)\n")
+    out = run("conv", "--input", "3x16x16", "--channels-first", "--stack-file", str(spec), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["totals"]["params"] == 8 * 28 + 8 * 8 * 8 * 10 + 10
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["conv", "--input", "10x10x3", "--filters", "4", "--kernel", "12"], "larger than the padded input"),
+        (["conv", "--input", "10x10x3", "--filters", "4", "--groups", "2"], "groups 2 must divide"),
+        (["conv", "--input", "10x10x3", "--filters", "4", "--transposed", "--stride", "2", "--output-padding", "2"],
+         "output_padding 2 must be smaller than stride 2"),
+        (["conv", "--input", "0x10x3", "--filters", "4"], "non-positive size"),
+        (["conv", "--input", "10x10x3", "--filters", "-1"], "filters -1 must be positive"),
+        (["conv", "--input", "10x10x3", "--stack", "conv(4, k=3"], "unmatched '('"),
+        (["conv", "--input", "10x10x3", "--stack", "conv(4, k=3), fc(0)"], "layer 2 (fc(0))"),
+        (["conv", "--input", "10x10x3"], "--filters is required"),
+        (["conv", "--input", "10x10x3", "--stack-file", "/nonexistent.yaml"], "/nonexistent.yaml does not exist"),
+        (["conv", "--input", "10x10x3", "--filters", "4", "--padding", "wide"], "--padding 'wide'"),
+        (["summary", "no_such_model"], "unknown model 'no_such_model'"),
+        (["summary", "torchvision.models:nope", "--input", "3x8x8"], "cannot load 'nope'"),
+        (["summary", "torchvision.models:alexnet", "--input", "3xax8"], "--input '3xax8'"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(args, message):
+    out = run(*args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+    assert message in lines[0]
+
+
+def test_summary_torchvision_alexnet_json():
+    out = run("summary", "torchvision.models:alexnet", "--input", "3x224x224", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    totals = json.loads(out.stdout)["totals"]
+    assert totals["params"] == 61_100_840 and totals["macs"] == 714_188_480
+
+
+def test_summary_csv_and_table():
+    out = run("summary", "torchvision.models:alexnet", "--input", "3x224x224", "--format", "csv")
+    assert out.returncode == 0 and out.stdout.splitlines()[-1].startswith("TOTAL,")
+    out = run("summary", "torchvision.models:alexnet", "--input", "3x224x224", "--depth", "0")
+    assert out.returncode == 0 and "MACs 714,188,480" in out.stdout.replace("\n", " ")
+
+
+@pytest.mark.parametrize("command", ["conv", "summary", "models"])
+def test_every_command_has_help_with_examples(command):
+    out = run(command, "--help")
+    assert out.returncode == 0 and "dlparts " + command in out.stdout and "example" in out.stdout.lower()
+
+
+def test_no_command_prints_help_and_exits_2():
+    out = run()
+    assert out.returncode == 2 and "conv" in out.stdout

@@ -1,0 +1,157 @@
+"""Model summaries: exact counts on real modules, agreement with ``dlparts.arith``, the meta-device run and its
+fallback, and the output formats."""
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from dlparts import arith
+from dlparts.errors import ConfigError
+from dlparts.summary import summarize
+
+
+def test_torchvision_alexnet_counts():
+    with torch.device("meta"):
+        model = torchvision.models.alexnet()
+    result = summarize(model, (3, 224, 224))
+    assert result.device == "meta"
+    assert result.total_params == 61_100_840
+    assert result.macs == 714_188_480
+    stack = arith.apply_stack(arith.parse_stack("alexnet-torchvision"), arith.parse_volume("224x224x3"))
+    assert result.macs == stack.macs and result.total_params == stack.params
+    pool5 = next(r for r in result.rows if r.name == "features.12")
+    assert (pool5.rf, pool5.jump) == (195, 32.0)
+
+
+def _paper_alexnet_sequential() -> nn.Sequential:
+    """The paper's net written with plain torch layers (torch's LRN takes alpha/n, so alpha is scaled)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 11, 4), nn.ReLU(inplace=True), nn.LocalResponseNorm(5, 5e-4, 0.75, 2.0), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(inplace=True), nn.LocalResponseNorm(5, 5e-4, 0.75, 2.0),
+        nn.MaxPool2d(3, 2), nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2), nn.Flatten(),
+        nn.Linear(9216, 4096), nn.ReLU(inplace=True), nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+        nn.Dropout(), nn.Linear(4096, 1000),
+    )
+
+
+def test_paper_alexnet_summary_equals_spec_arithmetic():
+    with torch.device("meta"):
+        model = _paper_alexnet_sequential()
+    result = summarize(model, (3, 227, 227))
+    stack = arith.apply_stack(arith.parse_stack("alexnet-paper"), arith.parse_volume("227x227x3"))
+    assert result.total_params == stack.params == 60_965_224
+    assert result.macs == stack.macs == 724_406_816
+    assert result.flops == stack.flops  # pooling, LRN and ReLU FLOPs counted the same way in both
+    in_place = sum(r.activation_bytes for r in result.rows if r.inplace)
+    assert in_place > 0 and result.activation_bytes == sum(r.activation_bytes for r in result.rows) - in_place
+
+
+def test_registered_alexnet_paper_matches_arith():
+    from dlparts.models import create_model
+
+    with torch.device("meta"):
+        model = create_model("alexnet_paper")
+    result = summarize(model, (3, 227, 227))
+    assert result.total_params == 60_965_224
+    assert result.macs == 724_406_816
+
+
+@st.composite
+def layer_configs(draw):
+    dims = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 2]))
+    return dict(dims=dims, size=draw(st.integers(5, 9)), cin=groups * draw(st.integers(1, 3)),
+                cout=groups * draw(st.integers(1, 3)), k=draw(st.integers(1, 3)), s=draw(st.integers(1, 2)),
+                p=draw(st.integers(0, 1)), d=draw(st.integers(1, 2)), groups=groups, transposed=draw(st.booleans()),
+                bias=draw(st.booleans()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layer_configs(), st.integers(1, 3))
+def test_summary_equals_arith_on_random_convolutions(cfg, batch):
+    dims = cfg["dims"]
+    cls = {False: (nn.Conv1d, nn.Conv2d, nn.Conv3d), True: (nn.ConvTranspose1d, nn.ConvTranspose2d,
+                                                              nn.ConvTranspose3d)}[cfg["transposed"]][dims - 1]
+    with torch.device("meta"):
+        module = cls(cfg["cin"], cfg["cout"], cfg["k"], cfg["s"], cfg["p"], dilation=cfg["d"], groups=cfg["groups"],
+                     bias=cfg["bias"])
+    layer = arith.Conv(cfg["cout"], cfg["k"], cfg["s"], cfg["p"], cfg["d"], cfg["groups"], cfg["bias"],
+                       cfg["transposed"])
+    cost, _ = layer.apply(arith.Volume((cfg["size"],) * dims, cfg["cin"], batch))
+    result = summarize(module, (cfg["cin"],) + (cfg["size"],) * dims, batch_size=batch)
+    assert result.rows[0].output_shape == [batch, cfg["cout"], *cost.output.spatial]
+    assert (result.total_params, result.macs, result.flops) == (cost.params, cost.macs, cost.flops)
+
+
+def test_pool_lrn_batchnorm_activation_flops():
+    model = nn.Sequential(nn.BatchNorm2d(4), nn.ReLU(), nn.LocalResponseNorm(3), nn.MaxPool2d(2), nn.AvgPool2d(2),
+                          nn.Flatten(), nn.Linear(4, 3), nn.Softmax(dim=1))
+    result = summarize(model, (4, 4, 4), device="cpu")
+    flops = {r.type: r.flops for r in result.rows}
+    assert flops == {"BatchNorm2d": 2 * 64, "ReLU": 64, "LocalResponseNorm": 64 * (2 * 3 + 3),
+                     "MaxPool2d": 16 * 3, "AvgPool2d": 4 * 4, "Flatten": 0, "Linear": 2 * 12, "Softmax": 3 * 3}
+    assert result.macs == 12 and result.total_params == 8 + 15
+    assert result.uncounted == []
+
+
+def test_frozen_parameters_and_model_left_unchanged():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    model[0].weight.requires_grad_(False)
+    model.train()
+    before = [p.clone() for p in model.parameters()]
+    result = summarize(model, (3, 8, 8))
+    assert (result.total_params, result.trainable_params, result.frozen_params) == (260, 44, 216)
+    assert model.training and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+
+
+class _DataDependent(nn.Module):
+    """Keeps the inputs above their mean: the output size depends on values, so it cannot run on meta."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 5)
+
+    def forward(self, x):
+        keep = x[x[:, :, 0] > x[:, :, 0].mean()]  # (M, 3), M read from the data
+        return self.fc(keep).max(dim=0).values
+
+
+def test_data_dependent_model_falls_back_to_cpu():
+    result = summarize(_DataDependent(), (64, 3))
+    assert result.device == "cpu"
+    assert result.total_params == 20 and result.rows[0].macs == result.rows[0].output_shape[0] * 15
+
+
+def test_meta_built_model_is_materialized_for_the_fallback():
+    with torch.device("meta"):
+        model = _DataDependent()
+    assert summarize(model, (64, 3)).device == "cpu"
+
+
+def test_formats_round_trip():
+    result = summarize(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 8, 8))
+    data = json.loads(result.to_json())
+    assert data["totals"]["macs"] == 6 * 6 * 8 * 27 and data["units"]["macs"] == "multiply-accumulates"
+    rows = list(csv.DictReader(io.StringIO(result.to_csv())))
+    assert rows[-1]["name"] == "TOTAL" and int(rows[-1]["params"]) == 224
+
+
+def test_uncounted_layer_types_are_reported():
+    result = summarize(nn.Sequential(nn.Linear(4, 4), nn.Upsample(scale_factor=2)), (2, 4), device="cpu")
+    assert result.uncounted == ["Upsample"]
+
+
+@pytest.mark.parametrize("shape", [(), (0, 3), (-1, 2)])
+def test_bad_input_shapes(shape):
+    with pytest.raises(ConfigError, match="input shape"):
+        summarize(nn.Linear(3, 3), shape)
