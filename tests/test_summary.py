@@ -155,3 +155,14 @@ def test_uncounted_layer_types_are_reported():
 def test_bad_input_shapes(shape):
     with pytest.raises(ConfigError, match="input shape"):
         summarize(nn.Linear(3, 3), shape)
+
+
+def test_meta_run_equals_cpu_run_row_for_row():
+    model = torchvision.models.resnet18(num_classes=10)
+    meta = summarize(model, (3, 64, 64), batch_size=2, device="meta")
+    cpu = summarize(model, (3, 64, 64), batch_size=2, device="cpu")
+    assert meta.device == "meta" and cpu.device == "cpu"
+    strip = lambda rows: [(r.name, r.output_shape, r.params, r.macs, r.flops, r.rf) for r in rows]  # noqa: E731
+    assert strip(meta.rows) == strip(cpu.rows)
+    assert meta.totals() == cpu.totals()
+    assert all(not hasattr(m, "forward") or "forward" not in vars(m) for m in model.modules())

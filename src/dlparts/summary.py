@@ -317,12 +317,15 @@ def _run(model, input_shape, batch_size, dtype, device, inputs) -> Summary:
     recorder = _Recorder(work, torch.empty((), dtype=dtype).element_size())
     was_training = work.training
     work.eval()
+    shortcut = _shape_preserving_norms(work) if device.type == "meta" else []
     try:
         with torch.no_grad():
             torch.func.functional_call(work, state, inputs) if state else work(*inputs)
     finally:
         recorder.remove()
         work.train(was_training)
+        for module in shortcut:
+            del module.forward
     params = list(model.parameters())
     return Summary(
         model=type(model).__name__ if getattr(model, "model_info", None) is None else model.model_info.name,
@@ -332,6 +335,19 @@ def _run(model, input_shape, batch_size, dtype, device, inputs) -> Summary:
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         uncounted=sorted(recorder.uncounted),
     )
+
+
+def _same_shape(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _shape_preserving_norms(model: nn.Module) -> list[nn.Module]:
+    """On meta, normalization layers run through slow Python decompositions although their output has the input's
+    shape; give them a shape-only forward for this run (their hooks still fire and are counted)."""
+    norms = [m for m in model.modules() if isinstance(m, (*_NORMS, nn.LayerNorm, nn.GroupNorm))]
+    for module in norms:
+        module.forward = _same_shape
+    return norms
 
 
 def _prepare(model: nn.Module, device: torch.device) -> tuple[nn.Module, dict | None]:
