@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/dlparts demo
+	$(VENV)/bin/dlparts conv --stack alexnet-paper
 
 test: $(STAMP)
 	$(PY) -m pytest
