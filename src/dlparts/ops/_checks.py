@@ -1,0 +1,94 @@
+"""Argument checks of the point operators: each raises a dlparts.errors type naming the function, argument and value."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from dlparts.errors import ConfigError, ShapeError
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def tensor(fn: str, name: str, value, *, floating: bool = True) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise ConfigError(f"{fn}: {name} must be a torch.Tensor, got {type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise ConfigError(f"{fn}: {name} must be a floating-point tensor, got dtype {value.dtype}")
+    if not floating and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+        raise ConfigError(f"{fn}: {name} must be an integer tensor, got dtype {value.dtype}")
+    return value
+
+
+def coords(fn: str, name: str, value, batch: int | None = None) -> torch.Tensor:
+    """A ``[B, N, 3]`` floating, finite coordinate tensor (``batch``: the B it must have)."""
+    t = tensor(fn, name, value)
+    if t.dim() != 3 or t.shape[2] != 3:
+        raise ShapeError(f"{fn}: {name} must have shape [B, N, 3], got {_shape(t)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ShapeError(f"{fn}: {name} has batch size {t.shape[0]} but the first argument has {batch}")
+    if t.shape[1] == 0:
+        raise ShapeError(f"{fn}: {name} holds no points (shape {_shape(t)})")
+    if not bool(torch.isfinite(t).all()):
+        raise ConfigError(f"{fn}: {name} holds non-finite coordinates (NaN or inf)")
+    return t
+
+
+def same_device(fn: str, first: tuple[str, torch.Tensor], *others: tuple[str, torch.Tensor]) -> None:
+    for name, t in others:
+        if t.device != first[1].device:
+            raise ConfigError(f"{fn}: {name} is on {t.device} but {first[0]} is on {first[1].device}")
+
+
+def integer(fn: str, name: str, value, low: int, high: int | None = None, high_text: str = "") -> int:
+    """An int in ``[low, high]``; ``high_text`` explains where the upper bound comes from."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{fn}: {name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low:
+        raise ConfigError(f"{fn}: {name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ConfigError(f"{fn}: {name}={value} exceeds {high_text or high}")
+    return value
+
+
+def positive_float(fn: str, name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{fn}: {name} must be a number, got {value!r}")
+    value = float(value)
+    if not (value > 0.0 and value < float("inf")):
+        raise ConfigError(f"{fn}: {name} must be a positive finite number, got {value!r}")
+    return value
+
+
+def lengths(fn: str, value, batch: int, n: int, device: torch.device) -> torch.Tensor:
+    """``int64 [B]`` on ``device`` with ``1 <= lengths[b] <= N``; ``None`` means every cloud has all N points."""
+    if value is None:
+        return torch.full((batch,), n, dtype=torch.int64, device=device)
+    if isinstance(value, (list, tuple)):
+        value = torch.tensor(value)
+    t = tensor(fn, "lengths", value, floating=False)
+    if t.shape != (batch,):
+        raise ShapeError(f"{fn}: lengths must have shape [{batch}] (one per cloud), got {_shape(t)}")
+    t = t.to(device=device, dtype=torch.int64).contiguous()
+    low, high = int(t.min()), int(t.max())
+    if low < 1 or high > n:
+        raise ConfigError(f"{fn}: lengths must lie in [1, {n}] (the number of points), got values from {low} to {high}")
+    return t
+
+
+def indices(fn: str, name: str, value, batch: int, n: int, device: torch.device) -> torch.Tensor:
+    """An int64 index tensor ``[B, ...]`` with every value in ``[0, n)``."""
+    t = tensor(fn, name, value, floating=False)
+    if t.dim() < 2 or t.shape[0] != batch:
+        raise ShapeError(f"{fn}: {name} must have shape [B, ...] with B={batch}, got {_shape(t)}")
+    if t.device != device:
+        raise ConfigError(f"{fn}: {name} is on {t.device} but the points are on {device}")
+    if t.numel() > 0:
+        low, high = int(t.min()), int(t.max())
+        if low < 0 or high >= n:
+            raise ConfigError(f"{fn}: {name} must lie in [0, {n - 1}], got values from {low} to {high}")
+    return t.to(torch.int64)
