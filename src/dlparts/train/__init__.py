@@ -1,0 +1,1 @@
+"""The training engine: configs, Lightning modules per task, data modules, metrics, callbacks; see ``engine``."""

@@ -1,0 +1,179 @@
+"""Recipe configs: YAML sets the defaults, ``key=value`` on the command line overrides any key.
+
+The schema is :data:`DEFAULTS`; every key a config or an override names must be in it (the mappings named in
+:data:`OPEN_KEYS` take any sub-key and pass them through to a builder).  Values are checked against the default's type
+(an int is accepted where a float is expected) and against :data:`CHOICES`, so a typo is one clear
+:class:`~dlparts.errors.ConfigError` before any training starts.  The resolved config is saved in the run folder
+(``config.yaml``), as timm's ``train.py`` does with its ``args.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlparts.errors import ConfigError, DataNotFoundError
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "task": None,  # image_cls | point_cls | point_partseg | point_semseg; default: the model's registered task
+    "run": {"dir": "runs", "name": None},
+    "model": {"name": None, "args": {}},
+    "data": {"name": None, "root": None, "num_points": 1024, "batch_size": 32, "eval_batch_size": None,
+             "workers": 0, "val_fraction": 0.1, "augment": True, "args": {}},
+    "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "betas": [0.9, 0.999]},
+    "sched": {"name": "step", "step_size": 20, "gamma": 0.7, "min_lr": 1e-5, "warmup_epochs": 0, "patience": 3,
+              "factor": 0.1},
+    "loss": {"label_smoothing": 0.0},
+    "bn_momentum": {"enabled": False, "start": 0.5, "decay": 0.5, "step": 20, "min": 0.01},
+    "trainer": {"max_epochs": 10, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "strategy": "auto",
+                "precision": "auto", "gradient_clip_val": 0.0, "sync_batchnorm": False, "log_every_n_steps": 10,
+                "limit_train_batches": 1.0, "limit_val_batches": 1.0, "limit_test_batches": 1.0,
+                "check_val_every_n_epoch": 1, "progress": True, "threads": 0},
+    "eval": {"votes": 1, "vote_axis": 2, "vote_scale": [0.8, 1.25]},
+    "plots": {"enabled": True, "examples": 4},
+}
+
+#: Mappings whose sub-keys are free: they go as keyword arguments to the model builder or the dataset.
+OPEN_KEYS = ("model.args", "data.args")
+
+#: Types of keys whose default does not tell (None, or a string that may also be a number).
+TYPES: dict[str, tuple[type, ...]] = {
+    "task": (str,), "run.name": (str,), "model.name": (str,), "data.name": (str,), "data.root": (str,),
+    "data.eval_batch_size": (int,), "trainer.devices": (int, str, list), "trainer.precision": (str, int),
+    "trainer.limit_train_batches": (int, float), "trainer.limit_val_batches": (int, float),
+    "trainer.limit_test_batches": (int, float),
+}
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "task": ("image_cls", "point_cls", "point_partseg", "point_semseg"),
+    "optim.name": ("sgd", "adam", "adamw"),
+    "sched.name": ("none", "step", "cosine", "plateau"),
+    "trainer.precision": ("auto", "32", 32, "16-mixed", "bf16-mixed"),
+    "eval.vote_axis": (0, 1, 2),
+}
+
+#: Keys that must hold a positive number.
+POSITIVE = ("data.num_points", "data.batch_size", "data.eval_batch_size", "optim.lr", "trainer.max_epochs",
+            "sched.step_size", "eval.votes", "trainer.num_nodes")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; open mappings stay whole."""
+    flat = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and path not in OPEN_KEYS:
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+_SCHEMA = _flatten(DEFAULTS)
+
+
+def _set(tree: dict, path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for key in parents:
+        tree = tree[key]
+    tree[leaf] = value
+
+
+def get(cfg: dict, path: str) -> Any:
+    """``get(cfg, "optim.lr")``."""
+    for key in path.split("."):
+        cfg = cfg[key]
+    return cfg
+
+
+def _coerce(path: str, value: Any, where: str) -> Any:
+    """Check ``value`` for the key ``path``; return it, converted where YAML reads a number as text (``1e-3``)."""
+    if path in OPEN_KEYS:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {path} must be a mapping of builder arguments, got {value!r}")
+        return value
+    default = _SCHEMA[path]
+    types = TYPES.get(path) or ((int, float) if isinstance(default, float) else (type(default),))
+    if isinstance(value, str) and float in types:
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = value is None and (default is None or path in TYPES)
+    ok = ok or (isinstance(value, types) and not (isinstance(value, bool) and bool not in types))
+    if not ok:
+        names = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{where}: {path}={value!r} must be {names}")
+    if path in CHOICES and value is not None and value not in CHOICES[path]:
+        raise ConfigError(f"{where}: {path}={value!r} must be one of {', '.join(map(str, CHOICES[path]))}")
+    if path in POSITIVE and value is not None and value <= 0:
+        raise ConfigError(f"{where}: {path}={value!r} must be positive")
+    return value
+
+
+def _merge(cfg: dict, tree: dict, where: str, prefix: str = "") -> None:
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {tree!r}")
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if path in _SCHEMA:
+            _set(cfg, path, _coerce(path, value, where))
+        elif any(k.startswith(path + ".") for k in _SCHEMA) and isinstance(value, dict):
+            _merge(cfg, value, where, path + ".")
+        else:
+            raise ConfigError(f"{where}: unknown key {path!r}{_hint(path)}")
+
+
+def _hint(path: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(path, list(_SCHEMA), n=2)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=0.01"`` -> ``("optim.lr", 0.01)``; the value is read as YAML (numbers, true/false, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not key=value, e.g. trainer.max_epochs=2")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> dict:
+    """The resolved config: :data:`DEFAULTS` (or ``base``), then the YAML file ``path``, then ``overrides``."""
+    cfg = copy.deepcopy(base if base is not None else DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DataNotFoundError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        _merge(cfg, tree, str(path))
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in _SCHEMA:
+            open_parent = next((k for k in OPEN_KEYS if key.startswith(k + ".")), None)
+            if open_parent is None:
+                raise ConfigError(f"override {text!r}: unknown key {key!r}{_hint(key)}")
+            get(cfg, open_parent)[key[len(open_parent) + 1:]] = value
+            continue
+        _set(cfg, key, _coerce(key, value, f"override {text!r}"))
+    if cfg["model"]["name"] is None:
+        raise ConfigError("model.name is not set; give it in the config or as model.name=NAME")
+    if cfg["data"]["name"] is None:
+        raise ConfigError("data.name is not set; give it in the config or as data.name=NAME")
+    return cfg
+
+
+def save_config(cfg: dict, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))

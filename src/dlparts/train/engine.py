@@ -1,0 +1,199 @@
+"""The main job: ``fit`` (train, keep last and best-on-validation checkpoints, then test the best), ``test`` and
+``load_checkpoint``; what ``dlparts fit`` and ``dlparts test`` call.
+
+A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/{last,best}.ckpt``, ``logs/metrics.csv``,
+TensorBoard event files under ``tb/``, ``plots/*.png`` and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from dlparts.errors import ConfigError, DataError, DataNotFoundError
+from dlparts.train.config import load_config, save_config
+
+UNITS = {"image_cls": "images", "point_cls": "clouds", "point_partseg": "clouds", "point_semseg": "blocks"}
+
+
+def run_folder(cfg: dict, resume: bool) -> Path:
+    """``run.dir/run.name``; a folder that already holds checkpoints is refused unless resuming."""
+    name = cfg["run"]["name"] or f"{cfg['model']['name']}-{cfg['data']['name']}"
+    folder = Path(cfg["run"]["dir"]) / name
+    if not resume and (folder / "checkpoints" / "last.ckpt").exists():
+        raise ConfigError(f"run folder {folder} already holds a run; continue it with --resume {folder} "
+                          f"or start another with run.name=NEW_NAME")
+    return folder
+
+
+def check_task(cfg: dict, info: dict) -> None:
+    """The model's registered task must be the dataset's (checked before any training)."""
+    from dlparts.models import get_model_info
+
+    model_task = get_model_info(cfg["model"]["name"]).task
+    if cfg["task"] is not None and cfg["task"] != info["task"]:
+        raise ConfigError(f"task={cfg['task']!r} but data.name={cfg['data']['name']!r} is a {info['task']} dataset")
+    if model_task != info["task"]:
+        raise ConfigError(f"model.name={cfg['model']['name']!r} is a {model_task} model but "
+                          f"data.name={cfg['data']['name']!r} is a {info['task']} dataset")
+
+
+def _precision(cfg: dict) -> str:
+    precision = str(cfg["trainer"]["precision"])
+    if precision == "auto":
+        return "16-mixed" if torch.cuda.is_available() and cfg["trainer"]["accelerator"] != "cpu" else "32-true"
+    return "32-true" if precision == "32" else precision
+
+
+def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callbacks=()):
+    """A Lightning trainer for ``cfg`` writing into ``folder``."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from dlparts.train import callbacks as cb
+
+    t = cfg["trainer"]
+    checkpoint = ModelCheckpoint(dirpath=folder / "checkpoints", filename="best", monitor=monitor, mode="max",
+                                 save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [checkpoint, cb.EpochSeed(cfg["seed"]), cb.Throughput(unit), *extra_callbacks]
+    if cfg["bn_momentum"]["enabled"]:
+        b = cfg["bn_momentum"]
+        callbacks.append(cb.BNMomentumSchedule(b["start"], b["decay"], b["step"], b["min"]))
+    if cfg["plots"]["enabled"]:
+        callbacks.append(cb.Plots(folder / "plots", cfg["plots"]["examples"]))
+    loggers = [CSVLogger(folder, name="logs", version=""), TensorBoardLogger(folder, name="tb", version="")]
+    return pl.Trainer(
+        max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"], num_nodes=t["num_nodes"],
+        strategy=t["strategy"], precision=_precision(cfg), gradient_clip_val=t["gradient_clip_val"] or None,
+        sync_batchnorm=t["sync_batchnorm"], log_every_n_steps=t["log_every_n_steps"],
+        limit_train_batches=t["limit_train_batches"], limit_val_batches=t["limit_val_batches"],
+        limit_test_batches=t["limit_test_batches"], check_val_every_n_epoch=t["check_val_every_n_epoch"],
+        enable_progress_bar=t["progress"], enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False, callbacks=callbacks, logger=loggers, default_root_dir=folder,
+        plugins=[cb.AtomicCheckpointIO()],
+    )
+
+
+def _quiet_lightning() -> None:
+    """Lightning's start-up tips (GPU available, worker counts, ...) are noise in a CLI run."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def fit(cfg: dict, *, resume: str | Path | None = None) -> dict:
+    """Train ``cfg``, test the best-on-validation checkpoint, write ``results.json``; return the results.
+
+    ``resume``: a run folder whose ``checkpoints/last.ckpt`` continues exactly (epoch, optimizer, scheduler, BN
+    momentum, history; per-epoch seeding makes the interrupted epoch replay identically).
+    """
+    import lightning.pytorch as pl
+
+    from dlparts.train.data import DataModule, build_splits
+    from dlparts.train.modules import build_module
+
+    _quiet_lightning()
+    if cfg["trainer"]["threads"]:
+        torch.set_num_threads(cfg["trainer"]["threads"])
+    folder = run_folder(cfg, resume is not None)
+    ckpt = None
+    if resume is not None:
+        ckpt = Path(resume) / "checkpoints" / "last.ckpt"
+        if not ckpt.is_file():
+            raise DataNotFoundError(f"--resume {resume}: {ckpt} does not exist")
+    pl.seed_everything(cfg["seed"], verbose=False)
+    started = time.time()
+    splits = build_splits(cfg)
+    check_task(cfg, splits.info)
+    module = build_module(cfg, splits.info)
+    module.extra_state = splits.extra_state
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, folder / "config.yaml")
+    from dlparts.train.callbacks import FirstStep
+
+    first = FirstStep()
+    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], [first])
+    datamodule = DataModule(cfg, splits)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    fit_s = time.time() - started
+    best = trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
+    best_val = _best_row(module.history, module.monitor)
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    result = {"run_dir": str(folder), "best_ckpt": str(best), "last_ckpt": str(folder / "checkpoints" / "last.ckpt"),
+              "task": splits.info["task"], "model": cfg["model"]["name"], "data": cfg["data"]["name"],
+              "epochs": trainer.current_epoch, "best_val": best_val,
+              "test": {k.removeprefix("test/"): float(v) for k, v in test_metrics.items()},
+              "fit_seconds": fit_s, "first_step_at": first.at, "setup_seconds": (first.at or time.time()) - started,
+              "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written]}
+    if trainer.is_global_zero:
+        (folder / "results.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _best_row(history: list[dict], monitor: str) -> dict:
+    key = monitor.removeprefix("val/")
+    rows = [r for r in history if key in r]
+    return max(rows, key=lambda r: r[key]) if rows else {}
+
+
+def load_checkpoint(path: str | Path, overrides: list[str] = ()):
+    """``(module, cfg)`` from a dlparts checkpoint; ``overrides`` apply to its saved config (e.g. ``eval.votes=12``
+    or ``data.root=...``).  A checkpoint whose weights do not fit the configured model is a ConfigError."""
+    from dlparts.train.modules import build_module
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means "not a checkpoint"
+        raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
+    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    if "cfg" not in hparams or "info" not in hparams:
+        raise DataError(f"checkpoint {path} is not a dlparts checkpoint (no saved config)")
+    cfg = load_config(None, list(overrides), base=hparams["cfg"])
+    module = build_module(cfg, hparams["info"])
+    try:
+        module.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ConfigError(f"checkpoint {path} holds weights of another model than {cfg['model']['name']!r} "
+                          f"({first})") from None
+    module.on_load_checkpoint(state)
+    module.eval()
+    return module, cfg
+
+
+def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
+    """Evaluate a checkpoint on its dataset's test split; plots go beside the checkpoint's run folder."""
+    from dlparts.train.data import DataModule, build_splits
+
+    _quiet_lightning()
+    module, cfg = load_checkpoint(ckpt, overrides)
+    splits = build_splits(cfg)
+    check_task(cfg, splits.info)
+    folder = Path(ckpt).resolve().parent.parent
+    cfg = {**cfg, "trainer": {**cfg["trainer"], "devices": 1, "strategy": "auto", "num_nodes": 1}}
+    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]])
+    metrics = trainer.test(module, datamodule=DataModule(cfg, splits), verbose=False)[0]
+    return {"ckpt": str(ckpt), "task": splits.info["task"], "model": cfg["model"]["name"],
+            "test": {k.removeprefix("test/"): float(v) for k, v in metrics.items()},
+            "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written],
+            "run_dir": str(folder)}
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] = ()) -> dict:
+    """The saved config of run folder ``run_dir`` with ``overrides`` (e.g. more epochs) applied."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise DataNotFoundError(f"--resume {run_dir}: no config.yaml there (not a dlparts run folder)")
+    return load_config(path, list(overrides))
+

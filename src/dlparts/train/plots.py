@@ -1,0 +1,54 @@
+"""The test-time figures of a run: confusion matrix, example segmentations, PointNet critical points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dlparts import viz
+
+
+def _examples(dataset, count: int) -> dict[str, torch.Tensor]:
+    """The first ``count`` items of ``dataset`` stacked into a batch."""
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+@torch.no_grad()
+def test_plots(module, dataset, folder: Path, examples: int) -> list[Path]:
+    """PNGs for a tested ``module`` (whose ``last_test`` holds the computed test metrics); returns their paths."""
+    written = []
+    info, last = module.info, getattr(module, "last_test", {})
+    if "confmat" in last and info["task"] in ("image_cls", "point_cls"):
+        written.append(viz.plot_confusion(last["confmat"], info["classes"], folder / "confusion_matrix.png",
+                                          title=f"{module.cfg['model']['name']} test confusion matrix"))
+    if examples <= 0 or len(dataset) == 0 or info["task"] == "image_cls":
+        return written
+    batch = _examples(dataset, examples)
+    batch = {k: v.to(module.device) for k, v in batch.items()}
+    was_training = module.training
+    module.eval()
+    logits = module(batch)
+    if info["task"] == "point_partseg":
+        pred = module.predict_parts(logits, batch["category"])
+    else:
+        pred = logits.argmax(dim=-1)
+    points = batch["points"].cpu().numpy()
+    if info["task"] in ("point_partseg", "point_semseg"):
+        clouds = []
+        for i in range(len(points)):
+            truth, guess = batch["seg"][i].cpu().numpy(), pred[i].cpu().numpy()
+            accuracy = float((truth == guess).mean())
+            clouds += [(points[i], truth, f"#{i} truth"), (points[i], guess, f"#{i} predicted ({accuracy:.0%} right)")]
+        written.append(viz.plot_point_clouds(clouds, folder / "segmentations.png", columns=2))
+    critical = getattr(module.model, "critical_points", None)
+    if critical is not None:
+        idx = critical(batch["points"]).cpu().numpy()  # [B, M] indices of the points that win the max pool
+        names = info["classes"]
+        items = [(points[i], idx[i], f"{names[int(batch['label'][i])]} -> {names[int(pred[i])]}")
+                 for i in range(len(points))] if info["task"] == "point_cls" else \
+                [(points[i], idx[i], f"#{i}") for i in range(len(points))]
+        written.append(viz.plot_critical_points(items, folder / "critical_points.png"))
+    module.train(was_training)
+    return written
