@@ -1,0 +1,276 @@
+"""GPU backend of the point operators: Triton kernels, compiled by Triton at first use (nothing built at install).
+
+Implements the backend interface of :mod:`dlparts.ops.reference` (``fps``, ``ball_query``, ``knn``) and returns
+exactly what the reference returns: the same indices, and bit-identical float32 distances.  Importing this module
+raises ``ImportError`` when Triton is missing; the dispatch (:mod:`dlparts.ops._dispatch`) then falls back to the
+reference with one warning.
+
+Exactness.  Every kernel computes a squared distance as ``dx*dx + dy*dy + dz*dz`` in float32, in that order, and every
+launch passes ``enable_fp_fusion=False``: Triton otherwise lets LLVM contract ``a*b + c`` into one FMA (one rounding
+instead of two) and runs ptxas with ``--fmad=true``; with the flag off neither happens, so each product and sum is
+rounded on its own as in the reference.  Plain ``mul.f32``/``add.f32`` keep denormals (no flush to zero).  Ties go to
+the lowest index: reductions use ``tie_break_left`` and the nearest-neighbour kernels sort int64 keys
+``(float32 bits of d2) << 32 | index``, whose order is the order of ``(d2, index)`` because ``d2 >= +0``.
+
+Testing without a GPU.  ``TRITON_INTERPRET=1`` makes Triton run the same kernels with numpy on CPU tensors.  The flag
+is read when a kernel is wrapped by ``triton.jit``, so the kernels below are plain functions wrapped at launch, once
+per mode (:func:`_kernel`), and ``DEVICE_TYPES`` admits CPU tensors only while the interpreter is on.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from dlparts.ops import reference
+
+# Clouds up to this many points keep coordinates and distances in registers (one program per cloud); larger clouds
+# stream chunks of _FPS_CHUNK points through a global scratch buffer of distances.
+_FPS_REGISTER_MAX = 8192
+_FPS_CHUNK = 2048
+# The nearest-neighbour kernels keep the best k keys per query in registers; beyond this k the reference runs instead.
+_TOPK_MAX = 256
+# Each program of the neighbour kernels handles _QUERY_BLOCK queries against chunks of _POINT_BLOCK points.
+_QUERY_BLOCK = 16
+_POINT_BLOCK = 64
+_LAUNCH = {"enable_fp_fusion": False}
+
+_jitted: dict[tuple[str, bool], object] = {}
+
+
+def __getattr__(name: str):
+    # DEVICE_TYPES is computed when read, because the interpreter can be switched on after this module is imported.
+    if name == "DEVICE_TYPES":
+        return ("cuda", "cpu") if triton.knobs.runtime.interpret else ("cuda",)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _kernel(fn):
+    """``fn`` wrapped by ``triton.jit`` for the current mode (compiled, or interpreted when TRITON_INTERPRET=1)."""
+    key = (fn.__name__, bool(triton.knobs.runtime.interpret))
+    if key not in _jitted:
+        _jitted[key] = triton.jit(fn)
+    return _jitted[key]
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+# ---------------------------------------------------------------------------------------------------------------- FPS
+def _fps_registers(xyz_ptr, lengths_ptr, start_ptr, idx_ptr, n, m, BLOCK: tl.constexpr):
+    """One program per cloud; the whole cloud and its distances to the chosen set live in registers."""
+    b = tl.program_id(0).to(tl.int64)
+    length = tl.load(lengths_ptr + b)
+    base = xyz_ptr + b * n * 3
+    offs = tl.arange(0, BLOCK)
+    valid = offs < length
+    x = tl.load(base + offs * 3, mask=valid, other=0.0)
+    y = tl.load(base + offs * 3 + 1, mask=valid, other=0.0)
+    z = tl.load(base + offs * 3 + 2, mask=valid, other=0.0)
+    # Distance to the chosen set; chosen and missing points are held at -1 so they are never chosen (again).
+    mind = tl.where(valid, float("inf"), -1.0)
+    cur = tl.load(start_ptr + b)
+    for i in range(m):
+        tl.store(idx_ptr + b * m + i, cur)
+        dx = x - tl.load(base + cur * 3)
+        dy = y - tl.load(base + cur * 3 + 1)
+        dz = z - tl.load(base + cur * 3 + 2)
+        d = dx * dx + dy * dy + dz * dz
+        mind = tl.where(mind >= 0, tl.minimum(mind, d), mind)
+        mind = tl.where(offs == cur, -1.0, mind)
+        cur = tl.argmax(mind, 0, tie_break_left=True).to(tl.int64)
+
+
+def _fps_chunked(xyz_ptr, lengths_ptr, start_ptr, idx_ptr, mind_ptr, n, m, CHUNK: tl.constexpr):
+    """One program per cloud, streaming the cloud in chunks; ``mind_ptr [B, N]`` starts at +inf."""
+    b = tl.program_id(0).to(tl.int64)
+    length = tl.load(lengths_ptr + b)
+    base = xyz_ptr + b * n * 3
+    mbase = mind_ptr + b * n
+    cur = tl.load(start_ptr + b)
+    for i in range(m):
+        tl.store(idx_ptr + b * m + i, cur)
+        cx = tl.load(base + cur * 3)
+        cy = tl.load(base + cur * 3 + 1)
+        cz = tl.load(base + cur * 3 + 2)
+        best = -2.0
+        best_idx = cur
+        for lo in range(0, length, CHUNK):
+            offs = lo + tl.arange(0, CHUNK).to(tl.int64)
+            valid = offs < length
+            dx = tl.load(base + offs * 3, mask=valid, other=0.0) - cx
+            dy = tl.load(base + offs * 3 + 1, mask=valid, other=0.0) - cy
+            dz = tl.load(base + offs * 3 + 2, mask=valid, other=0.0) - cz
+            d = dx * dx + dy * dy + dz * dz
+            mind = tl.load(mbase + offs, mask=valid, other=-1.0)
+            mind = tl.where(mind >= 0, tl.minimum(mind, d), mind)
+            mind = tl.where(offs == cur, -1.0, mind)
+            tl.store(mbase + offs, mind, mask=valid)
+            top, arg = tl.max(mind, 0, return_indices=True, return_indices_tie_break_left=True)
+            # Strictly greater: an equal maximum in a later chunk has a higher index and loses the tie.
+            better = top > best
+            best_idx = tl.where(better, lo + arg.to(tl.int64), best_idx)
+            best = tl.where(better, top, best)
+        cur = best_idx
+
+
+def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -> torch.Tensor:
+    """Farthest point sampling (PointNet++ Sec. 3.2): ``xyz [B, N, 3]`` -> ``idx int64 [B, m]``; see the reference."""
+    b, n, _ = xyz.shape
+    idx = torch.empty(b, m, dtype=torch.int64, device=xyz.device)
+    if n <= _FPS_REGISTER_MAX:
+        block = max(_pow2(n), 16)
+        _kernel(_fps_registers)[(b,)](xyz, lengths, start, idx, n, m, BLOCK=block,
+                                      num_warps=max(1, min(16, block // 256)), **_LAUNCH)
+    else:
+        _fps_streaming(xyz, lengths, m, start, idx, _FPS_CHUNK)
+    return idx
+
+
+def _fps_streaming(xyz, lengths, m: int, start, idx, chunk: int) -> None:
+    """The chunked FPS kernel (``chunk`` a power of two), separate so tests can run it on small clouds."""
+    b, n, _ = xyz.shape
+    mind = torch.full((b, n), float("inf"), dtype=torch.float32, device=xyz.device)
+    _kernel(_fps_chunked)[(b,)](xyz, lengths, start, idx, mind, n, m, CHUNK=chunk,
+                                num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
+
+
+# --------------------------------------------------------------------------------------------------------- ball query
+def _ball_index(xyz_ptr, centers_ptr, lengths_ptr, idx_ptr, count_ptr, n, s, radius2, k,
+                BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr):
+    """Ball query in index order: the first ``k`` points with ``d2 < radius2``; one program per ``BQ`` centers."""
+    b = tl.program_id(0).to(tl.int64)
+    q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    qmask = q < s
+    length = tl.load(lengths_ptr + b)
+    base = xyz_ptr + b * n * 3
+    cbase = centers_ptr + (b * s + q) * 3
+    cx = tl.load(cbase, mask=qmask, other=0.0)
+    cy = tl.load(cbase + 1, mask=qmask, other=0.0)
+    cz = tl.load(cbase + 2, mask=qmask, other=0.0)
+    out = idx_ptr + (b * s + q) * k  # [BQ] row starts
+    cnt = tl.zeros([BQ], dtype=tl.int32)
+    first = tl.zeros([BQ], dtype=tl.int64)
+    near_d = tl.full([BQ], float("inf"), tl.float32)
+    near_i = tl.zeros([BQ], dtype=tl.int64)
+    lo = 0
+    # Once every center of the block holds k points no ball is empty, so the nearest point is not needed either.
+    while (lo < length) & (tl.min(tl.where(qmask, cnt, k)) < k):
+        p = lo + tl.arange(0, BN).to(tl.int64)
+        pmask = p < length
+        dx = cx[:, None] - tl.load(base + p * 3, mask=pmask, other=0.0)[None, :]
+        dy = cy[:, None] - tl.load(base + p * 3 + 1, mask=pmask, other=0.0)[None, :]
+        dz = cz[:, None] - tl.load(base + p * 3 + 2, mask=pmask, other=0.0)[None, :]
+        d = dx * dx + dy * dy + dz * dz  # [BQ, BN]
+        d = tl.where(pmask[None, :], d, float("inf"))
+        inside = d < radius2
+        hits = inside.to(tl.int32)
+        slot = cnt[:, None] + tl.cumsum(hits, 1) - 1  # [BQ, BN] slot of each hit in its row
+        tl.store(out[:, None] + slot, p[None, :], mask=inside & (slot < k) & qmask[:, None])
+        first = tl.where(cnt == 0, tl.min(tl.where(inside, p[None, :], n), 1), first)
+        cnt += tl.sum(hits, 1)
+        top, arg = tl.min(d, 1, return_indices=True, return_indices_tie_break_left=True)
+        better = top < near_d
+        near_i = tl.where(better, lo + arg.to(tl.int64), near_i)
+        near_d = tl.where(better, top, near_d)
+        lo += BN
+    cnt = tl.minimum(cnt, k)
+    fill = tl.where(cnt > 0, first, near_i)
+    slots = tl.arange(0, KP)
+    tl.store(out[:, None] + slots[None, :], tl.broadcast_to(fill[:, None], (BQ, KP)),
+             mask=(slots[None, :] >= cnt[:, None]) & (slots[None, :] < k) & qmask[:, None])
+    tl.store(count_ptr + b * s + q, cnt.to(tl.int64), mask=qmask)
+
+
+def _nearest(xyz_ptr, query_ptr, lengths_ptr, idx_ptr, dist_ptr, count_ptr, n, s, radius2, k,
+             BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr, IN_BALL: tl.constexpr):
+    """The ``k`` nearest points by ``(d2, index)``; with ``IN_BALL`` only those with ``d2 < radius2`` (ball query).
+
+    Keeps the best ``k`` keys of each query, ascending, in registers (``[BQ, KP]``, padded with ``NEVER``) and
+    merges each chunk of ``BN`` points into them by ``k`` rounds of selecting the smallest remaining key.
+    """
+    NEVER: tl.constexpr = 0x7FFFFFFFFFFFFFFF  # larger than the key of every real point
+    b = tl.program_id(0).to(tl.int64)
+    q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    qmask = q < s
+    length = tl.load(lengths_ptr + b)
+    base = xyz_ptr + b * n * 3
+    qbase = query_ptr + (b * s + q) * 3
+    cx = tl.load(qbase, mask=qmask, other=0.0)
+    cy = tl.load(qbase + 1, mask=qmask, other=0.0)
+    cz = tl.load(qbase + 2, mask=qmask, other=0.0)
+    slots = tl.arange(0, KP)
+    best = tl.full([BQ, KP], NEVER, tl.int64)
+    cnt = tl.zeros([BQ], dtype=tl.int32)
+    near = tl.full([BQ], NEVER, tl.int64)  # key of the nearest valid point, for an empty ball
+    for lo in range(0, length, BN):
+        p = lo + tl.arange(0, BN).to(tl.int64)
+        pmask = p < length
+        dx = cx[:, None] - tl.load(base + p * 3, mask=pmask, other=0.0)[None, :]
+        dy = cy[:, None] - tl.load(base + p * 3 + 1, mask=pmask, other=0.0)[None, :]
+        dz = cz[:, None] - tl.load(base + p * 3 + 2, mask=pmask, other=0.0)[None, :]
+        d = dx * dx + dy * dy + dz * dz  # [BQ, BN]
+        key = (d.to(tl.int32, bitcast=True).to(tl.int64) << 32) | p[None, :]  # [BQ, BN], ordered as (d2, index)
+        key = tl.where(pmask[None, :], key, NEVER)
+        if IN_BALL:
+            near = tl.minimum(near, tl.min(key, 1))
+            inside = (d < radius2) & pmask[None, :]
+            cnt += tl.sum(inside.to(tl.int32), 1)
+            key = tl.where(inside, key, NEVER)
+        # Merge only when some query of the block gains a point: most chunks of a small ball gain nothing.
+        worst = tl.max(tl.where(slots[None, :] < k, best, 0), 1)  # [BQ] k-th best key so far
+        gain = tl.sum((tl.min(key, 1) < worst).to(tl.int32), 0)
+        if gain > 0:
+            merged = tl.full([BQ, KP], NEVER, tl.int64)
+            for j in range(k):
+                pick = tl.minimum(tl.min(key, 1), tl.min(best, 1))  # [BQ] the j-th smallest key
+                merged = tl.where(slots[None, :] == j, pick[:, None], merged)
+                key = tl.where(key == pick[:, None], NEVER, key)
+                best = tl.where(best == pick[:, None], NEVER, best)
+            best = merged
+    row = (b * s + q)[:, None] * k + slots[None, :]  # [BQ, KP] flat output offsets
+    found = best & 0xFFFFFFFF
+    if IN_BALL:
+        cnt = tl.minimum(cnt, k)
+        fill = tl.where(cnt > 0, tl.min(best, 1), near) & 0xFFFFFFFF  # slot 0, or the nearest point
+        found = tl.where(slots[None, :] < cnt[:, None], found, fill[:, None])
+        tl.store(count_ptr + b * s + q, cnt.to(tl.int64), mask=qmask)
+    else:
+        dist = (best >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+        tl.store(dist_ptr + row, dist, mask=(slots[None, :] < k) & qmask[:, None])
+    tl.store(idx_ptr + row, found, mask=(slots[None, :] < k) & qmask[:, None])
+
+
+def ball_query(xyz: torch.Tensor, centers: torch.Tensor, lengths: torch.Tensor, radius2: float, k: int,
+               nearest: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ball query (PointNet++ Sec. 3.2): ``idx int64 [B, S, k]``, ``count int64 [B, S]``; see the reference."""
+    b, n, _ = xyz.shape
+    s = centers.shape[1]
+    if nearest and k > _TOPK_MAX:
+        return reference.ball_query(xyz, centers, lengths, radius2, k, nearest)
+    idx = torch.empty(b, s, k, dtype=torch.int64, device=xyz.device)
+    count = torch.empty(b, s, dtype=torch.int64, device=xyz.device)
+    grid = (b, triton.cdiv(s, _QUERY_BLOCK))
+    blocks = {"BQ": _QUERY_BLOCK, "BN": _POINT_BLOCK, "KP": _pow2(k)}
+    if nearest:
+        _kernel(_nearest)[grid](xyz, centers, lengths, idx, idx, count, n, s, radius2, k, IN_BALL=True, **blocks,
+                                **_LAUNCH)
+    else:
+        _kernel(_ball_index)[grid](xyz, centers, lengths, idx, count, n, s, radius2, k, **blocks, **_LAUNCH)
+    return idx, count
+
+
+def knn(query: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """k nearest neighbours: ``dists float32 [B, S, k]`` (squared), ``idx int64 [B, S, k]``, by ``(d2, index)``."""
+    b, n, _ = ref.shape
+    s = query.shape[1]
+    if k > _TOPK_MAX:
+        return reference.knn(query, ref, lengths, k)
+    idx = torch.empty(b, s, k, dtype=torch.int64, device=ref.device)
+    dists = torch.empty(b, s, k, dtype=torch.float32, device=ref.device)
+    grid = (b, triton.cdiv(s, _QUERY_BLOCK))
+    _kernel(_nearest)[grid](ref, query, lengths, idx, dists, idx, n, s, 0.0, k, IN_BALL=False, BQ=_QUERY_BLOCK,
+                            BN=_POINT_BLOCK, KP=_pow2(k), **_LAUNCH)
+    return dists, idx
