@@ -15,6 +15,12 @@ def _examples(dataset, count: int) -> dict[str, torch.Tensor]:
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
+def _is_pointnet(model) -> bool:
+    from dlparts.models.pointnet import PointNetCls
+
+    return isinstance(model, PointNetCls)
+
+
 @torch.no_grad()
 def test_plots(module, dataset, folder: Path, examples: int) -> list[Path]:
     """PNGs for a tested ``module`` (whose ``last_test`` holds the computed test metrics); returns their paths."""
@@ -42,13 +48,13 @@ def test_plots(module, dataset, folder: Path, examples: int) -> list[Path]:
             accuracy = float((truth == guess).mean())
             clouds += [(points[i], truth, f"#{i} truth"), (points[i], guess, f"#{i} predicted ({accuracy:.0%} right)")]
         written.append(viz.plot_point_clouds(clouds, folder / "segmentations.png", columns=2))
-    critical = getattr(module.model, "critical_points", None)
-    if critical is not None:
-        idx = critical(batch["points"]).cpu().numpy()  # [B, M] indices of the points that win the max pool
+    if info["task"] == "point_cls" and _is_pointnet(module.model):
+        from dlparts.models.pointnet import critical_points
+
+        sets, _ = critical_points(module.model, batch["points"])
         names = info["classes"]
-        items = [(points[i], idx[i], f"{names[int(batch['label'][i])]} -> {names[int(pred[i])]}")
-                 for i in range(len(points))] if info["task"] == "point_cls" else \
-                [(points[i], idx[i], f"#{i}") for i in range(len(points))]
+        items = [(points[i], sets[i].cpu().numpy(), f"{names[int(batch['label'][i])]} -> {names[int(pred[i])]}")
+                 for i in range(len(points))]
         written.append(viz.plot_critical_points(items, folder / "critical_points.png"))
     module.train(was_training)
     return written

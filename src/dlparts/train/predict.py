@@ -1,0 +1,139 @@
+"""Predictions of a trained model on files: images, point files or meshes.
+
+Classification gives the top-5 classes with probabilities; segmentation writes a coloured PLY and a PNG render next
+to the input (or into ``out_dir``).  Point clouds are brought to the frame the datasets use (centred on the mean,
+scaled into the unit sphere, PointNet's ModelNet normalization) and resampled to the run's ``data.num_points``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlparts.errors import ConfigError, DataError, DataNotFoundError
+
+POINT_EXTENSIONS = (".npy", ".txt", ".xyz", ".pts", ".csv")
+MESH_EXTENSIONS = (".off", ".ply", ".obj", ".stl")
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
+    outputs: list[str] = field(default_factory=list)  # files written (segmentations)
+    counts: dict[str, int] = field(default_factory=dict)  # points per predicted label (segmentations)
+
+
+def normalize_cloud(points: np.ndarray) -> np.ndarray:
+    """``[N, C]``: xyz centred on their mean and scaled so the farthest point is at distance 1; other channels kept."""
+    out = points.astype(np.float32).copy()
+    out[:, :3] -= out[:, :3].mean(axis=0)
+    out[:, :3] /= max(float(np.linalg.norm(out[:, :3], axis=1).max()), 1e-12)
+    return out
+
+
+def read_points(path: Path, num_points: int, channels: int, seed: int = 0) -> np.ndarray:
+    """``float32 [num_points, channels]`` from a point file (rows of numbers) or a mesh (surface samples)."""
+    ext = path.suffix.lower()
+    if ext in MESH_EXTENSIONS:
+        import trimesh
+
+        try:
+            mesh = trimesh.load(path, force="mesh")
+            xyz, _ = trimesh.sample.sample_surface(mesh, num_points, seed=seed)
+        except Exception as exc:  # trimesh raises many types for a bad file
+            raise DataError(f"{path}: cannot read as a mesh ({exc})") from None
+        points = np.asarray(xyz, dtype=np.float32)
+    elif ext in POINT_EXTENSIONS:
+        try:
+            points = np.load(path) if ext == ".npy" else np.loadtxt(path, delimiter="," if ext == ".csv" else None,
+                                                                      ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read as rows of point coordinates ({exc})") from None
+    else:
+        raise DataError(f"{path}: unknown file type {ext!r}; expected an image, {', '.join(POINT_EXTENSIONS)} "
+                        f"or a mesh ({', '.join(MESH_EXTENSIONS)})")
+    if points.ndim != 2 or points.shape[1] < channels:
+        raise DataError(f"{path}: points have shape {list(points.shape)}; the model needs [N, {channels}]")
+    points = points[:, :channels]
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(points), num_points, replace=len(points) < num_points)  # [num_points]
+    return normalize_cloud(points[idx])
+
+
+def read_image(path: Path, module) -> torch.Tensor:
+    """``float32 [3, crop, crop]``: the run's test-time pipeline (preprocess, mean subtraction, centre crop)."""
+    from dlparts.data.images import CenterCrop, Compose, SubtractMean, ToFloat, load_rgb, preprocess
+
+    info, extra = module.info, module.extra_state
+    mean = extra["mean_image"] if info.get("mean") == "image" else extra["mean_rgb"]
+    pipeline = Compose([ToFloat(), SubtractMean(mean), CenterCrop(info["input_spec"][-1])])
+    return pipeline(preprocess(load_rgb(path), info["image_size"]))
+
+
+def _top5(logits: torch.Tensor, classes: list[str]) -> list[tuple[str, float]]:
+    probs = logits.softmax(dim=-1)
+    values, idx = probs.topk(min(5, len(classes)))
+    return [(classes[int(i)], float(v)) for v, i in zip(values, idx)]
+
+
+def write_ply(path: Path, xyz: np.ndarray, labels: np.ndarray) -> Path:
+    """ASCII PLY of ``xyz [N, 3]`` with a colour per label (the palette of :func:`dlparts.viz.label_colors`)."""
+    from dlparts.viz import label_colors
+
+    rgb = (label_colors(labels) * 255).round().astype(int)  # [N, 3]
+    header = ["ply", "format ascii 1.0", f"element vertex {len(xyz)}", "property float x", "property float y",
+              "property float z", "property uchar red", "property uchar green", "property uchar blue",
+              "property int label", "end_header"]
+    rows = [f"{x:.6f} {y:.6f} {z:.6f} {r} {g} {b} {lab}" for (x, y, z), (r, g, b), lab in zip(xyz, rgb, labels)]
+    path.write_text("\n".join(header + rows) + "\n")
+    return path
+
+
+@torch.no_grad()
+def predict_file(module, path: str | Path, *, category: str | None = None, out_dir: str | Path | None = None,
+                 seed: int = 0) -> Prediction:
+    """One file through the model; see the module docstring."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} does not exist")
+    info, cfg = module.info, module.cfg
+    if info["task"] == "image_cls":
+        logits = module.model(read_image(path, module)[None])[0]  # [K]
+        return Prediction(str(path), top=_top5(logits, info["classes"]))
+    points = read_points(path, cfg["data"]["num_points"], info["input_spec"][-1], seed)
+    batch = {"points": torch.from_numpy(points)[None]}  # [1, N, C]
+    if info["task"] == "point_cls":
+        return Prediction(str(path), top=_top5(module(batch)[0], info["classes"]))
+    if info["task"] == "point_partseg":
+        batch["category"] = torch.tensor([_category_index(info, category, path)])
+        labels = module.predict_parts(module(batch), batch["category"])[0]  # [N]
+    else:
+        labels = module(batch)[0].argmax(dim=-1)  # [N]
+    return _write_segmentation(path, points, labels.numpy(), info["classes"], out_dir)
+
+
+def _category_index(info: dict, category: str | None, path: Path) -> int:
+    names = info["categories"]
+    if category is None:
+        raise ConfigError(f"{path}: part segmentation needs --category, one of {', '.join(names)}")
+    lowered = [n.lower() for n in names]
+    if category.lower() not in lowered:
+        raise ConfigError(f"--category {category!r} is not one of {', '.join(names)}")
+    return lowered.index(category.lower())
+
+
+def _write_segmentation(path: Path, points: np.ndarray, labels: np.ndarray, classes: list[str],
+                        out_dir: str | Path | None) -> Prediction:
+    from dlparts.viz import plot_point_clouds
+
+    folder = Path(out_dir) if out_dir else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    ply = write_ply(folder / f"{path.stem}.seg.ply", points[:, :3], labels)
+    png = plot_point_clouds([(points[:, :3], labels, f"{path.name}: predicted labels")], folder / f"{path.stem}.seg.png")
+    values, counts = np.unique(labels, return_counts=True)
+    return Prediction(str(path), outputs=[str(ply), str(png)],
+                      counts={classes[int(v)]: int(c) for v, c in zip(values, counts)})
