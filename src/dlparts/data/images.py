@@ -49,17 +49,22 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: not a readable image ({exc})") from None
 
 
+def _centre_offset(length: int, size: int) -> int:
+    return int(round((length - size) / 2.0))
+
+
 def preprocess(img: Image.Image, size: int = 256) -> torch.Tensor:
     """Section 2: rescale so the shorter side is ``size`` (bilinear, antialiased), then centre-crop ``size x size``.
 
-    Returns ``uint8 [3, size, size]``.  Images smaller than ``size`` are scaled up by the same rule.
+    Returns ``uint8 [3, size, size]``.  Images smaller than ``size`` are scaled up by the same rule.  Sizes and
+    offsets are rounded as torchvision's ``Resize(size)`` and ``CenterCrop(size)`` round them, so the two agree
+    pixel for pixel.
     """
     w, h = img.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    new_w, new_h = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
     if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.BILINEAR, reducing_gap=None)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
+        img = img.resize((new_w, new_h), Image.BILINEAR)
+    left, top = _centre_offset(new_w, size), _centre_offset(new_h, size)
     img = img.crop((left, top, left + size, top + size))
     array = np.asarray(img, dtype=np.uint8)  # [S, S, 3]
     return torch.from_numpy(array.copy()).permute(2, 0, 1)  # [3, S, S]
@@ -88,8 +93,8 @@ class RGBStats:
             return cls(**fields)
         except FileNotFoundError:
             raise DataError(f"{path}: RGB statistics file not found") from None
-        except (OSError, RuntimeError, TypeError, KeyError) as exc:
-            raise DataError(f"{path}: not an RGB statistics file ({exc})") from None
+        except Exception as exc:  # torch.load fails in many ways on a file it did not write
+            raise DataError(f"{path}: not an RGB statistics file ({type(exc).__name__}: {exc})") from None
 
 
 def compute_rgb_stats(images: Iterable[torch.Tensor], *, max_images: int | None = None) -> RGBStats:
@@ -189,7 +194,7 @@ class CenterCrop:
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         _check_crop(img, self.size)
         h, w = img.shape[-2:]
-        top, left = (h - self.size) // 2, (w - self.size) // 2
+        top, left = _centre_offset(h, self.size), _centre_offset(w, self.size)
         return img[..., top: top + self.size, left: left + self.size]  # [3, size, size]
 
     def __repr__(self) -> str:
@@ -267,15 +272,19 @@ def build_transform(train: bool, *, crop: int = 227, stats: RGBStats | None = No
 def ten_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """Section 4.1's test-time crops of ``[B, 3, H, W]``: four corners, centre, and their mirror images.
 
-    Returns ``[B, 10, 3, size, size]`` in the order top-left, top-right, bottom-left, bottom-right, centre, then the
-    same five flipped left-right.
+    Returns ``[B, 10, 3, size, size]``: top-left, top-right, bottom-left, bottom-right and centre crops, then the same
+    five crops of the mirrored images (torchvision's ``ten_crop`` order; the set is the five crops and their mirrors).
     """
     _check_crop(images, size)
+    return torch.cat([_five_crop(images, size), _five_crop(images.flip(-1), size)], dim=1)  # [B, 10, 3, s, s]
+
+
+def _five_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, 3, H, W] -> [B, 5, 3, size, size]``: top-left, top-right, bottom-left, bottom-right, centre."""
     h, w = images.shape[-2:]
-    cy, cx = (h - size) // 2, (w - size) // 2
+    cy, cx = _centre_offset(h, size), _centre_offset(w, size)
     corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (cy, cx)]
-    crops = torch.stack([images[..., t: t + size, l: l + size] for t, l in corners], dim=1)  # [B, 5, 3, s, s]
-    return torch.cat([crops, crops.flip(-1)], dim=1)  # [B, 10, 3, s, s]
+    return torch.stack([images[..., t: t + size, l: l + size] for t, l in corners], dim=1)  # [B, 5, 3, s, s]
 
 
 def ten_crop_predict(model: torch.nn.Module, images: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,0 +1,175 @@
+"""AlexNet models: the paper's counts and shapes, the split form's parity, torchvision parity, the shared interface."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from dlparts import arith
+from dlparts.errors import ConfigError
+from dlparts.layers.lrn import LocalResponseNorm
+from dlparts.models import create_model, get_model_info, list_models
+from dlparts.models.alexnet import paper_to_split_state_dict, split_to_paper_state_dict
+from dlparts.summary import summarize
+
+ALEXNETS = ["alexnet", "alexnet_paper", "alexnet_paper_split", "alexnet_small"]
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return create_model("alexnet_paper", generator=torch.Generator().manual_seed(0))
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_all_registered():
+    assert set(ALEXNETS) <= set(list_models("alexnet*"))
+
+
+def test_paper_count_three_ways(paper):
+    # 34,944 + 307,456 + 885,120 + 663,936 + 442,624 (conv1-5) + 37,752,832 + 16,781,312 + 4,097,000 (fc6-8)
+    assert _count(paper) == 60_965_224 == get_model_info("alexnet_paper").num_params
+    stack = arith.apply_stack(arith.parse_stack(arith.STACKS["alexnet-paper"]), arith.parse_volume("227x227x3"))
+    assert stack.params == 60_965_224
+    s = summarize(paper, (3, 227, 227))
+    assert s.total_params == 60_965_224
+    assert sum(r.flops for r in s.rows) == stack.flops  # LRN FLOPs counted through its attributes
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet_paper_split", "alexnet_small"])
+def test_declared_counts(name):
+    assert _count(create_model(name)) == get_model_info(name).num_params
+
+
+def test_torchvision_count():
+    assert _count(create_model("alexnet")) == _count(torchvision.models.alexnet()) == 61_100_840
+
+
+def test_paper_figure_2_shapes(paper):
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
+             for n, m in paper.features.named_children()]
+    paper.eval()
+    with torch.no_grad():
+        out = paper(torch.zeros(1, 3, 227, 227))
+    for h in hooks:
+        h.remove()
+    assert shapes["conv1"] == (96, 55, 55) and shapes["pool1"] == (96, 27, 27)
+    assert shapes["conv2"] == (256, 27, 27) and shapes["pool2"] == (256, 13, 13)
+    assert shapes["conv3"] == shapes["conv4"] == (384, 13, 13) and shapes["pool5"] == (256, 6, 6)
+    assert out.shape == (1, 1000)
+
+
+def test_paper_structure(paper):
+    f = paper.features
+    assert [f.conv1.groups, f.conv2.groups, f.conv3.groups, f.conv4.groups, f.conv5.groups] == [1, 2, 1, 2, 2]
+    assert f.conv2.weight.shape == (256, 48, 5, 5) and f.conv4.weight.shape == (384, 192, 3, 3)
+    for norm in (f.norm1, f.norm2):
+        assert isinstance(norm, LocalResponseNorm)
+        assert (norm.size, norm.alpha, norm.beta, norm.k, norm.groups) == (5, 1e-4, 0.75, 2.0, 2)
+    names = list(f._modules)
+    assert names.index("norm1") == names.index("relu1") + 1 and names.index("pool1") == names.index("norm1") + 1
+    for pool in (f.pool1, f.pool2, f.pool5):
+        assert (pool.kernel_size, pool.stride) == (3, 2)
+    c = paper.classifier
+    assert list(c._modules) == ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
+    assert c.drop6.p == c.drop7.p == 0.5
+
+
+def test_paper_initialization(paper):
+    for name, module in list(paper.features.named_children()) + list(paper.classifier.named_children()):
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            assert module.weight.mean().abs() < 2e-3 and abs(module.weight.std().item() - 0.01) < 1e-3, name
+            expected = 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+            assert torch.equal(module.bias, torch.full_like(module.bias, expected)), name
+
+
+def test_split_equals_paper_outputs_and_gradients(paper):
+    split = create_model("alexnet_paper_split", devices=("cpu", "cpu"), dropout=0.0)
+    split.load_state_dict(paper_to_split_state_dict(paper.state_dict()))
+    ref = create_model("alexnet_paper", dropout=0.0)
+    ref.load_state_dict(paper.state_dict())
+    x = torch.randn(2, 3, 227, 227, generator=torch.Generator().manual_seed(1)) * 50
+    out_ref, out_split = ref(x), split(x)
+    torch.testing.assert_close(out_split, out_ref, rtol=1e-5, atol=1e-6)
+    assert out_ref.std() > 0.1  # the outputs are not trivially equal
+    target = torch.tensor([3, 7])
+    nn.functional.cross_entropy(out_ref, target).backward()
+    nn.functional.cross_entropy(out_split, target).backward()
+    ref_grads = {k: v.grad for k, v in ref.named_parameters()}
+    split_grads = split_to_paper_state_dict({k: v.grad for k, v in split.named_parameters()})
+    assert set(split_grads) == set(ref_grads)
+    for key, grad in ref_grads.items():
+        torch.testing.assert_close(split_grads[key], grad, rtol=1e-4, atol=1e-7, msg=key)
+    torch.testing.assert_close(split.forward_features(x), ref.forward_features(x), rtol=1e-5, atol=1e-6)
+
+
+def test_weight_conversion_both_ways(paper):
+    state = paper.state_dict()
+    split_state = paper_to_split_state_dict(state)
+    split = create_model("alexnet_paper_split")
+    assert set(split_state) == set(split.state_dict())
+    assert all(split_state[k].shape == v.shape for k, v in split.state_dict().items())
+    assert torch.equal(split_state["stems.1.conv2_b.weight"], state["features.conv2.weight"][128:])
+    assert torch.equal(split_state["fc7.0.weight"], state["classifier.fc7.weight"][:2048])
+    back = split_to_paper_state_dict(split_state)
+    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
+    other = split.state_dict()
+    again = paper_to_split_state_dict(split_to_paper_state_dict(other))
+    assert all(torch.equal(again[k], other[k]) for k in other)
+
+
+def test_torchvision_state_dict_gives_identical_outputs():
+    torch.manual_seed(0)
+    tv = torchvision.models.alexnet(weights=None).eval()
+    ours = create_model("alexnet").eval()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in tv.state_dict().items()]
+    ours.load_state_dict(tv.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(ours(x), tv(x))
+        y = torch.randn(1, 3, 256, 300)  # pool5 is not 6x6: the adaptive pooling is used
+        assert torch.equal(ours(y), tv(y))
+
+
+@pytest.mark.parametrize("name", ALEXNETS)
+def test_interface(name):
+    model = create_model(name).eval()
+    side = model.model_info.input_spec[-1]
+    x = torch.randn(2, 3, side, side)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        logits = model(x)
+        torch.testing.assert_close(model.forward_head(features), logits)
+        assert model.forward_head(features, pre_logits=True).shape[0] == 2
+    assert logits.shape == (2, model.model_info.num_classes)
+    model.reset_classifier(7)
+    with torch.no_grad():
+        assert model(x).shape == (2, 7)
+    with pytest.raises(ConfigError, match="num_classes=0"):
+        model.reset_classifier(0)
+
+
+@pytest.mark.parametrize("side", [32, 56, 64])
+def test_small_takes_32_to_64_pixels(side):
+    model = create_model("alexnet_small", num_classes=10)
+    assert model(torch.randn(2, 3, side, side)).shape == (2, 10)
+
+
+def test_recipes_in_metadata():
+    recipe = get_model_info("alexnet_paper").extra["recipe"]
+    assert (recipe["optimizer"], recipe["momentum"], recipe["weight_decay"], recipe["batch_size"]) == \
+        ("sgd", 0.9, 5e-4, 128)
+    assert (recipe["lr"], recipe["lr_factor"], recipe["lr_schedule"], recipe["epochs"]) == (0.01, 0.1, "plateau", 90)
+    assert get_model_info("alexnet_small").extra["recipe"]["image_size"] == 64
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="num_classes=-1"):
+        create_model("alexnet", num_classes=-1)
+    with pytest.raises(ConfigError, match="init='xavier'"):
+        create_model("alexnet_paper", init="xavier")
+    with pytest.raises(ConfigError, match="exactly two devices"):
+        create_model("alexnet_paper_split", devices=("cpu",))
