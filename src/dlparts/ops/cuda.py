@@ -12,9 +12,10 @@ rounded on its own as in the reference.  Plain ``mul.f32``/``add.f32`` keep deno
 the lowest index: reductions use ``tie_break_left`` and the nearest-neighbour kernels sort int64 keys
 ``(float32 bits of d2) << 32 | index``, whose order is the order of ``(d2, index)`` because ``d2 >= +0``.
 
-Testing without a GPU.  ``TRITON_INTERPRET=1`` makes Triton run the same kernels with numpy on CPU tensors.  The flag
-is read when a kernel is wrapped by ``triton.jit``, so the kernels below are plain functions wrapped at launch, once
-per mode (:func:`_kernel`), and ``DEVICE_TYPES`` admits CPU tensors only while the interpreter is on.
+Testing without a GPU.  ``TRITON_INTERPRET=1`` makes Triton run the same kernels with numpy on CPU tensors.  Triton
+reads the flag when a function is decorated with ``triton.jit``, its own library functions (``tl.min``, ``tl.argmax``,
+...) included, so it must be set before ``triton`` is first imported in the process; ``DEVICE_TYPES`` then admits CPU
+tensors as well.
 """
 
 from __future__ import annotations
@@ -36,22 +37,8 @@ _QUERY_BLOCK = 16
 _POINT_BLOCK = 64
 _LAUNCH = {"enable_fp_fusion": False}
 
-_jitted: dict[tuple[str, bool], object] = {}
-
-
-def __getattr__(name: str):
-    # DEVICE_TYPES is computed when read, because the interpreter can be switched on after this module is imported.
-    if name == "DEVICE_TYPES":
-        return ("cuda", "cpu") if triton.knobs.runtime.interpret else ("cuda",)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _kernel(fn):
-    """``fn`` wrapped by ``triton.jit`` for the current mode (compiled, or interpreted when TRITON_INTERPRET=1)."""
-    key = (fn.__name__, bool(triton.knobs.runtime.interpret))
-    if key not in _jitted:
-        _jitted[key] = triton.jit(fn)
-    return _jitted[key]
+# Under Triton's interpreter the kernels run with numpy on CPU tensors too.
+DEVICE_TYPES: tuple[str, ...] = ("cuda", "cpu") if triton.knobs.runtime.interpret else ("cuda",)
 
 
 def _pow2(n: int) -> int:
@@ -59,6 +46,7 @@ def _pow2(n: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------- FPS
+@triton.jit
 def _fps_registers(xyz_ptr, lengths_ptr, start_ptr, idx_ptr, n, m, BLOCK: tl.constexpr):
     """One program per cloud; the whole cloud and its distances to the chosen set live in registers."""
     b = tl.program_id(0).to(tl.int64)
@@ -83,6 +71,7 @@ def _fps_registers(xyz_ptr, lengths_ptr, start_ptr, idx_ptr, n, m, BLOCK: tl.con
         cur = tl.argmax(mind, 0, tie_break_left=True).to(tl.int64)
 
 
+@triton.jit
 def _fps_chunked(xyz_ptr, lengths_ptr, start_ptr, idx_ptr, mind_ptr, n, m, CHUNK: tl.constexpr):
     """One program per cloud, streaming the cloud in chunks; ``mind_ptr [B, N]`` starts at +inf."""
     b = tl.program_id(0).to(tl.int64)
@@ -122,7 +111,7 @@ def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -
     idx = torch.empty(b, m, dtype=torch.int64, device=xyz.device)
     if n <= _FPS_REGISTER_MAX:
         block = max(_pow2(n), 16)
-        _kernel(_fps_registers)[(b,)](xyz, lengths, start, idx, n, m, BLOCK=block,
+        _fps_registers[(b,)](xyz, lengths, start, idx, n, m, BLOCK=block,
                                       num_warps=max(1, min(16, block // 256)), **_LAUNCH)
     else:
         _fps_streaming(xyz, lengths, m, start, idx, _FPS_CHUNK)
@@ -133,11 +122,12 @@ def _fps_streaming(xyz, lengths, m: int, start, idx, chunk: int) -> None:
     """The chunked FPS kernel (``chunk`` a power of two), separate so tests can run it on small clouds."""
     b, n, _ = xyz.shape
     mind = torch.full((b, n), float("inf"), dtype=torch.float32, device=xyz.device)
-    _kernel(_fps_chunked)[(b,)](xyz, lengths, start, idx, mind, n, m, CHUNK=chunk,
+    _fps_chunked[(b,)](xyz, lengths, start, idx, mind, n, m, CHUNK=chunk,
                                 num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
 
 
 # --------------------------------------------------------------------------------------------------------- ball query
+@triton.jit
 def _ball_index(xyz_ptr, centers_ptr, lengths_ptr, idx_ptr, count_ptr, n, s, radius2, k,
                 BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr):
     """Ball query in index order: the first ``k`` points with ``d2 < radius2``; one program per ``BQ`` centers."""
@@ -184,6 +174,7 @@ def _ball_index(xyz_ptr, centers_ptr, lengths_ptr, idx_ptr, count_ptr, n, s, rad
     tl.store(count_ptr + b * s + q, cnt.to(tl.int64), mask=qmask)
 
 
+@triton.jit
 def _nearest(xyz_ptr, query_ptr, lengths_ptr, idx_ptr, dist_ptr, count_ptr, n, s, radius2, k,
              BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr, IN_BALL: tl.constexpr):
     """The ``k`` nearest points by ``(d2, index)``; with ``IN_BALL`` only those with ``d2 < radius2`` (ball query).
@@ -255,10 +246,10 @@ def ball_query(xyz: torch.Tensor, centers: torch.Tensor, lengths: torch.Tensor, 
     grid = (b, triton.cdiv(s, _QUERY_BLOCK))
     blocks = {"BQ": _QUERY_BLOCK, "BN": _POINT_BLOCK, "KP": _pow2(k)}
     if nearest:
-        _kernel(_nearest)[grid](xyz, centers, lengths, idx, idx, count, n, s, radius2, k, IN_BALL=True, **blocks,
+        _nearest[grid](xyz, centers, lengths, idx, idx, count, n, s, radius2, k, IN_BALL=True, **blocks,
                                 **_LAUNCH)
     else:
-        _kernel(_ball_index)[grid](xyz, centers, lengths, idx, count, n, s, radius2, k, **blocks, **_LAUNCH)
+        _ball_index[grid](xyz, centers, lengths, idx, count, n, s, radius2, k, **blocks, **_LAUNCH)
     return idx, count
 
 
@@ -271,6 +262,6 @@ def knn(query: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, k: int) -
     idx = torch.empty(b, s, k, dtype=torch.int64, device=ref.device)
     dists = torch.empty(b, s, k, dtype=torch.float32, device=ref.device)
     grid = (b, triton.cdiv(s, _QUERY_BLOCK))
-    _kernel(_nearest)[grid](ref, query, lengths, idx, dists, idx, n, s, 0.0, k, IN_BALL=False, BQ=_QUERY_BLOCK,
+    _nearest[grid](ref, query, lengths, idx, dists, idx, n, s, 0.0, k, IN_BALL=False, BQ=_QUERY_BLOCK,
                             BN=_POINT_BLOCK, KP=_pow2(k), **_LAUNCH)
     return dists, idx
