@@ -1,0 +1,150 @@
+"""S3DIS (Armeni et al., CVPR 2016) for semantic segmentation, prepared as PointNet (Qi et al., CVPR 2017) Sec. 5.2.
+
+Reads ``Stanford3dDataset_v1.2_Aligned_Version`` as published: ``<root>/Area_<k>/<room>/Annotations/<class>_<i>.txt``
+with lines ``x y z r g b``.  Each room is shifted to start at 0 and cut into ``block_size`` x ``block_size`` blocks
+(stride ``stride``) of ``num_points`` points; each point has 9 channels: xyz with x, y relative to the block centre,
+rgb in [0, 1], and the location normalized by the room's extent.  13 classes (``CLASSES``); ``stairs`` counts as
+clutter, as in PointNet's preparation.  Areas other than ``test_area`` (5 by default) train; ``test_area`` tests.
+Parsed rooms are cached per area under ``<cache_root>/s3dis/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dlparts.data._cache import cache_file, load_npz, report_skipped, rng_for, save_npz, progress
+from dlparts.data.points import read_table
+from dlparts.errors import ConfigError, DataError, DataNotFoundError
+
+CLASSES = ["ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa", "bookcase",
+           "board", "clutter"]
+LAYOUT = ("expected Stanford3dDataset_v1.2_Aligned_Version: <root>/Area_1..Area_6/<room>/Annotations/<class>_<i>.txt "
+          "(published at http://buildingparser.stanford.edu/dataset.html)")
+_VERSION = 1
+
+
+def room_to_blocks(xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
+                   num_points: int = 4096, block_size: float = 1.0, stride: float = 1.0,
+                   min_points: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Cut one room (``xyz [P, 3]``, ``rgb [P, 3]`` in 0..255, ``labels [P]``) into blocks, PointNet's room2blocks.
+
+    Returns ``points float32 [B, num_points, 9]`` and ``seg int64 [B, num_points]``.  Blocks with fewer than
+    ``min_points`` points are dropped; the others are sampled to ``num_points`` (without replacement when they
+    have enough points, else all points plus random repeats).
+    """
+    if num_points < 1 or block_size <= 0 or stride <= 0:
+        raise ConfigError(f"room_to_blocks: need num_points >= 1, block_size > 0, stride > 0; got {num_points}, "
+                          f"{block_size}, {stride}")
+    xyz = xyz - xyz.min(axis=0)
+    extent = np.maximum(xyz.max(axis=0), 1e-9)
+    nx = max(1, int(np.ceil((extent[0] - block_size) / stride)) + 1)
+    ny = max(1, int(np.ceil((extent[1] - block_size) / stride)) + 1)
+    points, segs = [], []
+    for i in range(nx):
+        for j in range(ny):
+            x0, y0 = i * stride, j * stride
+            inside = np.nonzero((xyz[:, 0] >= x0) & (xyz[:, 0] <= x0 + block_size)
+                                & (xyz[:, 1] >= y0) & (xyz[:, 1] <= y0 + block_size))[0]
+            if len(inside) < min_points:
+                continue
+            if len(inside) >= num_points:
+                pick = rng.choice(inside, num_points, replace=False)
+            else:
+                pick = np.concatenate([inside, rng.choice(inside, num_points - len(inside))])
+            local = xyz[pick] - np.array([x0 + block_size / 2, y0 + block_size / 2, 0.0])
+            points.append(np.concatenate([local, rgb[pick] / 255.0, xyz[pick] / extent], axis=1))  # [n, 9]
+            segs.append(labels[pick])
+    if not points:
+        return np.zeros((0, num_points, 9), np.float32), np.zeros((0, num_points), np.int64)
+    return np.stack(points).astype(np.float32), np.stack(segs).astype(np.int64)
+
+
+def class_of(annotation: str) -> int:
+    """Class index of an annotation file name such as ``chair_3.txt`` (``stairs`` and unknown names: clutter)."""
+    name = annotation.rsplit("_", 1)[0].lower()
+    return CLASSES.index(name) if name in CLASSES else CLASSES.index("clutter")
+
+
+def read_room(room: Path, skipped: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(xyz float32 [P, 3], rgb uint8 [P, 3], labels int64 [P])`` of one room; bad files go to ``skipped``."""
+    parts = []
+    for f in sorted((room / "Annotations").glob("*.txt")):
+        try:
+            table = read_table(f)
+            if table.shape[1] < 6 or not np.isfinite(table[:, :6]).all():
+                raise DataError(f"{f}: expected rows of 6 finite numbers x y z r g b, got shape {list(table.shape)}")
+        except DataError as exc:
+            skipped.append((str(f), str(exc)))
+            continue
+        parts.append((table[:, :6], class_of(f.stem)))
+    if not parts:
+        return None
+    xyz = np.concatenate([t[:, :3] for t, _ in parts]).astype(np.float32)
+    rgb = np.clip(np.concatenate([t[:, 3:6] for t, _ in parts]), 0, 255).astype(np.uint8)
+    labels = np.concatenate([np.full(len(t), c, dtype=np.int64) for t, c in parts])
+    return xyz, rgb, labels
+
+
+def _area_rooms(root: Path, area: int) -> dict[str, np.ndarray]:
+    """The parsed rooms of one area as flat arrays plus room offsets (cached)."""
+    folder = root / f"Area_{area}"
+    path = cache_file("s3dis", {"root": str(root.resolve()), "area": area, "version": _VERSION}, "rooms.npz")
+    cached = load_npz(path)
+    if cached is not None:
+        return cached
+    skipped: list = []
+    rooms = [r for r in sorted(folder.iterdir()) if (r / "Annotations").is_dir()]
+    read = [read_room(r, skipped) for r in progress(rooms, f"S3DIS Area_{area}", len(rooms))]
+    report_skipped(f"S3DIS Area_{area}", skipped)
+    read = [r for r in read if r is not None]
+    if not read:
+        raise DataError(f"{folder}: no readable room; {LAYOUT}")
+    arrays = {"xyz": np.concatenate([r[0] for r in read]), "rgb": np.concatenate([r[1] for r in read]),
+              "labels": np.concatenate([r[2] for r in read]),
+              "offsets": np.cumsum([0] + [len(r[0]) for r in read]).astype(np.int64)}
+    save_npz(path, **arrays)
+    return arrays
+
+
+class S3DIS(Dataset):
+    """S3DIS blocks: items ``{"points": float32 [num_points, 9], "seg": int64 [num_points]}``; ``classes``."""
+
+    def __init__(self, root: str | Path, split: str = "train", *, test_area: int = 5, num_points: int = 4096,
+                 block_size: float = 1.0, stride: float = 1.0, seed: int = 0, transform=None):
+        root = Path(root)
+        if split not in ("train", "test"):
+            raise ConfigError(f"S3DIS split must be 'train' or 'test', got {split!r}")
+        if test_area not in range(1, 7):
+            raise ConfigError(f"S3DIS test_area must be 1..6, got {test_area}")
+        if not root.is_dir():
+            raise DataNotFoundError(f"S3DIS root {root} does not exist; {LAYOUT}")
+        areas = [a for a in range(1, 7) if (root / f"Area_{a}").is_dir()]
+        wanted = [test_area] if split == "test" else [a for a in areas if a != test_area]
+        if not wanted or any(a not in areas for a in wanted):
+            raise DataNotFoundError(f"S3DIS root {root} has no Area_{test_area if split == 'test' else 'k'} "
+                                    f"for the {split} split (found {', '.join(f'Area_{a}' for a in areas) or 'none'})"
+                                    f"; {LAYOUT}")
+        points, segs = [], []
+        for area in wanted:
+            rooms = _area_rooms(root, area)
+            for r in range(len(rooms["offsets"]) - 1):
+                lo, hi = rooms["offsets"][r], rooms["offsets"][r + 1]
+                p, s = room_to_blocks(rooms["xyz"][lo:hi], rooms["rgb"][lo:hi], rooms["labels"][lo:hi],
+                                      rng_for(seed, area, r), num_points=num_points, block_size=block_size,
+                                      stride=stride)
+                points.append(p)
+                segs.append(s)
+        self.points = torch.from_numpy(np.concatenate(points))
+        self.seg = torch.from_numpy(np.concatenate(segs))
+        self.classes, self.split, self.transform = list(CLASSES), split, transform
+
+    def __len__(self) -> int:
+        return len(self.seg)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"points": self.points[i], "seg": self.seg[i]}
+        return self.transform(item) if self.transform else item
