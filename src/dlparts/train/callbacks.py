@@ -1,14 +1,12 @@
-"""Callbacks of the engine: BN momentum schedule, per-epoch seeding, throughput, plots, and atomic checkpoint files."""
+"""Callbacks of the engine: BN momentum schedule, throughput, first-step time, plots; atomic checkpoint files."""
 
 from __future__ import annotations
 
 import os
-import random
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
@@ -35,28 +33,6 @@ class BNMomentumSchedule(pl.Callback):
         for module in pl_module.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = momentum
-
-
-def seed_for(seed: int, epoch: int, rank: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919 + rank) % 2**31
-
-
-class EpochSeed(pl.Callback):
-    """Reseeds Python, NumPy and torch from ``(seed, epoch, rank)`` at the start of each training epoch.
-
-    Dropout and augmentation then depend only on the epoch, not on what ran before it, which is what makes a run
-    resumed from the last epoch's checkpoint (after a crash or ``kill -9`` mid-epoch) end exactly like an
-    uninterrupted one.
-    """
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        value = seed_for(self.seed, trainer.current_epoch, trainer.global_rank)
-        random.seed(value)
-        np.random.seed(value)
-        torch.manual_seed(value)
 
 
 class Throughput(pl.Callback):

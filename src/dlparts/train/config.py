@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "run": {"dir": "runs", "name": None},
     "model": {"name": None, "args": {}},
     "data": {"name": None, "root": None, "num_points": 1024, "batch_size": 32, "eval_batch_size": None,
-             "workers": 0, "val_fraction": 0.1, "augment": True, "args": {}},
+             "workers": 0, "val_fraction": 0.1, "augment": True, "transforms": None, "args": {}},
     "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "betas": [0.9, 0.999]},
     "sched": {"name": "step", "step_size": 20, "gamma": 0.7, "min_lr": 1e-5, "warmup_epochs": 0, "patience": 3,
               "factor": 0.1},
@@ -43,7 +43,7 @@ OPEN_KEYS = ("model.args", "data.args")
 #: Types of keys whose default does not tell (None, or a string that may also be a number).
 TYPES: dict[str, tuple[type, ...]] = {
     "task": (str,), "run.name": (str,), "model.name": (str,), "data.name": (str,), "data.root": (str,),
-    "data.eval_batch_size": (int,), "trainer.devices": (int, str, list), "trainer.precision": (str, int),
+    "data.eval_batch_size": (int,), "data.transforms": (str, list), "trainer.devices": (int, str, list), "trainer.precision": (str, int),
     "trainer.limit_train_batches": (int, float), "trainer.limit_val_batches": (int, float),
     "trainer.limit_test_batches": (int, float),
 }

@@ -2,17 +2,20 @@
 
 Validation is a seeded hold-out (``data.val_fraction``) of the training split, never the test split, so the best
 checkpoint is chosen without looking at the test set (ModelNet40, ShapeNetPart's and S3DIS's published protocols give
-no validation set of their own).  Batches are ordered by :class:`EpochSampler`: a permutation drawn from
-``(seed, epoch)`` alone, so a resumed run sees the same batches as an uninterrupted one, and each DDP process takes
-every ``world``-th sample of it.
+no validation set of their own).  Training batches are ordered by :class:`EpochSampler`: a permutation drawn from
+``(seed, epoch)`` alone, of which each DDP process takes every ``world``-th sample.  The sampler also reseeds the
+random generators when an epoch's first batch is requested, so augmentation and dropout depend on the epoch alone:
+a run resumed from the last epoch's checkpoint replays the interrupted epoch exactly.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
@@ -30,25 +33,41 @@ class Splits:
     extra_state: dict[str, Any] = field(default_factory=dict)
 
 
+def seed_for(seed: int, epoch: int, rank: int) -> int:
+    """The seed of one process's epoch."""
+    return (seed * 1_000_003 + epoch * 7919 + rank) % 2**31
+
+
 class EpochSampler(Sampler[int]):
     """Indices of ``n`` samples for process ``rank`` of ``world``: shuffled by ``(seed, epoch)`` when ``shuffle``.
 
     Shuffled (training) orders drop the last ``n % world`` samples so every process runs the same number of steps;
     evaluation orders keep every sample exactly once across the processes (no padding, so no double counting).
+
+    A shuffling sampler is the first thing an epoch runs, before any batch is fetched (Lightning fetches the first
+    batch before the epoch's callbacks run), so it is where each epoch is seeded: it reseeds Python, NumPy and torch
+    from :func:`seed_for`, and ``generator`` (the DataLoader's, which seeds its workers) in :meth:`set_epoch`.
     """
 
-    def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1,
+                 generator: torch.Generator | None = None):
         self.n, self.shuffle, self.seed, self.rank, self.world = n, shuffle, seed, rank, world
+        self.generator = generator
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning before each epoch
         self.epoch = epoch
+        if self.generator is not None:
+            self.generator.manual_seed(seed_for(self.seed, epoch, self.rank))
 
     def _order(self) -> list[int]:
         if not self.shuffle:
             return list(range(self.rank, self.n, self.world))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=generator)
+        value = seed_for(self.seed, self.epoch, self.rank)
+        random.seed(value)
+        np.random.seed(value)
+        torch.manual_seed(value)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
         usable = self.n - self.n % self.world
         return perm[:usable][self.rank::self.world].tolist()
 
@@ -147,10 +166,12 @@ class DataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         d = self.cfg["data"]
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        sampler = EpochSampler(len(dataset), shuffle=train, seed=self.cfg["seed"], rank=rank, world=world)
+        generator = torch.Generator().manual_seed(self.cfg["seed"])
+        sampler = EpochSampler(len(dataset), shuffle=train, seed=self.cfg["seed"], rank=rank, world=world,
+                               generator=generator)
         batch = d["batch_size"] if train else (d["eval_batch_size"] or d["batch_size"])
         return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=train and len(sampler) >= batch,
-                          num_workers=d["workers"], persistent_workers=d["workers"] > 0)
+                          num_workers=d["workers"], persistent_workers=d["workers"] > 0, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.splits.train, True)

@@ -58,9 +58,12 @@ def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callba
     from dlparts.train import callbacks as cb
 
     t = cfg["trainer"]
-    checkpoint = ModelCheckpoint(dirpath=folder / "checkpoints", filename="best", monitor=monitor, mode="max",
-                                 save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [checkpoint, cb.EpochSeed(cfg["seed"]), cb.Throughput(unit), *extra_callbacks]
+    # two callbacks: Lightning's save_last writes last.ckpt only in epochs that improved the best
+    best = ModelCheckpoint(dirpath=folder / "checkpoints", filename="best", monitor=monitor, mode="max",
+                           save_top_k=1, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=folder / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    callbacks = [best, last, cb.Throughput(unit), *extra_callbacks]
     if cfg["bn_momentum"]["enabled"]:
         b = cfg["bn_momentum"]
         callbacks.append(cb.BNMomentumSchedule(b["start"], b["decay"], b["step"], b["min"]))
@@ -87,13 +90,15 @@ def _quiet_lightning() -> None:
 
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
-def fit(cfg: dict, *, resume: str | Path | None = None) -> dict:
+def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     """Train ``cfg``, test the best-on-validation checkpoint, write ``results.json``; return the results.
 
     ``resume``: a run folder whose ``checkpoints/last.ckpt`` continues exactly (epoch, optimizer, scheduler, BN
-    momentum, history; per-epoch seeding makes the interrupted epoch replay identically).
+    momentum, history; per-epoch seeding makes the interrupted epoch replay identically).  ``callbacks``: extra
+    Lightning callbacks.  The trained module is returned under ``"module"`` (not written to ``results.json``).
     """
     import lightning.pytorch as pl
 
@@ -120,11 +125,11 @@ def fit(cfg: dict, *, resume: str | Path | None = None) -> dict:
     from dlparts.train.callbacks import FirstStep
 
     first = FirstStep()
-    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], [first])
+    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], [first, *callbacks])
     datamodule = DataModule(cfg, splits)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     fit_s = time.time() - started
-    best = trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
+    best = trainer.checkpoint_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_val = _best_row(module.history, module.monitor)
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     result = {"run_dir": str(folder), "best_ckpt": str(best), "last_ckpt": str(folder / "checkpoints" / "last.ckpt"),
@@ -135,7 +140,7 @@ def fit(cfg: dict, *, resume: str | Path | None = None) -> dict:
               "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written]}
     if trainer.is_global_zero:
         (folder / "results.json").write_text(json.dumps(result, indent=2))
-    return result
+    return {**result, "module": module}
 
 
 def _best_row(history: list[dict], monitor: str) -> dict:

@@ -26,6 +26,8 @@ def build_model(cfg: dict, info: dict) -> torch.nn.Module:
 
     kwargs = dict(cfg["model"]["args"])
     kwargs.setdefault("num_classes", info["num_classes"])
+    if info["task"] != "image_cls":
+        kwargs.setdefault("in_channels", info["input_spec"][-1])
     if info["task"] == "point_partseg":
         kwargs.setdefault("num_categories", len(info["categories"]))
     return create_model(cfg["model"]["name"], **kwargs)
@@ -50,7 +52,7 @@ def vote_logits(forward, points: torch.Tensor, votes: int, axis: int = 2, scale:
 def rotate_about(xyz: torch.Tensor, angle: float, axis: int) -> torch.Tensor:
     """``xyz [..., 3]`` rotated by ``angle`` radians about coordinate ``axis`` (0, 1 or 2)."""
     c, s = math.cos(angle), math.sin(angle)
-    i, j = [k for k in range(3) if k != axis]
+    i, j = (axis + 1) % 3, (axis + 2) % 3  # cyclic, so the rotation is right-handed about every axis
     rot = torch.eye(3, dtype=xyz.dtype, device=xyz.device)
     rot[i, i], rot[i, j], rot[j, i], rot[j, j] = c, -s, s, c
     return xyz @ rot.T

@@ -1,8 +1,8 @@
 """Predictions of a trained model on files: images, point files or meshes.
 
 Classification gives the top-5 classes with probabilities; segmentation writes a coloured PLY and a PNG render next
-to the input (or into ``out_dir``).  Point clouds are brought to the frame the datasets use (centred on the mean,
-scaled into the unit sphere, PointNet's ModelNet normalization) and resampled to the run's ``data.num_points``.
+to the input (or into ``out_dir``).  Point clouds are resampled to the run's ``data.num_points`` and brought to the
+frame the datasets use (centred, inside the unit sphere).
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ import torch
 
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
-POINT_EXTENSIONS = (".npy", ".txt", ".xyz", ".pts", ".csv")
-MESH_EXTENSIONS = (".off", ".ply", ".obj", ".stl")
-
-
 @dataclass
 class Prediction:
     path: str
@@ -27,41 +23,22 @@ class Prediction:
     counts: dict[str, int] = field(default_factory=dict)  # points per predicted label (segmentations)
 
 
-def normalize_cloud(points: np.ndarray) -> np.ndarray:
-    """``[N, C]``: xyz centred on their mean and scaled so the farthest point is at distance 1; other channels kept."""
-    out = points.astype(np.float32).copy()
-    out[:, :3] -= out[:, :3].mean(axis=0)
-    out[:, :3] /= max(float(np.linalg.norm(out[:, :3], axis=1).max()), 1e-12)
-    return out
+def read_cloud(path: Path, num_points: int, channels: int, seed: int = 0) -> np.ndarray:
+    """``float32 [num_points, channels]`` from a mesh or point file, centred and inside the unit sphere.
 
+    3 channels are xyz, 6 are xyz + normals (:func:`dlparts.data.meshes.load_points`); other counts (S3DIS blocks'
+    9) are read as the first ``channels`` columns of a text or ``.npy`` table, prepared the way the dataset was.
+    """
+    from dlparts.data.meshes import load_points
+    from dlparts.data.points import read_table
 
-def read_points(path: Path, num_points: int, channels: int, seed: int = 0) -> np.ndarray:
-    """``float32 [num_points, channels]`` from a point file (rows of numbers) or a mesh (surface samples)."""
-    ext = path.suffix.lower()
-    if ext in MESH_EXTENSIONS:
-        import trimesh
-
-        try:
-            mesh = trimesh.load(path, force="mesh")
-            xyz, _ = trimesh.sample.sample_surface(mesh, num_points, seed=seed)
-        except Exception as exc:  # trimesh raises many types for a bad file
-            raise DataError(f"{path}: cannot read as a mesh ({exc})") from None
-        points = np.asarray(xyz, dtype=np.float32)
-    elif ext in POINT_EXTENSIONS:
-        try:
-            points = np.load(path) if ext == ".npy" else np.loadtxt(path, delimiter="," if ext == ".csv" else None,
-                                                                      ndmin=2)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot read as rows of point coordinates ({exc})") from None
-    else:
-        raise DataError(f"{path}: unknown file type {ext!r}; expected an image, {', '.join(POINT_EXTENSIONS)} "
-                        f"or a mesh ({', '.join(MESH_EXTENSIONS)})")
-    if points.ndim != 2 or points.shape[1] < channels:
-        raise DataError(f"{path}: points have shape {list(points.shape)}; the model needs [N, {channels}]")
-    points = points[:, :channels]
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(points), num_points, replace=len(points) < num_points)  # [num_points]
-    return normalize_cloud(points[idx])
+    if channels in (3, 6):
+        return load_points(path, num_points, normals=channels == 6, seed=seed).numpy()
+    table = np.load(path) if path.suffix.lower() == ".npy" else read_table(path)
+    if table.ndim != 2 or table.shape[1] < channels:
+        raise DataError(f"{path}: points have shape {list(table.shape)}; the model needs [N, {channels}]")
+    idx = np.random.default_rng(seed).choice(len(table), num_points, replace=len(table) < num_points)
+    return table[idx, :channels].astype(np.float32)  # [num_points, channels]
 
 
 def read_image(path: Path, module) -> torch.Tensor:
@@ -104,7 +81,7 @@ def predict_file(module, path: str | Path, *, category: str | None = None, out_d
     if info["task"] == "image_cls":
         logits = module.model(read_image(path, module)[None])[0]  # [K]
         return Prediction(str(path), top=_top5(logits, info["classes"]))
-    points = read_points(path, cfg["data"]["num_points"], info["input_spec"][-1], seed)
+    points = read_cloud(path, cfg["data"]["num_points"], info["input_spec"][-1], seed)
     batch = {"points": torch.from_numpy(points)[None]}  # [1, N, C]
     if info["task"] == "point_cls":
         return Prediction(str(path), top=_top5(module(batch)[0], info["classes"]))

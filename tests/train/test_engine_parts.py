@@ -1,0 +1,97 @@
+"""The engine's small parts: voting, BN momentum schedule, sampler, hold-out, schedules, atomic checkpoints."""
+
+import math
+
+import pytest
+import torch
+
+from dlparts.errors import ConfigError
+from dlparts.train.callbacks import AtomicCheckpointIO, bn_momentum
+from dlparts.train.config import load_config
+from dlparts.train.data import EpochSampler, holdout
+from dlparts.train.modules import build_optimizer, rotate_about, vote_logits
+
+
+def test_rotate_about_quarter_turn():
+    xyz = torch.tensor([[1.0, 0.0, 5.0]])
+    assert torch.allclose(rotate_about(xyz, math.pi / 2, axis=2), torch.tensor([[0.0, 1.0, 5.0]]), atol=1e-6)
+    assert torch.allclose(rotate_about(xyz, math.pi / 2, axis=1), torch.tensor([[5.0, 0.0, -1.0]]), atol=1e-6)
+
+
+def test_one_vote_is_the_plain_forward_and_votes_average():
+    points = torch.randn(2, 16, 4)
+    forward = lambda p: p[..., :3].sum(dim=1)  # noqa: E731  [B, 3]
+    assert torch.equal(vote_logits(forward, points, 1), forward(points))
+    # the norm of each point is kept by rotation: with scale (1, 1) every vote of a radial function agrees
+    radial = lambda p: p[..., :3].norm(dim=-1)  # noqa: E731  [B, N]
+    assert torch.allclose(vote_logits(radial, points, 5, scale=(1.0, 1.0)), radial(points), atol=1e-6)
+    # extra channels are not rotated
+    extra = lambda p: p[..., 3:]  # noqa: E731
+    assert torch.allclose(vote_logits(extra, points, 3), points[..., 3:])
+
+
+def test_bn_momentum_schedule_of_the_pointnet_code():
+    # momentum = 1 - TF decay; TF decay = min(0.99, 1 - 0.5 * 0.5 ** (epoch // 20))
+    for epoch in (0, 19, 20, 45, 100, 500):
+        tf_decay = min(0.99, 1 - 0.5 * 0.5 ** (epoch // 20))
+        assert bn_momentum(epoch) == pytest.approx(1 - tf_decay)
+    assert bn_momentum(0) == 0.5 and bn_momentum(20) == 0.25 and bn_momentum(1000) == 0.01
+
+
+def test_sampler_shuffles_by_epoch_and_splits_ranks():
+    s = EpochSampler(10, shuffle=True, seed=1)
+    first = list(s)
+    assert sorted(first) == list(range(10)) and list(s) == first
+    s.set_epoch(1)
+    assert list(s) != first
+    ranks = [EpochSampler(11, shuffle=True, seed=1, rank=r, world=2) for r in range(2)]
+    parts = [list(r) for r in ranks]
+    assert len(parts[0]) == len(parts[1]) == 5 and not set(parts[0]) & set(parts[1])
+    evals = [list(EpochSampler(11, shuffle=False, rank=r, world=2)) for r in range(2)]
+    assert sorted(evals[0] + evals[1]) == list(range(11))  # every sample once, no padding
+
+
+def test_holdout_is_seeded_and_disjoint():
+    train, val = holdout(20, 0.25, seed=3)
+    assert len(val) == 5 and sorted(train + val) == list(range(20))
+    assert holdout(20, 0.25, seed=3) == (train, val)
+    with pytest.raises(ConfigError, match="val_fraction=1.5"):
+        holdout(20, 1.5, seed=0)
+
+
+def _lrs(cfg, epochs, steps):
+    p = torch.nn.Parameter(torch.zeros(1))
+    out = build_optimizer(cfg, [p], "val/acc", steps)
+    opt, sched = out["optimizer"], out["lr_scheduler"]
+    lrs = []
+    for _ in range(epochs * (steps if sched["interval"] == "step" else 1)):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched["scheduler"].step()
+    return lrs
+
+
+def test_step_decay_of_pointnet():
+    cfg = load_config(None, ["model.name=x", "data.name=y", "optim.lr=0.001", "sched.name=step"])
+    lrs = _lrs(cfg, 281, 1)
+    assert lrs[19] == pytest.approx(1e-3) and lrs[20] == pytest.approx(7e-4) and lrs[40] == pytest.approx(4.9e-4)
+    assert lrs[259] == pytest.approx(1e-3 * 0.7**12)  # 1.38e-5, still above the floor
+    assert lrs[260] == pytest.approx(1e-5) and lrs[280] == pytest.approx(1e-5)  # 0.7**13 = 0.0097 < 0.01: clipped
+
+
+def test_cosine_with_warmup():
+    cfg = load_config(None, ["model.name=x", "data.name=y", "optim.lr=1.0", "sched.name=cosine",
+                             "sched.warmup_epochs=1", "sched.min_lr=0.0", "trainer.max_epochs=3"])
+    lrs = _lrs(cfg, 3, 4)  # 12 steps, 4 of warm-up
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[8] == pytest.approx(0.5)  # half way through the 8 cosine steps
+    assert lrs[11] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+
+
+def test_atomic_checkpoint_leaves_no_partial_file(tmp_path):
+    io = AtomicCheckpointIO()
+    target = tmp_path / "ck" / "last.ckpt"
+    io.save_checkpoint({"a": torch.arange(3)}, target)
+    io.save_checkpoint({"a": torch.arange(4)}, target)
+    assert torch.load(target)["a"].tolist() == [0, 1, 2, 3]
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]

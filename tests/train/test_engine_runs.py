@@ -1,0 +1,77 @@
+"""Whole runs in subprocesses: kill -9 mid-epoch then --resume equals an uninterrupted run; a 2-process DDP fit
+(gloo on loopback, launched by torchrun) ends with equal weights on both processes and metrics over all samples."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+WORKER = Path(__file__).with_name("_worker.py")
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
+def _run(args, **kw):
+    return subprocess.run([sys.executable, str(WORKER), *map(str, args)], env=ENV, capture_output=True, text=True,
+                          timeout=240, **kw)
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = torch.load(a), torch.load(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_kill_mid_epoch_and_resume_equals_uninterrupted(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(killed), "--hang-at", "2"], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = _run([whole])  # the uninterrupted run, while the other one heads for its hang
+    assert done.returncode == 0, done.stderr[-2000:]
+    deadline = time.time() + 200
+    while not (killed / "midepoch").exists():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # in the middle of epoch 2 (0-based); last.ckpt holds the end of epoch 1
+    proc.wait()
+    assert not (killed / "results.json").exists()
+    ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["epoch"] == 1 and len(ckpt["dlparts_history"]) == 2  # saved after validating epoch 1
+    resumed = _run([killed, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _same_weights(whole / "final_rank0.pt", killed / "final_rank0.pt")
+    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, killed))
+    assert a["test"] == b["test"] and a["best_val"] == b["best_val"]
+    history = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["dlparts_history"]
+               for d in (whole, killed)]
+    assert history[0] == history[1] and len(history[0]) == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    run = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           str(WORKER), str(run), "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=2"]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _same_weights(run / "final_rank0.pt", run / "final_rank1.pt")
+    # each process evaluated 11 or 10 of the 21 test clouds; the metric states were summed before computing
+    confmats = [torch.load(run / f"test_rank{r}.pt") for r in range(2)]
+    assert torch.equal(confmats[0], confmats[1]) and int(confmats[0].sum()) == 21
+    result = json.loads((run / "results.json").read_text())
+    cm = confmats[0].double()
+    assert result["test"]["acc"] == pytest.approx(float(cm.diag().sum() / cm.sum()))
