@@ -8,6 +8,7 @@ without CUDA.  Sizes are small because the interpreter is slow.
 """
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -152,6 +153,47 @@ def test_missing_triton_falls_back_with_one_warning(monkeypatch):
         again = ops.farthest_point_sample(xyz, 5, backend="cuda")
     want = ops.farthest_point_sample(xyz, 5, backend="reference")
     assert torch.equal(got, want) and torch.equal(again, want)
+
+
+P32, P64 = "*fp32", "*i64"
+NEAREST = dict(xyz_ptr=P32, query_ptr=P32, lengths_ptr=P64, idx_ptr=P64, dist_ptr=P32, count_ptr=P64, n="i32",
+               s="i32", radius2="fp32", k="i32", BQ="constexpr", BN="constexpr", KP="constexpr", IN_BALL="constexpr")
+# (kernel, signature, constexprs, num_warps) of real launches, the largest blocks of each kernel.
+COMPILED = {
+    "fps_registers": ("_fps_registers", dict(xyz_ptr=P32, lengths_ptr=P64, start_ptr=P64, idx_ptr=P64, n="i32",
+                                             m="i32", BLOCK="constexpr"), dict(BLOCK=cuda._FPS_REGISTER_MAX), 16),
+    "fps_chunked": ("_fps_chunked", dict(xyz_ptr=P32, lengths_ptr=P64, start_ptr=P64, idx_ptr=P64, mind_ptr=P32,
+                                         n="i32", m="i32", CHUNK="constexpr"), dict(CHUNK=cuda._FPS_CHUNK), 8),
+    "ball_index": ("_ball_index", dict(xyz_ptr=P32, centers_ptr=P32, lengths_ptr=P64, idx_ptr=P64, count_ptr=P64,
+                                       n="i32", s="i32", radius2="fp32", k="i32", BQ="constexpr", BN="constexpr",
+                                       KP="constexpr"), dict(BQ=16, BN=64, KP=32), 4),
+    "ball_nearest": ("_nearest", dict(NEAREST, dist_ptr=P64), dict(BQ=16, BN=64, KP=32, IN_BALL=True), 4),
+    "knn": ("_nearest", NEAREST, dict(BQ=16, BN=64, KP=16, IN_BALL=False), 4),
+}
+
+
+def _ptx(name: str, **options) -> str:
+    """PTX of a kernel compiled for an H100 (sm_90) by Triton's own toolchain; needs no GPU."""
+    compiler = pytest.importorskip("triton.compiler")
+    target = pytest.importorskip("triton.backends.compiler").GPUTarget("cuda", 90, 32)
+    kernel, signature, constexprs, warps = COMPILED[name]
+    source = compiler.ASTSource(getattr(cuda, kernel), signature, constexprs)
+    return triton.compile(source, target=target, options=dict(num_warps=warps, **options)).asm["ptx"]
+
+
+@pytest.mark.skipif(INTERPRETER, reason="the interpreter compiles nothing")
+@pytest.mark.parametrize("name", list(COMPILED))
+def test_kernels_compile_for_sm90_without_fma(name):
+    # What the interpreter cannot show: the kernels compile for a real GPU, and the launch options keep every
+    # distance product and sum rounded on its own (no fma.rn.f32 in the PTX, which ptxas --fmad=false then keeps).
+    assert cuda._LAUNCH == {"enable_fp_fusion": False}
+    assert not re.search(r"\bfma\.rn\.f32", _ptx(name, **cuda._LAUNCH))
+
+
+@pytest.mark.skipif(INTERPRETER, reason="the interpreter compiles nothing")
+def test_triton_contracts_distances_by_default():
+    # Without the option Triton fuses dx*dx + dy*dy into an FMA, so the check above is not vacuous.
+    assert re.search(r"\bfma\.rn\.f32", _ptx("knn"))
 
 
 @gpu
