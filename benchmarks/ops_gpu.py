@@ -130,7 +130,7 @@ def report(row: dict) -> None:
     ours = row["dlparts cuda"][1]
     parity = f"equal to reference: {row['equal_reference']}, to cpu: {row['equal_cpu']}"
     print(f"\n{row['case']}  ({parity})")
-    print(f"  {'':<26} {'first call ms':>14} {'median ms':>11} {"time/cuda":>10}")
+    print(f"  {'':<26} {'first call ms':>14} {'median ms':>11} {'time/cuda':>10}")
     for label, value in row.items():
         if isinstance(value, tuple):
             first, med = value
