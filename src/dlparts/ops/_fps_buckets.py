@@ -1,0 +1,120 @@
+"""Exact farthest point sampling for large clouds by bucket pruning, in the manner of QuickFPS (Han et al., 2023).
+
+The valid points are counting-sorted into the cells of a uniform grid (about ``LEAF`` points per cell when the cloud
+fills its box); each non-empty cell is a bucket with its bounding box and the maximum (and its first holder) of its
+points' distances to the chosen set.  When a point is chosen, a bucket whose box lies at squared distance ``lb`` from it
+with ``lb >= bucket maximum`` cannot change: every point in it is at least ``lb`` away, and the float32 ``lb`` is
+computed with the same monotone roundings as each point's distance, so it never exceeds one.  Other buckets are updated
+point by point exactly as in the plain loop.  The next point is the bucket maximum that is largest, ties to the lowest
+original index, so the sequence is the plain algorithm's from the same start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+from dlparts.ops.cpu import FASTMATH
+from dlparts.ops._grid import build_grid
+
+# Target points per bucket.
+LEAF = 128
+
+
+@njit(cache=True)
+def _buckets(start, sx, sy, sz):
+    """Non-empty cells as buckets: (first, last) point ranges and float32 boxes (min/max per axis)."""
+    nonempty = 0
+    for c in range(start.shape[0] - 1):
+        if start[c + 1] > start[c]:
+            nonempty += 1
+    first = np.empty(nonempty, dtype=np.int64)
+    last = np.empty(nonempty, dtype=np.int64)
+    box = np.empty((6, nonempty), dtype=np.float32)  # [xmin, ymin, zmin, xmax, ymax, zmax] x buckets
+    j = 0
+    for c in range(start.shape[0] - 1):
+        if start[c + 1] > start[c]:
+            lo, hi = start[c], start[c + 1]
+            first[j], last[j] = lo, hi
+            box[0, j], box[1, j], box[2, j] = sx[lo:hi].min(), sy[lo:hi].min(), sz[lo:hi].min()
+            box[3, j], box[4, j], box[5, j] = sx[lo:hi].max(), sy[lo:hi].max(), sz[lo:hi].max()
+            j += 1
+    return first, last, box
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _gap(p, lo, hi):
+    """Distance along one axis from p to [lo, hi], rounded like the point differences it bounds."""
+    if p < lo:
+        return lo - p
+    if p > hi:
+        return p - hi
+    return np.float32(0.0)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _update_bucket(lo, hi, sx, sy, sz, mind, px, py, pz):
+    """Plain FPS update of sorted points [lo, hi); returns (maximum, first position holding it)."""
+    top = np.float32(-2.0)
+    for i in range(lo, hi):
+        dx = sx[i] - px
+        dy = sy[i] - py
+        dz = sz[i] - pz
+        d = dx * dx + dy * dy + dz * dz
+        v = min(mind[i], d)
+        mind[i] = v
+        top = max(top, v)
+    arg = lo
+    for i in range(lo, hi):
+        if mind[i] == top:
+            arg = i
+            break
+    return top, arg
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start, out):
+    nb = first.shape[0]
+    mind = np.full(sx.shape[0], np.inf, dtype=np.float32)
+    top = np.full(nb, np.inf, dtype=np.float32)
+    arg = first.copy()
+    cur = where[start]
+    for i in range(m):
+        out[i] = order[cur]
+        mind[cur] = np.float32(-1.0)
+        own = bucket_of[cur]
+        px, py, pz = sx[cur], sy[cur], sz[cur]
+        for j in range(nb):
+            gx = _gap(px, box[0, j], box[3, j])
+            gy = _gap(py, box[1, j], box[4, j])
+            gz = _gap(pz, box[2, j], box[5, j])
+            if gx * gx + gy * gy + gz * gz < top[j] or j == own:
+                top[j], arg[j] = _update_bucket(first[j], last[j], sx, sy, sz, mind, px, py, pz)
+        best = 0
+        for j in range(1, nb):
+            if top[j] > top[best] or (top[j] == top[best] and order[arg[j]] < order[arg[best]]):
+                best = j
+        cur = arg[best]
+
+
+def fps_buckets(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor, leaf: int = LEAF):
+    """Backend-interface FPS (see :mod:`dlparts.ops.reference`) for ``xyz [B, N, 3]`` float32 CPU tensors."""
+    pts = xyz.numpy()
+    out = np.empty((xyz.shape[0], m), dtype=np.int64)
+    for b in range(xyz.shape[0]):
+        n = int(lengths[b])
+        _, _, _, cells, order, sx, sy, sz = build_grid(pts[b], n, _cell_side(pts[b, :n], leaf))
+        first, last, box = _buckets(cells, sx, sy, sz)
+        where = np.empty(n, dtype=np.int64)
+        where[order] = np.arange(n)  # sorted position of each original index
+        bucket_of = np.repeat(np.arange(first.shape[0]), last - first)  # [n] bucket of each sorted position
+        _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, int(start[b]), out[b])
+    return torch.from_numpy(out)
+
+
+def _cell_side(pts: np.ndarray, leaf: int) -> float:
+    """Grid cell side giving about ``leaf`` points per cell if the points filled their bounding box."""
+    extent = np.maximum(pts.max(axis=0).astype(np.float64) - pts.min(axis=0), 1e-12)
+    volume_per_cell = np.prod(extent) * leaf / pts.shape[0]
+    return float(max(volume_per_cell ** (1 / 3), extent.max() * 1e-6))

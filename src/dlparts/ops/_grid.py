@@ -1,0 +1,129 @@
+"""Ball query on a uniform grid for large clouds (numba, CPU): the same indices as the brute-force scan.
+
+The valid points of a cloud are counting-sorted into cells of side ``h >= radius`` (stable, so each cell keeps index
+order).  A center visits the cells overlapping its ball, widened by a relative margin that covers float rounding, and
+tests each candidate with the exact float32 distance of the reference.  In-ball candidates are collected as sort keys
+(the index, or ``(d2 bits << 32) | index`` for ``order="nearest"``) and the ``k`` smallest are kept, so the answer does
+not depend on the order in which cells are visited.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from dlparts.ops.cpu import FASTMATH, QUERY_CHUNK, dist_key, finish_ball
+
+# At most this many cells per valid point (a tiny radius in a wide cloud would otherwise make billions of cells).
+CELLS_PER_POINT = 2
+# Relative widening of the searched box: float32 d2 < r2 can hold for a real distance a few ulps above r.
+MARGIN = 1e-4
+
+
+@njit(cache=True)
+def _cell_size(lo, hi, n, radius):
+    h = radius * (1.0 + MARGIN)
+    while True:
+        cells = 1.0
+        for a in range(3):
+            cells *= np.floor((hi[a] - lo[a]) / h) + 1.0
+        if cells <= CELLS_PER_POINT * n + 27:
+            return h
+        h *= 1.26  # about 2x fewer cells per step
+
+
+@njit(cache=True)
+def _cell(v, lo, h, dim):
+    c = int(np.floor((np.float64(v) - lo) / h))
+    return min(max(c, 0), dim - 1)
+
+
+@njit(cache=True)
+def build_grid(pts, n, radius):
+    """Sort the first ``n`` points of ``pts [N, 3]`` into cells; returns (lo, h, dims, cell_start, order, sx, sy, sz)."""
+    lo = np.empty(3)
+    hi = np.empty(3)
+    for a in range(3):
+        lo[a] = pts[:n, a].min()
+        hi[a] = pts[:n, a].max()
+    h = _cell_size(lo, hi, n, radius)
+    dims = np.empty(3, dtype=np.int64)
+    for a in range(3):
+        dims[a] = int(np.floor((hi[a] - lo[a]) / h)) + 1
+    cell_of = np.empty(n, dtype=np.int64)
+    start = np.zeros(dims[0] * dims[1] * dims[2] + 1, dtype=np.int64)
+    for j in range(n):
+        cx = _cell(pts[j, 0], lo[0], h, dims[0])
+        cy = _cell(pts[j, 1], lo[1], h, dims[1])
+        cz = _cell(pts[j, 2], lo[2], h, dims[2])
+        cell_of[j] = (cz * dims[1] + cy) * dims[0] + cx
+        start[cell_of[j] + 1] += 1
+    for c in range(1, start.shape[0]):
+        start[c] += start[c - 1]
+    fill = start[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for j in range(n):  # stable: each cell keeps increasing indices
+        order[fill[cell_of[j]]] = j
+        fill[cell_of[j]] += 1
+    sx = np.empty(n, dtype=np.float32)
+    sy = np.empty(n, dtype=np.float32)
+    sz = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        sx[i], sy[i], sz[i] = pts[order[i], 0], pts[order[i], 1], pts[order[i], 2]
+    return lo, h, dims, start, order, sx, sy, sz
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _gather_ball(grid, cx, cy, cz, radius, radius2, nearest, keys):
+    """Collect the sort keys of every point with d2 < radius2; returns how many."""
+    lo, h, dims, start, order, sx, sy, sz = grid
+    reach = radius * (1.0 + MARGIN)
+    c0 = np.empty(3, dtype=np.int64)
+    c1 = np.empty(3, dtype=np.int64)
+    center = (cx, cy, cz)
+    for a in range(3):
+        c0[a] = _cell(center[a] - reach, lo[a], h, dims[a])
+        c1[a] = _cell(center[a] + reach, lo[a], h, dims[a])
+    found = 0
+    for gz in range(c0[2], c1[2] + 1):
+        for gy in range(c0[1], c1[1] + 1):
+            row = (gz * dims[1] + gy) * dims[0]
+            for i in range(start[row + c0[0]], start[row + c1[0] + 1]):
+                dx = sx[i] - cx
+                dy = sy[i] - cy
+                dz = sz[i] - cz
+                d = dx * dx + dy * dy + dz * dz
+                if d < radius2:
+                    keys[found] = dist_key(d, order[i]) if nearest else order[i]
+                    found += 1
+    return found
+
+
+@njit(parallel=True, cache=True)
+def _query(grid, soa, n, ctr, radius, radius2, k, nearest, idx, count):
+    s = ctr.shape[0]
+    chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
+    r2 = np.float32(radius2)
+    for task in prange(chunks):
+        keys = np.empty(n, dtype=np.int64)
+        buf = np.empty(64, dtype=np.float32)
+        for q in range(task * QUERY_CHUNK, min((task + 1) * QUERY_CHUNK, s)):
+            cx, cy, cz = ctr[q, 0], ctr[q, 1], ctr[q, 2]
+            found = _gather_ball(grid, cx, cy, cz, radius, r2, nearest, keys)
+            cnt = min(found, k)
+            if found > 0:
+                chosen = np.sort(keys[:found])
+                for i in range(cnt):
+                    idx[q, i] = chosen[i] & 0xFFFFFFFF
+            finish_ball(idx[q], cnt, soa[0], soa[1], soa[2], n, cx, cy, cz, buf)
+            count[q] = cnt
+
+
+def ball_query_grid(xyz, centers, lengths, radius2: float, k: int, nearest: bool, idx, count) -> None:
+    """Fill ``idx [B, S, k]`` and ``count [B, S]`` (numpy) for ``xyz [B, N, 3]``, ``centers [B, S, 3]`` float32."""
+    radius = float(np.sqrt(np.float64(radius2)))
+    for b in range(xyz.shape[0]):
+        n = int(lengths[b])
+        grid = build_grid(xyz[b], n, radius)
+        soa = np.ascontiguousarray(xyz[b, :n].T)  # [3, n]
+        _query(grid, soa, n, centers[b], radius, radius2, k, nearest, idx[b], count[b])

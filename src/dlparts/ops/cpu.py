@@ -1,0 +1,226 @@
+"""Fast CPU backend: numba kernels, parallel over clouds and query blocks, compiled on first use and cached on disk.
+
+Implements the backend interface documented in :mod:`dlparts.ops.reference` and returns exactly what the reference
+returns.  Coordinates are copied to structure-of-arrays ``[B, 3, N]`` so the inner loops run over contiguous x, y and z
+rows and vectorize.  Distances are ``dx*dx + dy*dy + dz*dz`` in float32; the kernels allow only the fast-math flags
+that cannot change a finite result (no NaN/inf/signed-zero care), never ``contract`` (FMA) or ``reassoc``, so every
+distance is bit-identical to the reference's.
+
+Large clouds: farthest point sampling switches to :mod:`dlparts.ops._fps_buckets` (exact, bucket pruning), ball query
+to a uniform grid (:mod:`dlparts.ops._grid`); both return the same indices as the brute-force loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+DEVICE_TYPES: tuple[str, ...] = ("cpu",)
+
+# Fast-math flags that leave finite results unchanged; "contract" (FMA) and "reassoc" would change distances.
+FASTMATH = {"nnan", "ninf", "nsz"}
+# Points per block: distances of a block are computed in one vectorized loop, then scanned.
+BLOCK = 64
+# Query points per parallel task.
+QUERY_CHUNK = 64
+# Single clouds at least this large use bucket-pruned FPS.
+BUCKET_FPS_MIN_POINTS = 32768
+# Ball queries with at least this many center-point pairs search a grid instead of scanning every point.
+GRID_MIN_WORK = 1 << 24
+
+
+def soa(t: torch.Tensor) -> np.ndarray:
+    """``[B, N, 3]`` float32 tensor -> ``[B, 3, N]`` contiguous numpy array (x, y, z rows)."""
+    return np.ascontiguousarray(t.numpy().transpose(0, 2, 1))  # [B, 3, N]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _fps_cloud(x, y, z, n, m, start, out):
+    mind = np.full(n, np.inf, dtype=np.float32)
+    cur = start
+    for i in range(m):
+        out[i] = cur
+        mind[cur] = np.float32(-1.0)  # chosen: never chosen again (min with d >= 0 keeps -1)
+        px, py, pz = x[cur], y[cur], z[cur]
+        best = np.float32(-2.0)
+        best_lo = 0
+        for lo in range(0, n, BLOCK):
+            hi = min(lo + BLOCK, n)
+            top = np.float32(-2.0)
+            for j in range(lo, hi):
+                dx = x[j] - px
+                dy = y[j] - py
+                dz = z[j] - pz
+                d = dx * dx + dy * dy + dz * dz
+                v = min(mind[j], d)
+                mind[j] = v
+                top = max(top, v)
+            if top > best:  # strict: the first block holding the maximum wins
+                best = top
+                best_lo = lo
+        for j in range(best_lo, min(best_lo + BLOCK, n)):
+            if mind[j] == best:  # first index holding the maximum
+                cur = j
+                break
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _fps_kernel(pts, lengths, m, start, out):
+    for b in prange(pts.shape[0]):
+        _fps_cloud(pts[b, 0], pts[b, 1], pts[b, 2], lengths[b], m, start[b], out[b])
+
+
+def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -> torch.Tensor:
+    b, n, _ = xyz.shape
+    out = np.empty((b, m), dtype=np.int64)
+    if b == 1 and n >= BUCKET_FPS_MIN_POINTS:
+        from dlparts.ops._fps_buckets import fps_buckets
+
+        return fps_buckets(xyz, lengths, m, start)
+    _fps_kernel(soa(xyz), lengths.numpy(), m, start.numpy(), out)
+    return torch.from_numpy(out)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _block_dists(x, y, z, lo, hi, cx, cy, cz, buf):
+    for j in range(lo, hi):
+        dx = x[j] - cx
+        dy = y[j] - cy
+        dz = z[j] - cz
+        buf[j - lo] = dx * dx + dy * dy + dz * dz
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _nearest_point(x, y, z, n, cx, cy, cz, buf):
+    """Index of the point nearest to (cx, cy, cz), ties to the lowest index."""
+    best = np.float32(np.inf)
+    arg = 0
+    for lo in range(0, n, BLOCK):
+        hi = min(lo + BLOCK, n)
+        _block_dists(x, y, z, lo, hi, cx, cy, cz, buf)
+        for j in range(hi - lo):
+            if buf[j] < best:
+                best = buf[j]
+                arg = lo + j
+    return arg
+
+
+@njit(cache=True)
+def dist_key(d, j):
+    """Sort key of (squared distance d >= 0, index j): non-negative float32 bits order like the floats."""
+    return (np.int64(np.float32(d).view(np.int32)) << 32) | j
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _ball_center(x, y, z, n, cx, cy, cz, radius2, k, nearest, out, buf, keys):
+    """Fill ``out [k]`` for one center by a scan in index order; returns the count."""
+    cnt = 0
+    found = 0
+    for lo in range(0, n, BLOCK):
+        hi = min(lo + BLOCK, n)
+        _block_dists(x, y, z, lo, hi, cx, cy, cz, buf)
+        for j in range(hi - lo):
+            if buf[j] < radius2:
+                if nearest:
+                    keys[found] = dist_key(buf[j], lo + j)
+                    found += 1
+                else:
+                    out[cnt] = lo + j
+                    cnt += 1
+                    if cnt == k:
+                        return cnt
+    if nearest and found > 0:
+        cnt = min(found, k)
+        chosen = np.sort(keys[:found])[:cnt]
+        for i in range(cnt):
+            out[i] = chosen[i] & 0xFFFFFFFF
+    return cnt
+
+
+@njit(cache=True)
+def finish_ball(out, cnt, x, y, z, n, cx, cy, cz, buf):
+    """Empty ball: the nearest point everywhere; otherwise repeat slot 0 past ``cnt``."""
+    if cnt == 0:
+        out[0] = _nearest_point(x, y, z, n, cx, cy, cz, buf)
+    for i in range(max(cnt, 1), out.shape[0]):
+        out[i] = out[0]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _ball_kernel(pts, ctr, lengths, radius2, k, nearest, idx, count):
+    nb, s = ctr.shape[0], ctr.shape[2]
+    chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
+    r2 = np.float32(radius2)
+    for task in prange(nb * chunks):
+        b = task // chunks
+        lo = (task % chunks) * QUERY_CHUNK
+        n = lengths[b]
+        x, y, z = pts[b, 0], pts[b, 1], pts[b, 2]
+        buf = np.empty(BLOCK, dtype=np.float32)
+        keys = np.empty(n if nearest else 1, dtype=np.int64)
+        for q in range(lo, min(lo + QUERY_CHUNK, s)):
+            cx, cy, cz = ctr[b, 0, q], ctr[b, 1, q], ctr[b, 2, q]
+            cnt = _ball_center(x, y, z, n, cx, cy, cz, r2, k, nearest, idx[b, q], buf, keys)
+            finish_ball(idx[b, q], cnt, x, y, z, n, cx, cy, cz, buf)
+            count[b, q] = cnt
+
+
+def ball_query(xyz, centers, lengths, radius2: float, k: int, nearest: bool):
+    b, n, _ = xyz.shape
+    s = centers.shape[1]
+    idx = np.empty((b, s, k), dtype=np.int64)
+    count = np.empty((b, s), dtype=np.int64)
+    if n * s >= GRID_MIN_WORK:
+        from dlparts.ops._grid import ball_query_grid
+
+        ball_query_grid(xyz.numpy(), centers.numpy(), lengths.numpy(), radius2, k, nearest, idx, count)
+    else:
+        _ball_kernel(soa(xyz), soa(centers), lengths.numpy(), radius2, k, nearest, idx, count)
+    return torch.from_numpy(idx), torch.from_numpy(count)
+
+
+@njit(cache=True)
+def _insert(dist, idx, d, j):
+    """Insert (d, j) into the sorted lists, after entries with distance <= d (j exceeds every index already held)."""
+    i = dist.shape[0] - 1
+    while i > 0 and dist[i - 1] > d:
+        dist[i] = dist[i - 1]
+        idx[i] = idx[i - 1]
+        i -= 1
+    dist[i] = d
+    idx[i] = j
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _knn_kernel(qry, pts, lengths, k, dists, idx):
+    nb, s = qry.shape[0], qry.shape[2]
+    chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
+    for task in prange(nb * chunks):
+        b = task // chunks
+        lo = (task % chunks) * QUERY_CHUNK
+        n = lengths[b]
+        x, y, z = pts[b, 0], pts[b, 1], pts[b, 2]
+        buf = np.empty(BLOCK, dtype=np.float32)
+        for q in range(lo, min(lo + QUERY_CHUNK, s)):
+            cx, cy, cz = qry[b, 0, q], qry[b, 1, q], qry[b, 2, q]
+            dq, iq = dists[b, q], idx[b, q]
+            dq[:] = np.inf
+            iq[:] = 0
+            worst = np.float32(np.inf)
+            for blk in range(0, n, BLOCK):
+                hi = min(blk + BLOCK, n)
+                _block_dists(x, y, z, blk, hi, cx, cy, cz, buf)
+                for j in range(hi - blk):
+                    d = buf[j]
+                    if d < worst:
+                        _insert(dq, iq, d, blk + j)
+                        worst = dq[k - 1]
+
+
+def knn(query, ref, lengths, k: int):
+    b, s, _ = query.shape
+    dists = np.empty((b, s, k), dtype=np.float32)
+    idx = np.empty((b, s, k), dtype=np.int64)
+    _knn_kernel(soa(query), soa(ref), lengths.numpy(), k, dists, idx)
+    return torch.from_numpy(dists), torch.from_numpy(idx)

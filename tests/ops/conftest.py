@@ -1,0 +1,41 @@
+"""Backends that every operator test body runs against.
+
+``backend_params()`` is the one list to extend: each entry is ``(backend name, device of the tensors)``.  CUDA cases
+skip cleanly on machines without a GPU.
+"""
+
+from typing import NamedTuple
+
+import pytest
+import torch
+
+
+class Backend(NamedTuple):
+    name: str
+    device: str
+
+
+def backend_params() -> list:
+    no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+    return [
+        pytest.param(Backend("reference", "cpu"), id="reference"),
+        pytest.param(Backend("cpu", "cpu"), id="cpu"),
+        pytest.param(Backend("cuda", "cuda"), id="cuda", marks=no_gpu),
+    ]
+
+
+@pytest.fixture(params=backend_params())
+def backend(request) -> Backend:
+    return request.param
+
+
+def cloud(b: int, n: int, seed: int, *, grid: float | None = None) -> torch.Tensor:
+    """Random ``[b, n, 3]`` points in the unit cube; ``grid`` snaps them to a lattice (duplicates and distance ties)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, n, 3, generator=g)
+    return x if grid is None else torch.round(x / grid) * grid
+
+
+def ragged(b: int, n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed + 1000)
+    return torch.randint(max(1, n // 2), n + 1, (b,), generator=g)

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from dlparts import ops
+
+from .conftest import cloud, ragged
+
+
+def test_hand_computed(backend):
+    ref = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 2, 0], [1, 0, 0]]])  # 1 and 3 coincide: tie -> lower index
+    q = torch.tensor([[[1.0, 0.5, 0]]])
+    dists, idx = ops.knn(q.to(backend.device), ref.to(backend.device), 3, backend=backend.name)
+    assert idx.cpu().tolist() == [[[1, 3, 0]]]
+    assert dists.cpu().tolist() == [[[0.25, 0.25, 1.25]]]
+
+
+@pytest.mark.parametrize("b,s,n,k,grid", [(1, 1, 1, 1, None), (2, 30, 50, 5, None), (3, 100, 257, 16, None),
+                                          (2, 64, 200, 20, 0.1), (1, 10, 40, 40, None)])
+def test_equals_reference(backend, b, s, n, k, grid):
+    ref = cloud(b, n, seed=n, grid=grid)
+    q = torch.cat([ref[:, : s // 2], cloud(b, s - s // 2, seed=s)], dim=1)
+    lengths = ragged(b, n, n) if k <= n // 2 else None
+    want = ops.knn(q, ref, k, lengths, backend="reference")
+    got = ops.knn(q.to(backend.device), ref.to(backend.device), k,
+                  None if lengths is None else lengths.to(backend.device), backend=backend.name)
+    assert torch.equal(got.idx.cpu(), want.idx)
+    assert torch.equal(got.dists.cpu(), want.dists)  # bit-identical float32 distances
+    if lengths is not None:
+        assert bool((want.idx < lengths[:, None, None]).all())
+
+
+def test_reference_matches_sort():
+    ref, q = cloud(2, 70, 1, grid=0.2), cloud(2, 9, 2)
+    d = ((q[:, :, None] - ref[:, None]) ** 2).sum(-1)  # [2, 9, 70]
+    want = torch.sort(d, dim=2, stable=True)
+    got = ops.knn(q, ref, 6, backend="reference")
+    assert torch.equal(got.idx, want.indices[:, :, :6])
+    torch.testing.assert_close(got.dists, want.values[:, :, :6])
+
+
+def test_three_nn(backend):
+    known = torch.tensor([[[0.0, 0, 0], [2, 0, 0], [0, 3, 0], [9, 9, 9]]])
+    unknown = torch.tensor([[[1.0, 0, 0]]])
+    dists, idx = ops.three_nn(unknown.to(backend.device), known.to(backend.device), backend=backend.name)
+    assert idx.cpu().tolist() == [[[0, 1, 2]]] and dists.cpu().tolist() == [[[1.0, 1.0, 10.0]]]
+
+
+def test_dists_gradcheck(backend):
+    q = cloud(1, 4, 3).double().to(backend.device).requires_grad_()
+    ref = cloud(1, 9, 4).double().to(backend.device).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: ops.knn(a, b, 3, backend=backend.name).dists, (q, ref))
+    out = ops.knn(q, ref, 3, backend=backend.name)
+    assert out.dists.dtype == torch.float64 and not out.idx.requires_grad
