@@ -1,0 +1,194 @@
+"""PointNet++ training throughput and PointNet / PointNet++ inference latency on the CPU, against the popular style.
+
+The peer is the SSG classifier written the way the most used PyTorch port (yanx27/Pointnet_Pointnet2_pytorch) writes
+it, re-implemented here: farthest point sampling as a Python loop over the samples, ball query as a dense
+``[B, S, N]`` distance matrix sorted per centre, grouping by fancy indexing, ``Conv2d`` 1x1 + ``BatchNorm2d`` on
+``[B, C, k, S]``.  Same layers and parameter count (1,475,688) as ``pointnet2_cls_ssg``.
+
+Measured in one run, on 2 threads (``torch.set_num_threads(2)``), B=16 clouds of 1024 points, SGD steps
+(forward, cross-entropy, backward, update):
+
+* training clouds/s of the peer and of ``pointnet2_cls_ssg`` in fp32 and under bf16 autocast, and the ratios;
+* model FLOPs utilization: ``3 x`` the paper-order forward FLOPs (the 0.84 GMACs of the docstring, 2 FLOPs per MAC)
+  per cloud times clouds/s, over the fp32 matmul peak measured here (2048^3 products);
+* inference latency (eval, no grad) of one 1024-point cloud for ``pointnet_cls`` and ``pointnet2_cls_ssg``.
+
+    .venv/bin/python benchmarks/models.py [--steps 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dlparts import summarize
+from dlparts.models import create_model
+
+B, N, CLASSES = 16, 1024, 40
+
+
+# ------------------------------------------------------------------------------------------- the popular-repo style
+def square_distance(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """``[B, S, 3]``, ``[B, N, 3]`` -> ``[B, S, N]`` squared distances by the expanded dot product."""
+    d = -2 * src @ dst.transpose(1, 2)  # [B, S, N]
+    return d + src.square().sum(-1)[:, :, None] + dst.square().sum(-1)[:, None, :]
+
+
+def loop_fps(xyz: torch.Tensor, npoint: int) -> torch.Tensor:
+    """Farthest point sampling as one Python iteration per sample, starting at point 0: ``[B, N, 3] -> [B, m]``."""
+    b, n, _ = xyz.shape
+    idx = torch.zeros(b, npoint, dtype=torch.long)
+    dist = torch.full((b, n), 1e10)
+    farthest = torch.zeros(b, dtype=torch.long)
+    rows = torch.arange(b)
+    for i in range(npoint):
+        idx[:, i] = farthest
+        centre = xyz[rows, farthest][:, None, :]  # [B, 1, 3]
+        dist = torch.minimum(dist, (xyz - centre).square().sum(-1))  # [B, N]
+        farthest = dist.argmax(-1)
+    return idx
+
+
+def dense_ball_query(radius: float, k: int, xyz: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """All ``[B, S, N]`` distances, out-of-ball indices set to ``N``, sorted, the first ``k`` kept, the rest filled
+    with the first: ``-> [B, S, k]``."""
+    b, n, _ = xyz.shape
+    s = centres.shape[1]
+    idx = torch.arange(n).view(1, 1, n).repeat(b, s, 1)  # [B, S, N]
+    idx[square_distance(centres, xyz) > radius**2] = n
+    idx = idx.sort(dim=-1)[0][:, :, :k]  # [B, S, k]
+    first = idx[:, :, :1].expand(-1, -1, k)  # [B, S, k]
+    mask = idx == n
+    idx[mask] = first[mask]
+    return idx
+
+
+def index_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``[B, N, C]``, ``[B, ...]`` -> ``[B, ..., C]`` by advanced indexing."""
+    rows = torch.arange(points.shape[0]).view(-1, *([1] * (idx.dim() - 1))).expand_as(idx)  # [B, ...]
+    return points[rows, idx]
+
+
+class PeerSA(nn.Module):
+    def __init__(self, npoint, radius, k, in_channels, mlp, group_all=False):
+        super().__init__()
+        self.npoint, self.radius, self.k, self.group_all = npoint, radius, k, group_all
+        self.convs, self.bns = nn.ModuleList(), nn.ModuleList()
+        for width in mlp:
+            self.convs.append(nn.Conv2d(in_channels, width, 1))
+            self.bns.append(nn.BatchNorm2d(width))
+            in_channels = width
+
+    def forward(self, xyz, points):
+        if self.group_all:
+            centres = xyz.new_zeros(xyz.shape[0], 1, 3)
+            grouped = xyz[:, None] if points is None else torch.cat([xyz, points], -1)[:, None]  # [B, 1, N, C]
+        else:
+            centres = index_points(xyz, loop_fps(xyz, self.npoint))  # [B, S, 3]
+            idx = dense_ball_query(self.radius, self.k, xyz, centres)  # [B, S, k]
+            grouped = index_points(xyz, idx) - centres[:, :, None]  # [B, S, k, 3]
+            if points is not None:
+                grouped = torch.cat([grouped, index_points(points, idx)], -1)  # [B, S, k, 3 + D]
+        h = grouped.permute(0, 3, 2, 1)  # [B, C, k, S]
+        for conv, bn in zip(self.convs, self.bns):
+            h = F.relu(bn(conv(h)))
+        return centres, h.max(2)[0].transpose(1, 2)  # [B, S, C]
+
+
+class PeerPointNet2(nn.Module):
+    def __init__(self, num_classes=CLASSES):
+        super().__init__()
+        self.sa1 = PeerSA(512, 0.2, 32, 3, [64, 64, 128])
+        self.sa2 = PeerSA(128, 0.4, 64, 128 + 3, [128, 128, 256])
+        self.sa3 = PeerSA(None, None, None, 256 + 3, [256, 512, 1024], group_all=True)
+        self.head = nn.Sequential(nn.Linear(1024, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Dropout(0.5),
+                                  nn.Linear(512, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.5),
+                                  nn.Linear(256, num_classes))
+
+    def forward(self, points):
+        xyz, feats = self.sa1(points, None)
+        xyz, feats = self.sa2(xyz, feats)
+        _, feats = self.sa3(xyz, feats)
+        return self.head(feats[:, 0])
+
+
+# -------------------------------------------------------------------------------------------------- measurements
+def train_rate(model: nn.Module, steps: int, bf16: bool) -> float:
+    """Clouds per second over ``steps`` SGD steps after one warm-up step."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(B, N, 3, generator=gen) * 2 - 1
+    y = torch.randint(0, CLASSES, (B,), generator=gen)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return B * steps / (time.perf_counter() - start)
+
+
+def matmul_peak(dtype=torch.float32, size: int = 2048, repeat: int = 5) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2 * size**3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def latency(model: nn.Module, channels: int = 3, repeat: int = 20) -> float:
+    model.eval()
+    x = torch.rand(1, N, channels, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model(x)
+        return statistics.median(_timed(lambda: model(x)) for _ in range(repeat))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps per configuration")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    peak = matmul_peak()
+    flops = 2 * summarize(create_model("pointnet2_cls_ssg", fused_first_layer=False), (N, 3)).macs  # per cloud
+    print(f"fp32 matmul peak (2048^3, 2 threads): {peak / 1e9:.1f} GFLOP/s; bf16: {matmul_peak(torch.bfloat16) / 1e9:.1f}"
+          f"; pointnet2_cls_ssg forward: {flops / 1e9:.3f} GFLOP per cloud (MAC FLOPs, paper order)")
+    peer = PeerPointNet2()
+    ours = create_model("pointnet2_cls_ssg")
+    assert sum(p.numel() for p in peer.parameters()) == sum(p.numel() for p in ours.parameters())
+    rates = {}
+    for label, model, bf16 in (("peer fp32", peer, False), ("peer bf16", peer, True),
+                               ("ours fp32", ours, False), ("ours bf16", ours, True)):
+        rates[label] = train_rate(model, args.steps, bf16)
+    print(f"\ntraining, B={B}, N={N}, SGD step        clouds/s   vs peer fp32   MFU (3 x forward FLOPs / fp32 peak)")
+    for label, rate in rates.items():
+        print(f"  {label:<32} {rate:>8.2f}   {rate / rates['peer fp32']:>10.2f}x   {rate * 3 * flops / peak:>6.1%}")
+    print(f"  ours fp32 vs peer fp32: {rates['ours fp32'] / rates['peer fp32']:.2f}x; "
+          f"ours bf16 vs peer fp32: {rates['ours bf16'] / rates['peer fp32']:.2f}x; "
+          f"ours bf16 vs peer bf16: {rates['ours bf16'] / rates['peer bf16']:.2f}x")
+    print("\ninference latency, one 1024-point cloud, eval, no grad (median of 20)")
+    for label, model in (("pointnet_cls", create_model("pointnet_cls")), ("pointnet2_cls_ssg", ours),
+                         ("peer pointnet2 ssg", peer)):
+        print(f"  {label:<22} {latency(model) * 1e3:>8.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
