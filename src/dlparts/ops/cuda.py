@@ -179,8 +179,8 @@ def _nearest(xyz_ptr, query_ptr, lengths_ptr, idx_ptr, dist_ptr, count_ptr, n, s
              BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr, IN_BALL: tl.constexpr):
     """The ``k`` nearest points by ``(d2, index)``; with ``IN_BALL`` only those with ``d2 < radius2`` (ball query).
 
-    Keeps the best ``k`` keys of each query, ascending, in registers (``[BQ, KP]``, padded with ``NEVER``) and
-    merges each chunk of ``BN`` points into them by ``k`` rounds of selecting the smallest remaining key.
+    Keeps the best keys of each query, ascending, in registers (``[BQ, KP]``, padded with ``NEVER``) and inserts
+    into them the keys of each chunk of ``BN`` points that beat the ``k``-th best.
     """
     NEVER: tl.constexpr = 0x7FFFFFFFFFFFFFFF  # larger than the key of every real point
     b = tl.program_id(0).to(tl.int64)
@@ -210,17 +210,17 @@ def _nearest(xyz_ptr, query_ptr, lengths_ptr, idx_ptr, dist_ptr, count_ptr, n, s
             inside = (d < radius2) & pmask[None, :]
             cnt += tl.sum(inside.to(tl.int32), 1)
             key = tl.where(inside, key, NEVER)
-        # Merge only when some query of the block gains a point: most chunks of a small ball gain nothing.
+        # Insert the chunk's keys that beat the k-th best, smallest first, one per round: the rounds are as many as
+        # the most any query of the block gains (all k at first, then few), and a chunk that gains nothing costs none.
         worst = tl.max(tl.where(slots[None, :] < k, best, 0), 1)  # [BQ] k-th best key so far
-        gain = tl.sum((tl.min(key, 1) < worst).to(tl.int32), 0)
-        if gain > 0:
-            merged = tl.full([BQ, KP], NEVER, tl.int64)
-            for j in range(k):
-                pick = tl.minimum(tl.min(key, 1), tl.min(best, 1))  # [BQ] the j-th smallest key
-                merged = tl.where(slots[None, :] == j, pick[:, None], merged)
-                key = tl.where(key == pick[:, None], NEVER, key)
-                best = tl.where(best == pick[:, None], NEVER, best)
-            best = merged
+        rounds = tl.minimum(tl.max(tl.sum((key < worst[:, None]).to(tl.int32), 1), 0), k)
+        for _ in range(rounds):
+            new = tl.min(key, 1)  # [BQ]
+            key = tl.where(key == new[:, None], NEVER, key)
+            pos = tl.sum((best < new[:, None]).to(tl.int32), 1)  # [BQ] its slot in the sorted list
+            shifted = tl.gather(best, tl.broadcast_to(tl.maximum(slots - 1, 0)[None, :], (BQ, KP)), 1)  # [BQ, KP]
+            best = tl.where(slots[None, :] < pos[:, None], best,
+                            tl.where(slots[None, :] == pos[:, None], new[:, None], shifted))
     row = (b * s + q)[:, None] * k + slots[None, :]  # [BQ, KP] flat output offsets
     found = best & 0xFFFFFFFF
     if IN_BALL:
