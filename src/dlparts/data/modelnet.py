@@ -74,7 +74,8 @@ class ModelNet(_Clouds):
             raise DataNotFoundError(f"ModelNet root {root} has no {published} meshes; expected "
                                     f"<root>/<class>/{published}/<class>_<id>.off (published at {_URL})")
         settings = {"root": str(root.resolve()), "split": published, "n": num_points, "fps": fps, "seed": seed,
-                    "files": len(files), "version": _VERSION}
+                    "version": _VERSION,
+                    "files": [str(f.relative_to(root)) for f, _ in files]}  # a changed file list is a new cache
         arrays = _sampled(files, cache_file("modelnet", settings, f"{published}.npz"), num_points, fps, seed)
         keep = _select(split, len(arrays["labels"]), val_fraction, seed)
         self.points = torch.from_numpy(arrays["points"][keep][:, :, :6 if normals else 3].copy())
@@ -191,8 +192,10 @@ class ModelNet40H5(_Clouds):
             try:
                 with h5py.File(path, "r") as f:
                     data, label = np.asarray(f["data"][:, :num_points, :3]), np.asarray(f["label"]).reshape(-1)
-                if data.shape[1] < num_points or len(data) != len(label) or not np.isfinite(data).all():
-                    raise DataError(f"bad shapes data {list(data.shape)} label {list(label.shape)} or non-finite")
+                if data.shape[1] < num_points:
+                    raise DataError(f"clouds of {data.shape[1]} points, fewer than num_points={num_points}")
+                if len(data) != len(label) or not np.isfinite(data).all():
+                    raise DataError(f"{len(data)} clouds but {len(label)} labels, or NaN/inf coordinates")
             except (OSError, KeyError, DataError) as exc:
                 skipped.append((str(path), str(exc)))
                 continue
