@@ -83,14 +83,14 @@ def test_fps_equals_reference(b, n, m, grid):
     assert torch.equal(cuda.fps(xyz, lengths, m, start), reference.fps(xyz, lengths, m, start))
 
 
-@pytest.mark.parametrize("chunk", [16, 64])
+@pytest.mark.parametrize("path,chunk", [("_fps_streaming", 16), ("_fps_steps", 32), ("_fps_steps", 64)])
 @interpreted
-def test_fps_streaming_equals_reference(chunk):
-    # The kernel of clouds above _FPS_REGISTER_MAX points, on a small cloud: chunk boundaries, ties across chunks.
+def test_fps_large_cloud_paths_equal_reference(path, chunk):
+    # The kernels of clouds above _FPS_REGISTER_MAX points, on a small cloud: chunk boundaries, ties across chunks.
     xyz, _, lengths = _inputs(2, 150, 1, seed=chunk, grid=0.2)
     start = torch.tensor([3, 0])
     idx = torch.empty(2, 25, dtype=torch.int64)
-    cuda._fps_streaming(xyz, lengths, 25, start, idx, chunk)
+    getattr(cuda, path)(xyz, lengths, 25, start, idx, chunk)
     assert torch.equal(idx, reference.fps(xyz, lengths, 25, start))
 
 
@@ -164,6 +164,9 @@ COMPILED = {
                                              m="i32", BLOCK="constexpr"), dict(BLOCK=cuda._FPS_REGISTER_MAX), 16),
     "fps_chunked": ("_fps_chunked", dict(xyz_ptr=P32, lengths_ptr=P64, start_ptr=P64, idx_ptr=P64, mind_ptr=P32,
                                          n="i32", m="i32", CHUNK="constexpr"), dict(CHUNK=cuda._FPS_CHUNK), 8),
+    "fps_step": ("_fps_step", dict(xyz_ptr=P32, lengths_ptr=P64, idx_ptr=P64, mind_ptr=P32, top_ptr=P32, arg_ptr=P64,
+                                   n="i32", m="i32", i="i32", parts="i32", CHUNK="constexpr", PARTS="constexpr"),
+                 dict(CHUNK=cuda._FPS_CHUNK, PARTS=512), 8),
     "ball_index": ("_ball_index", dict(xyz_ptr=P32, centers_ptr=P32, lengths_ptr=P64, idx_ptr=P64, count_ptr=P64,
                                        n="i32", s="i32", radius2="fp32", k="i32", BQ="constexpr", BN="constexpr",
                                        KP="constexpr"), dict(BQ=16, BN=64, KP=32), 4),

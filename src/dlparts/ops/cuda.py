@@ -26,9 +26,12 @@ import triton.language as tl
 
 from dlparts.ops import reference
 
-# Clouds up to this many points keep coordinates and distances in registers (one program per cloud); larger clouds
-# stream chunks of _FPS_CHUNK points through a global scratch buffer of distances.
+# FPS: clouds up to _FPS_REGISTER_MAX points keep coordinates and distances in registers (one program per cloud);
+# up to _FPS_STREAM_MAX they stream chunks of _FPS_CHUNK points through a scratch buffer of distances (one program per
+# cloud); larger ones run one launch per step with one program per chunk.  The limits are estimates: no GPU has
+# timed them yet (benchmarks/ops_gpu.py times all three).
 _FPS_REGISTER_MAX = 8192
+_FPS_STREAM_MAX = 65536
 _FPS_CHUNK = 2048
 # The nearest-neighbour kernels keep the best k keys per query in registers; beyond this k the reference runs instead.
 _TOPK_MAX = 256
@@ -105,25 +108,81 @@ def _fps_chunked(xyz_ptr, lengths_ptr, start_ptr, idx_ptr, mind_ptr, n, m, CHUNK
         cur = best_idx
 
 
+@triton.jit(do_not_specialize=["i"])
+def _fps_step(xyz_ptr, lengths_ptr, idx_ptr, mind_ptr, top_ptr, arg_ptr, n, m, i, parts,
+              CHUNK: tl.constexpr, PARTS: tl.constexpr):
+    """Step ``i`` of FPS, one program per (cloud, chunk of ``CHUNK`` points): many programs share one cloud.
+
+    ``top_ptr``/``arg_ptr [2, B, PARTS]`` hold each chunk's largest distance and its index, double-buffered: step
+    ``i`` reads the maxima of step ``i - 1`` from buffer ``(i + 1) % 2`` (the host seeds it with the start) and writes
+    its own to ``i % 2``.  Every program reduces the maxima to the chosen point itself, so no step needs a grid sync.
+    """
+    b = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    nb = tl.num_programs(0)
+    length = tl.load(lengths_ptr + b)
+    j = tl.arange(0, PARTS)
+    prev = ((i + 1) % 2 * nb + b) * PARTS + j
+    tops = tl.load(top_ptr + prev, mask=j < parts, other=-2.0)
+    _, at = tl.max(tops, 0, return_indices=True, return_indices_tie_break_left=True)  # chunks in index order
+    cur = tl.sum(tl.where(j == at, tl.load(arg_ptr + prev, mask=j < parts, other=0), 0))
+    tl.store(idx_ptr + b * m + i, cur, mask=c == 0)
+    base = xyz_ptr + b * n * 3
+    offs = c * CHUNK + tl.arange(0, CHUNK).to(tl.int64)
+    valid = offs < length
+    dx = tl.load(base + offs * 3, mask=valid, other=0.0) - tl.load(base + cur * 3)
+    dy = tl.load(base + offs * 3 + 1, mask=valid, other=0.0) - tl.load(base + cur * 3 + 1)
+    dz = tl.load(base + offs * 3 + 2, mask=valid, other=0.0) - tl.load(base + cur * 3 + 2)
+    d = dx * dx + dy * dy + dz * dz
+    mind = tl.load(mind_ptr + b * n + offs, mask=valid, other=-1.0)
+    mind = tl.where(mind >= 0, tl.minimum(mind, d), mind)
+    mind = tl.where(offs == cur, -1.0, mind)
+    tl.store(mind_ptr + b * n + offs, mind, mask=valid)
+    top, arg = tl.max(mind, 0, return_indices=True, return_indices_tie_break_left=True)
+    out = (i % 2 * nb + b) * PARTS + c
+    tl.store(top_ptr + out, top)
+    tl.store(arg_ptr + out, c * CHUNK + arg.to(tl.int64))
+
+
 def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -> torch.Tensor:
-    """Farthest point sampling (PointNet++ Sec. 3.2): ``xyz [B, N, 3]`` -> ``idx int64 [B, m]``; see the reference."""
+    """Farthest point sampling (PointNet++ Sec. 3.2): ``xyz [B, N, 3]`` -> ``idx int64 [B, m]``; see the reference.
+
+    Small clouds run in registers, one program per cloud; medium ones stream through one program per cloud; large
+    ones run one launch per step over all of the GPU (launch overhead instead of one multiprocessor's bandwidth).
+    """
     b, n, _ = xyz.shape
     idx = torch.empty(b, m, dtype=torch.int64, device=xyz.device)
     if n <= _FPS_REGISTER_MAX:
         block = max(_pow2(n), 16)
-        _fps_registers[(b,)](xyz, lengths, start, idx, n, m, BLOCK=block,
-                                      num_warps=max(1, min(16, block // 256)), **_LAUNCH)
-    else:
+        _fps_registers[(b,)](xyz, lengths, start, idx, n, m, BLOCK=block, num_warps=max(1, min(16, block // 256)),
+                             **_LAUNCH)
+    elif n <= _FPS_STREAM_MAX:
         _fps_streaming(xyz, lengths, m, start, idx, _FPS_CHUNK)
+    else:
+        _fps_steps(xyz, lengths, m, start, idx, _FPS_CHUNK)
     return idx
 
 
 def _fps_streaming(xyz, lengths, m: int, start, idx, chunk: int) -> None:
-    """The chunked FPS kernel (``chunk`` a power of two), separate so tests can run it on small clouds."""
+    """FPS by :func:`_fps_chunked` into ``idx [B, m]`` (``chunk`` a power of two; tests use small ones)."""
     b, n, _ = xyz.shape
     mind = torch.full((b, n), float("inf"), dtype=torch.float32, device=xyz.device)
-    _fps_chunked[(b,)](xyz, lengths, start, idx, mind, n, m, CHUNK=chunk,
-                                num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
+    _fps_chunked[(b,)](xyz, lengths, start, idx, mind, n, m, CHUNK=chunk, num_warps=max(1, min(16, chunk // 256)),
+                       **_LAUNCH)
+
+
+def _fps_steps(xyz, lengths, m: int, start, idx, chunk: int) -> None:
+    """FPS by ``m`` launches of :func:`_fps_step` into ``idx [B, m]`` (``chunk`` a power of two)."""
+    b, n, _ = xyz.shape
+    parts = triton.cdiv(n, chunk)
+    mind = torch.full((b, n), float("inf"), dtype=torch.float32, device=xyz.device)
+    top = torch.full((2, b, _pow2(parts)), -2.0, dtype=torch.float32, device=xyz.device)
+    arg = torch.zeros((2, b, _pow2(parts)), dtype=torch.int64, device=xyz.device)
+    top[1, :, 0] = 0.0  # step 0 reads buffer 1: its only maximum is the start
+    arg[1, :, 0] = start
+    for i in range(m):
+        _fps_step[(b, parts)](xyz, lengths, idx, mind, top, arg, n, m, i, parts, CHUNK=chunk, PARTS=_pow2(parts),
+                              num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
 
 
 # --------------------------------------------------------------------------------------------------------- ball query
