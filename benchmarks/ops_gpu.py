@@ -23,6 +23,7 @@ import traceback
 import torch
 
 from dlparts import ops
+from dlparts.ops import cuda
 
 FULL = {
     "fps": [(16, 1024, 512), (16, 4096, 1024), (1, 100_000, 10_000), (1, 1_000_000, 4096)],
@@ -93,7 +94,23 @@ def case_fps(b: int, n: int, m: int) -> dict:
     run = {be: (lambda be=be, t=t: ops.farthest_point_sample(t, m, backend=be))
            for be, t in (("cuda", g), ("reference", g), ("cpu", x))}
     peers = {"torch loop (GPU)": lambda: loop_fps(g, m)}
-    return measure(f"fps B={b} N={n:,} m={m:,}", run, peers, lambda r: (r,))
+    if n > cuda._FPS_REGISTER_MAX:  # both large-cloud kernels, whichever fps() picks, to place _FPS_STREAM_MAX
+        lens = torch.full((b,), n, device=g.device)
+        start = torch.zeros(b, dtype=torch.int64, device=g.device)
+        for path in ("_fps_streaming", "_fps_steps"):
+            peers[f"cuda {path}"] = lambda path=path: fps_path(path, g, lens, m, start)
+    row = measure(f"fps B={b} N={n:,} m={m:,}", run, peers, lambda r: (r,))
+    if n > cuda._FPS_REGISTER_MAX:
+        want = run["reference"]()
+        row["equal_reference"] &= all(torch.equal(fps_path(p, g, lens, m, start), want)
+                                      for p in ("_fps_streaming", "_fps_steps"))
+    return row
+
+
+def fps_path(path: str, xyz, lengths, m: int, start) -> torch.Tensor:
+    idx = torch.empty(xyz.shape[0], m, dtype=torch.int64, device=xyz.device)
+    getattr(cuda, path)(xyz, lengths, m, start, idx, cuda._FPS_CHUNK)
+    return idx
 
 
 def case_ball(b: int, n: int, s: int, radius: float, k: int, order: str) -> dict:
