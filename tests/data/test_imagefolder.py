@@ -175,13 +175,18 @@ def test_synthetic_cache_folder_and_reuse(tmp_path, monkeypatch):
     assert (root / "train" / "disk" / "00000.jpg").stat().st_mtime_ns == stamp  # reused, not rewritten
 
 
-def test_synthetic_colour_does_not_tell_the_classes_apart():
+def test_no_single_pixel_statistic_separates_the_classes():
     rng = np.random.default_rng(0)
-    means = np.array([[np.asarray(render(name, rng, 32), dtype=float).mean(axis=(0, 1)) for _ in range(30)]
-                      for name in SHAPES])  # [classes, images, 3]
-    within = means.std(axis=1).mean(axis=0)  # [3]
-    between = means.mean(axis=1).std(axis=0)  # [3]
-    assert (between < 0.4 * within).all()
+    images = np.array([[np.asarray(render(name, rng, 32), dtype=float) for _ in range(40)]
+                       for name in SHAPES])  # [classes, 40, 32, 32, 3]
+    statistics = {"mean red": images[..., 0].mean(axis=(2, 3)), "mean green": images[..., 1].mean(axis=(2, 3)),
+                  "mean blue": images[..., 2].mean(axis=(2, 3)), "brightness": images.mean(axis=(2, 3, 4)),
+                  "centre pixel": images[:, :, 16, 16].mean(axis=-1), "contrast": images.std(axis=(2, 3, 4))}
+    for name, values in statistics.items():  # values: [classes, 40]
+        class_means = values.mean(axis=1)  # [classes]
+        predicted = np.abs(values[..., None] - class_means).argmin(axis=-1)  # nearest class mean, [classes, 40]
+        accuracy = (predicted == np.arange(len(SHAPES))[:, None]).mean()
+        assert accuracy < 0.25, f"{name} alone classifies {accuracy:.0%} (chance is 10%)"
 
 
 def test_synthetic_bad_arguments(tmp_path):

@@ -4,6 +4,8 @@ Ten classes, told apart only by **shape and spatial arrangement**: ``disk``, ``s
 ``cross``, ``ring``, ``pair`` (two dots), ``row3`` (three dots in a line), ``dots3`` (three dots in a triangle),
 ``halfdisk``.  Within every class the colour of the shape, its size, position and rotation, and the background (a
 random two-colour gradient with pixel noise) are drawn at random, so no single pixel statistic separates the classes.
+Shapes are always lighter than their background, so that edges have one polarity: that keeps the task about shape
+and lets a small network learn it in minutes on a CPU.
 
 The files are written in the ImageNet layout, ``<root>/train/<class>/NNNNN.png`` and ``<root>/val/<class>/...``, so
 :class:`dlparts.data.imagefolder.ImageFolderDataset` reads them like any image folder.  They are generated once into
@@ -21,16 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dlparts.data._cache import cache_root
 from dlparts.errors import ConfigError
 
 SHAPES = ("disk", "square", "triangle", "star", "cross", "ring", "pair", "row3", "dots3", "halfdisk")
 _SUPERSAMPLE = 2  # draw at twice the size and reduce, for anti-aliased edges
-_VERSION = 1  # bump when the drawing changes, so old caches are not reused
-
-
-def cache_root() -> Path:
-    """The dlparts cache folder: ``$DLPARTS_CACHE``, or ``~/.cache/dlparts``."""
-    return Path(os.environ.get("DLPARTS_CACHE") or Path.home() / ".cache" / "dlparts").expanduser()
+_VERSION = 3  # bump when the drawing changes, so old caches are not reused
 
 
 def _regular(n: int, radius: float, phase: float = 0.0) -> np.ndarray:
@@ -66,22 +64,29 @@ def _outline(name: str) -> tuple[np.ndarray | None, list[tuple[float, float, flo
 
 def _background(rng: np.random.Generator, side: int) -> np.ndarray:
     """A random linear gradient between two random colours, with mild noise: ``uint8 [side, side, 3]``."""
-    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    c0, c1 = rng.uniform(0, 140, 3), rng.uniform(0, 140, 3)
     angle = rng.uniform(0, 2 * math.pi)
     ys, xs = np.mgrid[0:side, 0:side] / (side - 1)
     t = (np.cos(angle) * (xs - 0.5) + np.sin(angle) * (ys - 0.5)) * math.sqrt(0.5) + 0.5  # [side, side] in [0, 1]
     img = c0 + t[..., None] * (c1 - c0)  # [side, side, 3]
-    img += rng.normal(0, 6, img.shape)
+    img += rng.normal(0, 3, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _luma(rgb: np.ndarray) -> float:
+    return float(rgb @ np.array([0.299, 0.587, 0.114]))
+
+
 def _foreground(rng: np.random.Generator, background: np.ndarray) -> tuple[int, int, int]:
-    """A random colour far enough from the background's mean colour to be seen."""
-    mean = background.reshape(-1, 3).mean(axis=0)
+    """A random colour clearly lighter than the background's lightest corner, so that every edge of every shape has
+    the same polarity (the hue still varies freely)."""
+    floor = max(_luma(background[0, 0]), _luma(background[-1, -1]), _luma(background[0, -1]),
+                _luma(background[-1, 0])) + 60
+    colour = rng.uniform(0, 255, 3)
     for _ in range(100):
-        colour = rng.uniform(0, 255, 3)
-        if np.abs(colour - mean).sum() > 150:
+        if _luma(colour) >= floor:
             break
+        colour = rng.uniform(0, 255, 3)
     return tuple(int(c) for c in colour)
 
 
@@ -94,7 +99,7 @@ def render(name: str, rng: np.random.Generator, size: int = 64) -> Image.Image:
     fill = _foreground(rng, bg)
     img = Image.fromarray(bg)
     draw = ImageDraw.Draw(img)
-    radius = rng.uniform(0.2, 0.4) * side
+    radius = rng.uniform(0.25, 0.42) * side
     cx, cy = rng.uniform(radius + 1, side - radius - 1, 2)
     theta = rng.uniform(0, 2 * math.pi)
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])

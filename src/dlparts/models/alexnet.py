@@ -196,10 +196,6 @@ class AlexNetPaper(nn.Module):
         self.classifier.fc8 = fc8
 
 
-def _half(n: int) -> int:
-    return n // 2
-
-
 class AlexNetPaperSplit(nn.Module):
     """The paper's AlexNet with one tower per device (the paper's two GPUs): ``[B, 3, 227, 227] -> [B, K]`` logits
     on ``devices[0]``.
@@ -222,21 +218,21 @@ class AlexNetPaperSplit(nn.Module):
         fc6, fc7 = PAPER_SPEC.fc
         self.stems, self.tops = nn.ModuleList(), nn.ModuleList()
         self.fc6, self.fc7 = nn.ModuleList(), nn.ModuleList()
-        for t, suffix in enumerate("ab"):
+        for suffix in "ab":
             self.stems.append(nn.Sequential(OrderedDict([
-                (f"conv1_{suffix}", nn.Conv2d(3, _half(c1), 11, 4)), ("relu1", nn.ReLU(inplace=True)),
+                (f"conv1_{suffix}", nn.Conv2d(3, c1 // 2, 11, 4)), ("relu1", nn.ReLU(inplace=True)),
                 ("norm1", _lrn(1)), ("pool1", nn.MaxPool2d(3, 2)),
-                (f"conv2_{suffix}", nn.Conv2d(_half(c1), _half(c2), 5, padding=2)), ("relu2", nn.ReLU(inplace=True)),
+                (f"conv2_{suffix}", nn.Conv2d(c1 // 2, c2 // 2, 5, padding=2)), ("relu2", nn.ReLU(inplace=True)),
                 ("norm2", _lrn(1)), ("pool2", nn.MaxPool2d(3, 2)),
             ])))
             self.tops.append(nn.Sequential(OrderedDict([
-                (f"conv3_{suffix}", nn.Conv2d(c2, _half(c3), 3, padding=1)), ("relu3", nn.ReLU(inplace=True)),
-                (f"conv4_{suffix}", nn.Conv2d(_half(c3), _half(c4), 3, padding=1)), ("relu4", nn.ReLU(inplace=True)),
-                (f"conv5_{suffix}", nn.Conv2d(_half(c4), _half(c5), 3, padding=1)), ("relu5", nn.ReLU(inplace=True)),
+                (f"conv3_{suffix}", nn.Conv2d(c2, c3 // 2, 3, padding=1)), ("relu3", nn.ReLU(inplace=True)),
+                (f"conv4_{suffix}", nn.Conv2d(c3 // 2, c4 // 2, 3, padding=1)), ("relu4", nn.ReLU(inplace=True)),
+                (f"conv5_{suffix}", nn.Conv2d(c4 // 2, c5 // 2, 3, padding=1)), ("relu5", nn.ReLU(inplace=True)),
                 ("pool5", nn.MaxPool2d(3, 2)),
             ])))
-            self.fc6.append(nn.Linear(c5 * 36, _half(fc6)))
-            self.fc7.append(nn.Linear(fc6, _half(fc7)))
+            self.fc6.append(nn.Linear(c5 * 36, fc6 // 2))
+            self.fc7.append(nn.Linear(fc6, fc7 // 2))
         self.fc8 = nn.Linear(fc7, num_classes)
         self.dropout = nn.Dropout(dropout)
         if init == "paper":
