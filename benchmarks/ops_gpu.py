@@ -118,7 +118,8 @@ def case_ball(b: int, n: int, s: int, radius: float, k: int, order: str) -> dict
     g, gc = x.cuda(), c.cuda()
     run = {be: (lambda be=be, t=t, tc=tc: ops.ball_query(t, tc, radius, k, order=order, backend=be))
            for be, t, tc in (("cuda", g, gc), ("reference", g, gc), ("cpu", x, c))}
-    peers = {"dense torch (GPU)": lambda: dense_ball(g, gc, radius, k)} if order == "index" and b * s * n <= 2**26 else {}
+    small = order == "index" and b * s * n <= 2**26  # the dense peer holds B*S*N distances and indices
+    peers = {"dense torch (GPU)": lambda: dense_ball(g, gc, radius, k)} if small else {}
     return measure(f"ball_query B={b} N={n:,} S={s:,} r={radius} k={k} {order}", run, peers, tuple)
 
 

@@ -9,13 +9,14 @@ Exactness.  Every kernel computes a squared distance as ``dx*dx + dy*dy + dz*dz`
 launch passes ``enable_fp_fusion=False``: Triton otherwise lets LLVM contract ``a*b + c`` into one FMA (one rounding
 instead of two) and runs ptxas with ``--fmad=true``; with the flag off neither happens, so each product and sum is
 rounded on its own as in the reference.  Plain ``mul.f32``/``add.f32`` keep denormals (no flush to zero).  Ties go to
-the lowest index: reductions use ``tie_break_left`` and the nearest-neighbour kernels sort int64 keys
+the lowest index: reductions use ``tie_break_left`` and the nearest-neighbour kernels compare int64 keys
 ``(float32 bits of d2) << 32 | index``, whose order is the order of ``(d2, index)`` because ``d2 >= +0``.
 
 Testing without a GPU.  ``TRITON_INTERPRET=1`` makes Triton run the same kernels with numpy on CPU tensors.  Triton
 reads the flag when a function is decorated with ``triton.jit``, its own library functions (``tl.min``, ``tl.argmax``,
 ...) included, so it must be set before ``triton`` is first imported in the process; ``DEVICE_TYPES`` then admits CPU
-tensors as well.
+tensors as well.  The tests also compile every kernel for sm_90 with Triton's bundled toolchain (no GPU needed) and
+check the PTX for FMAs.
 """
 
 from __future__ import annotations
