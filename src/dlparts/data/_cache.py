@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +28,21 @@ def cache_file(kind: str, settings: dict, name: str) -> Path:
 
 
 def save_npz(path: Path, **arrays) -> None:
-    """Write a compressed ``.npz`` atomically (a crash never leaves a half file that looks complete)."""
+    """Write a compressed ``.npz`` atomically (a crash never leaves a half file that looks complete).
+
+    Like ``np.savez_compressed``, but streamed in ~1 MB pieces: numpy's own copies up to 16 MB chunks of each
+    array (several times over) before compressing, which would add that much to the peak memory of a first pass.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            array = np.asarray(array)
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array_header_2_0(fh, np.lib.format.header_data_from_array_1_0(array))
+                rows = max(1, (1 << 20) // max(1, array[:1].nbytes))
+                for start in range(0, len(array), rows):
+                    fh.write(np.ascontiguousarray(array[start:start + rows]).tobytes())
     os.replace(tmp, path)
 
 
@@ -43,6 +56,20 @@ def load_npz(path: Path) -> dict[str, np.ndarray] | None:
     except Exception as exc:  # a damaged cache is rebuilt, never fatal
         log.warning("cache %s is unreadable (%s); rebuilding it", path, exc)
         return None
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one thread inside the block: per-cloud work is thousands of tiny tensor ops, where waking the
+    thread pool costs 5-40x on a busy machine (measured in benchmarks/data.py)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def rng_for(seed: int, *keys: int) -> np.random.Generator:

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlparts.data._cache import cache_file, holdout, load_npz, progress, report_skipped, rng_for, save_npz
+from dlparts.data._cache import (cache_file, holdout, load_npz, progress, report_skipped, rng_for, save_npz,
+                                 single_thread)
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
 SPLITS = ("train", "val", "test")
@@ -78,7 +79,7 @@ class ModelNet(_Clouds):
                     "files": [str(f.relative_to(root)) for f, _ in files]}  # a changed file list is a new cache
         arrays = _sampled(files, cache_file("modelnet", settings, f"{published}.npz"), num_points, fps, seed)
         keep = _select(split, len(arrays["labels"]), val_fraction, seed)
-        self.points = torch.from_numpy(arrays["points"][keep][:, :, :6 if normals else 3].copy())
+        self.points = torch.from_numpy(arrays["points"][keep, :, :6 if normals else 3])  # one copy [M, N, C]
         self.labels = torch.from_numpy(arrays["labels"][keep])
         self.files = [str(arrays["files"][i]) for i in keep]
         self.split, self.transform = split, transform
@@ -101,21 +102,23 @@ def sample_files(files: list[tuple[Path, int]], num_points: int, fps: bool, seed
     are logged and skipped.  Each file's randomness comes from ``(seed, its position)``."""
     from dlparts.data.meshes import load_points
 
-    points, labels, names, skipped = [], [], [], []
-    for i, (path, label) in enumerate(progress(files, f"sampling {what}", len(files))):
-        gen = torch.Generator().manual_seed(int(rng_for(seed, i).integers(2**62)))
-        try:
-            cloud = load_points(path, num_points, normals=True, fps=fps, generator=gen)
-        except DataError as exc:
-            skipped.append((str(path), str(exc)))
-            continue
-        points.append(cloud.numpy())
-        labels.append(label)
-        names.append(str(path))
+    points = np.empty((len(files), num_points, 6), dtype=np.float32)  # filled in place: no second copy at the end
+    good, skipped = [], []
+    with single_thread():
+        for i, (path, label) in enumerate(progress(files, f"sampling {what}", len(files))):
+            gen = torch.Generator().manual_seed(int(rng_for(seed, i).integers(2**62)))
+            try:
+                cloud = load_points(path, num_points, normals=True, fps=fps, generator=gen)
+            except DataError as exc:
+                skipped.append((str(path), str(exc)))
+                continue
+            points[len(good)] = cloud.numpy()
+            good.append(i)
     report_skipped(what, skipped)
-    if not points:
+    if not good:
         raise DataError(f"{what}: none of the {len(files)} files could be read")
-    return {"points": np.stack(points), "labels": np.asarray(labels, dtype=np.int64), "files": np.asarray(names)}
+    return {"points": points[:len(good)], "labels": np.asarray([files[i][1] for i in good], dtype=np.int64),
+            "files": np.asarray([str(files[i][0]) for i in good])}
 
 
 def _sampled(files, path: Path, num_points: int, fps: bool, seed: int) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlparts.data._cache import cache_file, load_npz, rng_for, save_npz
+from dlparts.data._cache import cache_file, load_npz, rng_for, save_npz, single_thread
 from dlparts.data.meshes import Mesh, face_areas, sample_surface
 from dlparts.errors import ConfigError
 
@@ -229,12 +229,8 @@ def _cached(kind: str, settings: dict, build) -> dict[str, np.ndarray]:
     path = cache_file("synthetic", {"kind": kind, "version": _VERSION, **settings}, f"{kind}.npz")
     arrays = load_npz(path)
     if arrays is None:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # thousands of tiny tensor ops: pool wake-ups cost 10-40x on a busy machine
-        try:
+        with single_thread():
             arrays = build()
-        finally:
-            torch.set_num_threads(threads)
         save_npz(path, **arrays)
     return arrays
 
