@@ -22,16 +22,7 @@ from dlparts import ops  # noqa: E402
 from dlparts.errors import ConfigError  # noqa: E402
 from dlparts.ops import _dispatch, cuda, reference  # noqa: E402
 
-
-def cloud(b, n, seed, *, grid=None):
-    """Random ``[b, n, 3]`` points in the unit cube; ``grid`` snaps them to a lattice (duplicates and distance ties)."""
-    x = torch.rand(b, n, 3, generator=torch.Generator().manual_seed(seed))
-    return x if grid is None else torch.round(x / grid) * grid
-
-
-def ragged(b, n, seed):
-    return torch.randint(max(1, n // 2), n + 1, (b,), generator=torch.Generator().manual_seed(seed + 1000))
-
+from .conftest import cloud, ragged  # noqa: E402
 
 INTERPRETER = cuda.DEVICE_TYPES == ("cuda", "cpu")
 interpreted = pytest.mark.skipif(not INTERPRETER, reason="runs in test_kernels_in_the_interpreter's process")
@@ -42,7 +33,7 @@ gpu = pytest.mark.skipif(INTERPRETER or not torch.cuda.is_available(), reason="n
 def test_kernels_in_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     run = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
-                         env=env, capture_output=True, text=True)
+                         env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout
 
