@@ -4,6 +4,7 @@
 skip cleanly on machines without a GPU.
 """
 
+import os
 from typing import NamedTuple
 
 import pytest
@@ -17,11 +18,13 @@ class Backend(NamedTuple):
 
 def backend_params() -> list:
     no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+    # Every body through the Triton kernels on CPU tensors: TRITON_INTERPRET=1 pytest tests/ops -k triton-interpret
+    interpret = [pytest.param(Backend("cuda", "cpu"), id="triton-interpret")]
     return [
         pytest.param(Backend("reference", "cpu"), id="reference"),
         pytest.param(Backend("cpu", "cpu"), id="cpu"),
         pytest.param(Backend("cuda", "cuda"), id="cuda", marks=no_gpu),
-    ]
+    ] + (interpret if os.environ.get("TRITON_INTERPRET") == "1" else [])
 
 
 @pytest.fixture(params=backend_params())
