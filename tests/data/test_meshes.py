@@ -9,6 +9,7 @@ import torch
 import trimesh
 
 from dlparts.data import load_points, normalize_unit_sphere, read_mesh, sample_surface
+from dlparts.data import meshes
 from dlparts.data.meshes import Mesh
 from dlparts.errors import DataError, DataNotFoundError
 
@@ -60,6 +61,33 @@ def test_off_fast_and_line_by_line_paths_agree(tmp_path):
     assert torch.equal(m1.faces, m2.faces) and torch.equal(m1.vertices, m2.vertices)
     assert m1.faces.tolist() == f.tolist()
     assert torch.allclose(m1.vertices.double(), torch.from_numpy(v), atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_off_fast_path_equals_line_reader_on_random_files(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    nv, nf = int(rng.integers(3, 40)), int(rng.integers(0, 60))
+    v = rng.normal(size=(nv, 3)) * 10.0 ** rng.integers(-3, 4)
+    f = rng.integers(0, nv, size=(nf, 3))
+    sep = [" ", "\t", "  "][seed % 3]
+    newline = "\r\n" if seed % 2 else "\n"
+    header = [f"OFF{nv} {nf} 0", f"OFF\n{nv} {nf} 0", f"OFF\n{nv} {nf}", f"  OFF {nv} {nf} 0"][seed % 4]
+    rows = [sep.join(f"{x:.9g}" for x in r) for r in v] + [sep.join(map(str, (3, *r))) for r in f]
+    data = (header + newline + newline.join(rows) + newline).encode()
+    fast = meshes._parse_plain_off(data)
+    assert fast is not None, "the fast path must take plain files"
+    slow = meshes._parse_off_lines(tmp_path / "x.off", data)
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+    assert np.array_equal(fast[1].reshape(-1, 3), f) and np.allclose(fast[0], v, rtol=1e-8)
+
+
+@pytest.mark.parametrize("text", ["OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n4 0 1 2 0\n",  # a quad
+                                  "OFF\n3 1 0\n0 0 0 # c\n1 0 0\n0 1 0\n3 0 1 2\n",  # a comment
+                                  "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2.5\n",  # a fractional index
+                                  "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 x\n3 0 1 2\n",  # not a number
+                                  "COFF\n3 1 0\n0 0 0 1 1 1 1\n1 0 0 1 1 1 1\n0 1 0 1 1 1 1\n3 0 1 2\n"])
+def test_off_fast_path_declines_what_it_does_not_handle(text):
+    assert meshes._parse_plain_off(text.encode()) is None
 
 
 @pytest.mark.parametrize("content, message", [

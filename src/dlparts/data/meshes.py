@@ -8,7 +8,8 @@ OFF is parsed here: about a tenth of ModelNet40 starts with ``OFF1234 5678 0`` (
 which older readers reject, and on the rest a one-call numeric parse is about twice as fast as trimesh's reader
 (``benchmarks/data.py``) while the line-by-line reader beside it says exactly what is wrong with a bad file.  PLY, OBJ
 and STL go to trimesh after we check, from the header and the file size alone, that the counts can be true: a header
-promising a billion vertices is refused before any large allocation.  Every problem is a :class:`dlparts.errors.DataError` naming the file.
+promising a billion vertices is refused before any large allocation.  Every problem is a
+:class:`dlparts.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
