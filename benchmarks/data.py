@@ -86,10 +86,10 @@ def loader_benchmark(files: int, n: int) -> None:
         peer_s, peer_fail = peer_pass(paths, n)
         cold_s, kept = modelnet_pass(tmp / "ModelNet", n)
         warm_s, _ = modelnet_pass(tmp / "ModelNet", n)
-        print(f"  trimesh load + sample_surface : {files / peer_s:8.1f} clouds/s  ({peer_fail} files it could not read)")
-        print(f"  dlparts ModelNet, cache cold  : {kept / cold_s:8.1f} clouds/s  "
-              f"(x{peer_s / cold_s * kept / files:.2f} vs trimesh)")
-        print(f"  dlparts ModelNet, cache warm  : {kept / warm_s:8.1f} clouds/s  (x{peer_s / warm_s:.0f} vs trimesh)")
+        peer = files / peer_s
+        print(f"  trimesh load + sample_surface : {peer:8.1f} clouds/s  ({peer_fail} files it could not read)")
+        print(f"  dlparts ModelNet, cache cold  : {kept / cold_s:8.1f} clouds/s  (x{kept / cold_s / peer:.2f} vs trimesh)")
+        print(f"  dlparts ModelNet, cache warm  : {kept / warm_s:8.1f} clouds/s  (x{kept / warm_s / peer:.0f} vs trimesh)")
         memory_benchmark(tmp, paths, n)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
