@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlparts.data import load_points, read_points
+from dlparts.data import load_points, points, read_points
 from dlparts.errors import DataError
 
 
@@ -97,3 +97,23 @@ def test_load_points_subsets_point_files(tmp_path):
     d = torch.cdist(cloud.double(), norm)
     assert d.min(dim=1).values.max() < 1e-5
     assert load_points(tmp_path / "a.txt", 100, fps=True).shape == (100, 3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_table_fast_path_equals_line_reader(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    width = [3, 4, 6, 7][seed % 4]
+    table = rng.normal(size=(int(rng.integers(1, 50)), width)) * 10.0 ** rng.integers(-4, 5)
+    sep = [",", " ", "\t", ", "][seed % 4]
+    newline = "\r\n" if seed % 2 else "\n"
+    data = (newline.join(sep.join(f"{x:.10g}" for x in r) for r in table) + newline * (seed % 2)).encode()
+    fast = points._plain_table(data.replace(b",", b" "))
+    assert fast is not None
+    slow = points._table_lines(tmp_path / "x.txt", data.replace(b",", b" "))
+    assert np.array_equal(fast, slow) and np.allclose(fast, table, rtol=1e-9)
+
+
+@pytest.mark.parametrize("text", ["1 2 3\n\n4 5 6\n", "# c\n1 2 3\n", "2\n1 2 3\n4 5 6\n", "1 2 3\n4 5\n",
+                                  "1 2 x\n"])
+def test_table_fast_path_declines_what_it_does_not_handle(text):
+    assert points._plain_table(text.encode()) is None
