@@ -35,7 +35,7 @@ PART_CLASSES = ["table_top", "table_leg", "chair_seat", "chair_back", "chair_leg
                 "lamp_shade", "mug_body", "mug_handle", "airplane_body", "airplane_wing", "airplane_tail"]
 PARTS_OF_CATEGORY = {c: [i for i, p in enumerate(PART_CLASSES) if p.startswith(name + "_")]
                      for c, name in enumerate(PART_CATEGORIES)}
-_VERSION = 1  # bump when generation changes, so old caches are not reused
+_VERSION = 2  # bump when generation changes, so old caches are not reused
 
 
 # ------------------------------------------------------------------------------------------------ unit primitives
@@ -83,7 +83,7 @@ def _part(key, size, centre, label=0):
     return key, np.asarray(size, dtype=np.float64), np.asarray(centre, dtype=np.float64), label
 
 
-def _legs(rng, half_w: float, half_d: float, height: float, radius: float, label: int) -> list:
+def _legs(half_w: float, half_d: float, height: float, radius: float, label: int) -> list:
     return [_part("cylinder", (2 * radius, height, 2 * radius), (sx * half_w, height / 2, sz * half_d), label)
             for sx in (-1, 1) for sz in (-1, 1)]
 
@@ -92,7 +92,7 @@ def _table(rng) -> list:
     w, d, h, t = rng.uniform(0.8, 1.6), rng.uniform(0.6, 1.2), rng.uniform(0.5, 0.9), rng.uniform(0.04, 0.08)
     top = "cylinder" if rng.random() < 0.3 else "box"
     r = rng.uniform(0.025, 0.05)
-    return [_part(top, (w, t, d), (0, h + t / 2, 0), 0)] + _legs(rng, w / 2 - 2 * r, d / 2 - 2 * r, h, r, 1)
+    return [_part(top, (w, t, d), (0, h + t / 2, 0), 0)] + _legs(w / 2 - 2 * r, d / 2 - 2 * r, h, r, 1)
 
 
 def _chair(rng) -> list:
@@ -101,7 +101,7 @@ def _chair(rng) -> list:
     r = rng.uniform(0.02, 0.035)
     return ([_part("box", (w, t, d), (0, h + t / 2, 0), 0),
              _part("box", (w, back, t), (0, h + t + back / 2, -d / 2 + t / 2), 1)]
-            + _legs(rng, w / 2 - r, d / 2 - r, h, r, 2))
+            + _legs(w / 2 - r, d / 2 - r, h, r, 2))
 
 
 def _lamp(rng) -> list:
@@ -318,14 +318,14 @@ def _room_boxes(rng) -> list:
     """The boxes ``(size, centre, class)`` of one random room, x, y in ``[0, W] x [0, D]``, floor at z = 0."""
     w, d, h = rng.uniform(4, 7), rng.uniform(4, 7), rng.uniform(2.7, 3.2)
     t = 0.02
+    shelf = (0.4, rng.uniform(0.8, 1.5), rng.uniform(1.6, 2.2))
     boxes = [((w, d, t), (w / 2, d / 2, -t / 2), "floor"), ((w, d, t), (w / 2, d / 2, h + t / 2), "ceiling"),
              ((w, t, h), (w / 2, -t / 2, h / 2), "wall"), ((w, t, h), (w / 2, d + t / 2, h / 2), "wall"),
              ((t, d, h), (-t / 2, d / 2, h / 2), "wall"), ((t, d, h), (w + t / 2, d / 2, h / 2), "wall"),
              ((0.9, 0.05, 2.1), (rng.uniform(0.6, w - 0.6), 0.025, 1.05), "door"),
              ((rng.uniform(1, 2), 0.05, 1.2), (rng.uniform(1.1, w - 1.1), d - 0.025, 1.5), "window"),
              ((0.05, rng.uniform(1.5, 3), 1.0), (0.025, rng.uniform(1.6, d - 1.6), 1.5), "board"),
-             ((0.4, rng.uniform(0.8, 1.5), rng.uniform(1.6, 2.2)), (w - 0.2, rng.uniform(1, d - 1), 0), "bookcase")]
-    boxes[-1] = (boxes[-1][0], (w - 0.2, boxes[-1][1][1], boxes[-1][0][2] / 2), "bookcase")
+             (shelf, (w - 0.2, rng.uniform(1, d - 1), shelf[2] / 2), "bookcase")]
     if rng.random() < 0.5:
         boxes.append(((w, 0.3, 0.3), (w / 2, rng.uniform(1, d - 1), h - 0.15), "beam"))
     if rng.random() < 0.5:
