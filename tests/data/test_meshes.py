@@ -247,3 +247,13 @@ def test_load_points_pads_small_point_files(tmp_path):
     assert len(set(cloud[:, 0].tolist())) == 2
     assert cloud[0, 0] != cloud[1, 0]  # every original point appears before the repeats
     assert math.isclose(cloud.norm(dim=1).max().item(), 1.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("vertex, face, message", [("0 1 0", "3 0 1 5", "refers to vertex 5"),
+                                                   ("0 nan 0", "3 0 1 2", "vertex 2 has a NaN")])
+def test_ply_bad_faces_and_coordinates(tmp_path, vertex, face, message):
+    text = ("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+            f"element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n{vertex}\n{face}\n")
+    with pytest.raises(DataError, match=message) as info:
+        read_mesh(write(tmp_path, "bad.ply", text))
+    assert "bad.ply" in str(info.value)
