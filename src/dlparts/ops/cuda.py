@@ -306,8 +306,7 @@ def ball_query(xyz: torch.Tensor, centers: torch.Tensor, lengths: torch.Tensor, 
     grid = (b, triton.cdiv(s, _QUERY_BLOCK))
     blocks = {"BQ": _QUERY_BLOCK, "BN": _POINT_BLOCK, "KP": _pow2(k)}
     if nearest:
-        _nearest[grid](xyz, centers, lengths, idx, idx, count, n, s, radius2, k, IN_BALL=True, **blocks,
-                                **_LAUNCH)
+        _nearest[grid](xyz, centers, lengths, idx, idx, count, n, s, radius2, k, IN_BALL=True, **blocks, **_LAUNCH)
     else:
         _ball_index[grid](xyz, centers, lengths, idx, count, n, s, radius2, k, **blocks, **_LAUNCH)
     return idx, count
@@ -323,5 +322,5 @@ def knn(query: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, k: int) -
     dists = torch.empty(b, s, k, dtype=torch.float32, device=ref.device)
     grid = (b, triton.cdiv(s, _QUERY_BLOCK))
     _nearest[grid](ref, query, lengths, idx, dists, idx, n, s, 0.0, k, IN_BALL=False, BQ=_QUERY_BLOCK,
-                            BN=_POINT_BLOCK, KP=_pow2(k), **_LAUNCH)
+                   BN=_POINT_BLOCK, KP=_pow2(k), **_LAUNCH)
     return dists, idx
