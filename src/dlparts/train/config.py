@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "task": None,  # image_cls | point_cls | point_partseg | point_semseg; default: the model's registered task
     "run": {"dir": "runs", "name": None},
-    "model": {"name": None, "args": {}},
+    "model": {"name": None, "args": {}, "variant": None},
     "data": {"name": None, "root": None, "num_points": 1024, "batch_size": 32, "eval_batch_size": None,
              "workers": 0, "val_fraction": 0.1, "augment": True, "transforms": None, "args": {}},
     "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "betas": [0.9, 0.999]},
@@ -32,8 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "trainer": {"max_epochs": 10, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "strategy": "auto",
                 "precision": "auto", "gradient_clip_val": 0.0, "sync_batchnorm": False, "log_every_n_steps": 10,
                 "limit_train_batches": 1.0, "limit_val_batches": 1.0, "limit_test_batches": 1.0,
-                "check_val_every_n_epoch": 1, "progress": True, "threads": 0},
-    "eval": {"votes": 1, "vote_axis": 2, "vote_scale": [0.8, 1.25]},
+                "check_val_every_n_epoch": 1, "progress": True, "threads": 0, "max_time": None},
+    "eval": {"votes": 1, "vote_axis": 1, "vote_scale": [0.8, 1.25]},
     "plots": {"enabled": True, "examples": 4},
 }
 
@@ -42,10 +42,10 @@ OPEN_KEYS = ("model.args", "data.args")
 
 #: Types of keys whose default does not tell (None, or a string that may also be a number).
 TYPES: dict[str, tuple[type, ...]] = {
-    "task": (str,), "run.name": (str,), "model.name": (str,), "data.name": (str,), "data.root": (str,),
+    "task": (str,), "model.variant": (dict,), "run.name": (str,), "model.name": (str,), "data.name": (str,), "data.root": (str,),
     "data.eval_batch_size": (int,), "data.transforms": (str, list), "trainer.devices": (int, str, list), "trainer.precision": (str, int),
     "trainer.limit_train_batches": (int, float), "trainer.limit_val_batches": (int, float),
-    "trainer.limit_test_batches": (int, float),
+    "trainer.limit_test_batches": (int, float), "trainer.max_time": (int, float),
 }
 
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -58,7 +58,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 
 #: Keys that must hold a positive number.
 POSITIVE = ("data.num_points", "data.batch_size", "data.eval_batch_size", "optim.lr", "trainer.max_epochs",
-            "sched.step_size", "eval.votes", "trainer.num_nodes")
+            "trainer.max_time", "sched.step_size", "eval.votes", "trainer.num_nodes")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -147,9 +147,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> dict:
-    """The resolved config: :data:`DEFAULTS` (or ``base``), then the YAML file ``path``, then ``overrides``."""
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None,
+                tree: dict | None = None) -> dict:
+    """The resolved config: :data:`DEFAULTS` (or ``base``), then the YAML file ``path`` (or the mapping ``tree``),
+    then ``overrides``."""
     cfg = copy.deepcopy(base if base is not None else DEFAULTS)
+    if tree is not None:
+        _merge(cfg, tree, "config")
     if path is not None:
         path = Path(path)
         if not path.is_file():

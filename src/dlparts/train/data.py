@@ -141,10 +141,145 @@ def imagefolder(cfg: dict) -> Splits:
     return _image_splits(cfg, cfg["data"]["root"], "train", "val", _IMAGE_DEFAULTS)
 
 
+# ------------------------------------------------------------------------------------------------ point datasets
+#: Training augmentation when ``data.transforms`` is not set: PointNet++'s scaling and shift with PointNet's jitter
+#: for objects; none for rooms (PointNet's S3DIS training used none).
+DEFAULT_TRANSFORMS = {"point_cls": "scale,shift,jitter", "point_partseg": "scale,shift,jitter", "point_semseg": ""}
+
+
+def _point_splits(cfg: dict, task: str, make: Callable, has_val: bool) -> Splits:
+    """``make(split, transform) -> Dataset`` for a point dataset; without a published val split (``has_val``
+    False) validation is held out of the training split."""
+    from dlparts.data.transforms import build_transforms
+
+    d = cfg["data"]
+    spec = d["transforms"] if d["transforms"] is not None else DEFAULT_TRANSFORMS[task]
+    augment = build_transforms(spec if d["augment"] else "")
+    train = make("train", augment if augment.transforms else None)
+    test = make("test", None)
+    if has_val:
+        val = make("val", None)
+    else:
+        train_idx, val_idx = holdout(len(train), d["val_fraction"], cfg["seed"])
+        val, train = Subset(make("train", None), val_idx), Subset(train, train_idx)
+    first = test[0] if len(test) else train[0]
+    info = {"task": task, "num_classes": len(test.classes), "classes": list(test.classes),
+            "input_spec": list(first["points"].shape)}
+    if task == "point_partseg":
+        info["categories"] = list(test.categories)
+        info["parts_of_category"] = {int(k): list(v) for k, v in test.parts_of_category.items()}
+    return Splits(train, val, test, info)
+
+
+def _dataset_args(cfg: dict, allowed: tuple[str, ...]) -> dict:
+    args = dict(cfg["data"]["args"])
+    unknown = set(args) - set(allowed)
+    if unknown:
+        raise ConfigError(f"data.args: unknown key(s) {', '.join(sorted(unknown))} for data.name="
+                          f"{cfg['data']['name']}; known: {', '.join(allowed)}")
+    return args
+
+
+def _root(cfg: dict) -> str:
+    if cfg["data"]["root"] is None:
+        raise ConfigError(f"data.root is not set; data.name={cfg['data']['name']} reads a local folder, "
+                          f"e.g. data.root=/data/{cfg['data']['name']}")
+    return cfg["data"]["root"]
+
+
+def synthetic_shapes(cfg: dict) -> Splits:
+    """The embedded Shapes (``dlparts.data.synthetic``): 12 classes, train/val/test generated from the seed."""
+    from dlparts.data.synthetic import Shapes
+
+    args = _dataset_args(cfg, ("per_class", "normals", "tiny", "seed"))
+    args["per_class"] = tuple(args.get("per_class", (100, 20, 30)))
+    n = cfg["data"]["num_points"]
+    return _point_splits(cfg, "point_cls", lambda split, t: Shapes(split, num_points=n, transform=t, **args), True)
+
+
+def synthetic_parts(cfg: dict) -> Splits:
+    """The embedded Parts: 5 categories, 13 parts, ShapeNetPart conventions."""
+    from dlparts.data.synthetic import Parts
+
+    args = _dataset_args(cfg, ("per_class", "normals", "tiny", "seed"))
+    args["per_class"] = tuple(args.get("per_class", (120, 20, 40)))
+    n = cfg["data"]["num_points"]
+    return _point_splits(cfg, "point_partseg", lambda split, t: Parts(split, num_points=n, transform=t, **args), True)
+
+
+def synthetic_rooms(cfg: dict) -> Splits:
+    """The embedded Rooms: S3DIS's 13 classes in 1 m blocks of xyz + rgb + normalized location."""
+    from dlparts.data.synthetic import Rooms
+
+    args = _dataset_args(cfg, ("rooms", "density", "tiny", "seed"))
+    if "rooms" in args:
+        args["rooms"] = tuple(args["rooms"])
+    n = cfg["data"]["num_points"]
+    return _point_splits(cfg, "point_semseg", lambda split, t: Rooms(split, num_points=n, transform=t, **args), True)
+
+
+def modelnet(cfg: dict) -> Splits:
+    """ModelNet10/40 from its raw meshes (``<root>/<class>/{train,test}/*.off``)."""
+    from dlparts.data.modelnet import ModelNet
+
+    args = _dataset_args(cfg, ("normals", "fps"))
+    root, n, extra = _root(cfg), cfg["data"]["num_points"], {"val_fraction": cfg["data"]["val_fraction"],
+                                                            "seed": cfg["seed"]}
+    return _point_splits(cfg, "point_cls",
+                         lambda split, t: ModelNet(root, split, num_points=n, transform=t, **extra, **args), True)
+
+
+def modelnet40_normal(cfg: dict) -> Splits:
+    """``modelnet40_normal_resampled`` (PointNet++'s files)."""
+    from dlparts.data.modelnet import ModelNet40Normal
+
+    args = _dataset_args(cfg, ("normals", "num_classes"))
+    root, n, extra = _root(cfg), cfg["data"]["num_points"], {"val_fraction": cfg["data"]["val_fraction"],
+                                                            "seed": cfg["seed"]}
+    return _point_splits(cfg, "point_cls",
+                         lambda split, t: ModelNet40Normal(root, split, num_points=n, transform=t, **extra, **args),
+                         True)
+
+
+def modelnet40_h5(cfg: dict) -> Splits:
+    """``modelnet40_ply_hdf5_2048`` (PointNet's files)."""
+    from dlparts.data.modelnet import ModelNet40H5
+
+    _dataset_args(cfg, ())
+    root, n, extra = _root(cfg), cfg["data"]["num_points"], {"val_fraction": cfg["data"]["val_fraction"],
+                                                            "seed": cfg["seed"]}
+    return _point_splits(cfg, "point_cls",
+                         lambda split, t: ModelNet40H5(root, split, num_points=n, transform=t, **extra), True)
+
+
+def shapenetpart(cfg: dict) -> Splits:
+    """ShapeNetPart (``shapenetcore_partanno_segmentation_benchmark_v0_normal``) with its official splits."""
+    from dlparts.data.shapenetpart import ShapeNetPart
+
+    args = _dataset_args(cfg, ("normals",))
+    root, n, seed = _root(cfg), cfg["data"]["num_points"], cfg["seed"]
+    return _point_splits(cfg, "point_partseg",
+                         lambda split, t: ShapeNetPart(root, split, num_points=n, seed=seed, transform=t, **args),
+                         True)
+
+
+def s3dis(cfg: dict) -> Splits:
+    """S3DIS (``Stanford3dDataset_v1.2_Aligned_Version``): test on ``test_area`` (5, as PointNet++ and most since),
+    validation held out of the training areas."""
+    from dlparts.data.s3dis import S3DIS
+
+    args = _dataset_args(cfg, ("test_area", "block_size", "stride"))
+    root, n, seed = _root(cfg), cfg["data"]["num_points"], cfg["seed"]
+    return _point_splits(cfg, "point_semseg",
+                         lambda split, t: S3DIS(root, split, num_points=n, seed=seed, transform=t, **args), False)
+
+
 #: data.name -> builder(cfg) -> Splits.
 DATASETS: dict[str, Callable[[dict], Splits]] = {
-    "synthetic_images": synthetic_images,
-    "imagefolder": imagefolder,
+    "synthetic_images": synthetic_images, "imagefolder": imagefolder, "synthetic_shapes": synthetic_shapes,
+    "synthetic_parts": synthetic_parts, "synthetic_rooms": synthetic_rooms, "modelnet": modelnet,
+    "modelnet40_normal": modelnet40_normal, "modelnet40_h5": modelnet40_h5, "shapenetpart": shapenetpart,
+    "s3dis": s3dis,
 }
 
 

@@ -71,7 +71,8 @@ def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callba
         callbacks.append(cb.Plots(folder / "plots", cfg["plots"]["examples"]))
     loggers = [CSVLogger(folder, name="logs", version=""), TensorBoardLogger(folder, name="tb", version="")]
     return pl.Trainer(
-        max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"], num_nodes=t["num_nodes"],
+        max_epochs=t["max_epochs"], max_time=None if t["max_time"] is None else {"seconds": t["max_time"]},
+        accelerator=t["accelerator"], devices=t["devices"], num_nodes=t["num_nodes"],
         strategy=t["strategy"], precision=_precision(cfg), gradient_clip_val=t["gradient_clip_val"] or None,
         sync_batchnorm=t["sync_batchnorm"], log_every_n_steps=t["log_every_n_steps"],
         limit_train_batches=t["limit_train_batches"], limit_val_batches=t["limit_val_batches"],

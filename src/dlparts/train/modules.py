@@ -20,9 +20,13 @@ from dlparts.train import metrics as M
 
 
 def build_model(cfg: dict, info: dict) -> torch.nn.Module:
-    """The registered model ``cfg["model"]["name"]`` sized for the dataset ``info`` (``num_classes``, and for part
-    segmentation ``num_categories``); ``model.args`` go to the builder."""
-    from dlparts.models import create_model
+    """The registered model ``cfg["model"]["name"]`` sized for the dataset ``info`` (``num_classes``, input
+    channels, and for part segmentation ``num_categories``); ``model.args`` go to the builder.
+
+    ``model.variant`` (PointNet++ only) replaces the paper's table row with another one of the same form, e.g. the
+    narrower SSG of the CPU presets: ``{"levels": [[npoint or None, radii, nsamples, mlps], ...], "head": [...]}``.
+    """
+    from dlparts.models import create_model, get_model_info
 
     kwargs = dict(cfg["model"]["args"])
     kwargs.setdefault("num_classes", info["num_classes"])
@@ -30,7 +34,31 @@ def build_model(cfg: dict, info: dict) -> torch.nn.Module:
         kwargs.setdefault("in_channels", info["input_spec"][-1])
     if info["task"] == "point_partseg":
         kwargs.setdefault("num_categories", len(info["categories"]))
-    return create_model(cfg["model"]["name"], **kwargs)
+    if cfg["model"]["variant"] is None:
+        return create_model(cfg["model"]["name"], **kwargs)
+    return _pointnet2_variant(cfg["model"]["variant"], get_model_info(cfg["model"]["name"]), kwargs)
+
+
+def _pointnet2_variant(spec: dict, info, kwargs: dict) -> torch.nn.Module:
+    from dataclasses import replace
+
+    from dlparts.models import pointnet2 as P
+
+    if info.family != "pointnet2":
+        raise ConfigError(f"model.variant is for PointNet++ models; model.name={info.name!r} is {info.family}")
+    try:
+        levels = tuple(P.Level(row[0], tuple(row[1]), tuple(row[2]), tuple(tuple(m) for m in row[3]))
+                       for row in spec["levels"])
+        base = P.VARIANTS[info.name.removeprefix("pointnet2_")]
+        variant = replace(base, levels=levels, fp=tuple(tuple(f) for f in spec.get("fp", base.fp)),
+                          head=tuple(spec.get("head", base.head)), dropout=spec.get("dropout", base.dropout))
+        model = P.PointNet2(variant, info.task, **kwargs)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ConfigError(f"model.variant {spec!r} is not a PointNet++ table ({type(exc).__name__}: {exc}); "
+                          f"levels are [npoint, radii, nsamples, mlps] rows") from None
+    model.model_info = replace(info, num_params=sum(p.numel() for p in model.parameters()),
+                               extra={**info.extra, "variant": spec})
+    return model
 
 
 def vote_logits(forward, points: torch.Tensor, votes: int, axis: int = 2, scale: tuple[float, float] = (0.8, 1.25),

@@ -1,0 +1,59 @@
+"""One tiny fit per task on the embedded datasets, in process; the engine's test metrics are recomputed by hand
+from the best checkpoint with the plain references."""
+
+import numpy as np
+import pytest
+import torch
+
+from dlparts.train import metrics as M
+from dlparts.train.config import load_config
+from dlparts.train.data import build_splits
+from dlparts.train.engine import fit, load_checkpoint
+
+COMMON = ["trainer.max_epochs=1", "trainer.progress=false", "trainer.accelerator=cpu", "trainer.devices=1",
+          "data.args.tiny=true", "data.num_points=128", "data.batch_size=4", "plots.examples=2"]
+
+
+def _fit(tmp_path, *overrides):
+    cfg = load_config(None, [*COMMON, f"run.dir={tmp_path}", *overrides])
+    return cfg, fit(cfg)
+
+
+@torch.no_grad()
+def _test_logits(result, cfg):
+    module, _ = load_checkpoint(result["best_ckpt"])
+    test = build_splits(cfg).test
+    batch = {k: torch.stack([test[i][k] for i in range(len(test))]) for k in test[0]}
+    return module, batch, module(batch)
+
+
+def test_part_segmentation_metrics_match_the_protocol_by_hand(tmp_path):
+    cfg, result = _fit(tmp_path, "model.name=pointnet_partseg", "data.name=synthetic_parts")
+    module, batch, logits = _test_logits(result, cfg)
+    parts = module.info["parts_of_category"]
+    allowed = M.category_part_mask(parts, module.info["num_classes"])[batch["category"]]  # [B, P]
+    pred = logits.masked_fill(~allowed[:, None, :], float("-inf")).argmax(-1)  # [B, N]
+    ious = M.shape_ious_reference(pred, batch["seg"], batch["category"], parts)
+    assert result["test"]["instance_miou"] == pytest.approx(float(np.mean(ious)), abs=1e-6)
+    assert {p.rsplit("/", 1)[-1] for p in result["plots"]} == {"curves.png", "segmentations.png"}
+
+
+def test_semantic_segmentation_oa_by_hand(tmp_path):
+    cfg, result = _fit(tmp_path, "model.name=pointnet_semseg", "data.name=synthetic_rooms",
+                       "data.num_points=256")
+    module, batch, logits = _test_logits(result, cfg)
+    oa = (logits.argmax(-1) == batch["seg"]).double().mean().item()
+    assert result["test"]["oa"] == pytest.approx(oa, abs=1e-6)
+    assert 0 <= result["test"]["miou"] <= 1
+
+
+def test_point_classification_with_votes_and_critical_points(tmp_path):
+    cfg, result = _fit(tmp_path, "model.name=pointnet_cls", "data.name=synthetic_shapes", "eval.votes=3")
+    module, batch, _ = _test_logits(result, cfg)
+    voted = module.eval_logits(batch)
+    acc = (voted.argmax(-1) == batch["label"]).double().mean().item()
+    assert result["test"]["acc"] == pytest.approx(acc, abs=1e-6)
+    names = {p.rsplit("/", 1)[-1] for p in result["plots"]}
+    assert names == {"curves.png", "confusion_matrix.png", "critical_points.png"}
+    saved = load_config(tmp_path / cfg["run"]["name"] / "config.yaml") if cfg["run"]["name"] else None
+    assert saved is None or saved == cfg
