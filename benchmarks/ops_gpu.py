@@ -10,6 +10,9 @@ Each case runs on its own: a failure prints one line and the script goes on.
     .venv/bin/python benchmarks/ops_gpu.py            # the issue's sizes (a few minutes, most of it the CPU side)
     .venv/bin/python benchmarks/ops_gpu.py --quick    # small sizes, to smoke-test the kernels
     .venv/bin/python benchmarks/ops_gpu.py --json out.json
+
+In the same GPU session, the test bodies on the GPU: ``pytest tests/ops -k "cuda and not interpreter"`` (the shared
+operator tests with the ``cuda`` backend and the GPU cases of tests/ops/test_cuda_backend.py).
 """
 
 from __future__ import annotations

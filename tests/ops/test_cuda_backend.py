@@ -191,7 +191,7 @@ def test_triton_contracts_distances_by_default():
 
 
 @gpu
-@pytest.mark.parametrize("n", [1000, 9000])
+@pytest.mark.parametrize("n", [1000, 9000, 70_000])  # the three FPS kernels: registers, streaming, steps
 def test_gpu_equals_reference(n):
     xyz, centers, lengths = (t.cuda() for t in _inputs(4, n, 300, seed=n, grid=1e-3))
     start = torch.zeros(4, dtype=torch.int64, device="cuda")
