@@ -333,10 +333,10 @@ def _run_fit(args) -> int:
 
     if args.resume:
         cfg = engine.resume_config(args.resume, args.overrides)
-    elif args.config:
+    elif args.config or args.overrides:
         cfg = load_config(args.config, args.overrides)
     else:
-        raise ConfigError("give --config FILE (a recipe) or --resume RUN_DIR")
+        raise ConfigError("give --config FILE (a recipe), model.name=... data.name=... overrides, or --resume RUN_DIR")
     result = engine.fit(cfg, resume=args.resume)
     if result.get("first_step_at") is not None:
         result["first_step_seconds"] = result["first_step_at"] - _STARTED

@@ -49,8 +49,9 @@ def _precision(cfg: dict) -> str:
     return "32-true" if precision == "32" else precision
 
 
-def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callbacks=()):
-    """A Lightning trainer for ``cfg`` writing into ``folder``."""
+def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callbacks=(), logs: bool = True):
+    """A Lightning trainer for ``cfg`` writing into ``folder`` (CSV and TensorBoard logs unless ``logs`` is False:
+    ``dlparts test`` must not replace the logs of the fit)."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -69,7 +70,8 @@ def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callba
         callbacks.append(cb.BNMomentumSchedule(b["start"], b["decay"], b["step"], b["min"]))
     if cfg["plots"]["enabled"]:
         callbacks.append(cb.Plots(folder / "plots", cfg["plots"]["examples"]))
-    loggers = [CSVLogger(folder, name="logs", version=""), TensorBoardLogger(folder, name="tb", version="")]
+    loggers = [CSVLogger(folder, name="logs", version=""), TensorBoardLogger(folder, name="tb", version="")] \
+        if logs else False
     return pl.Trainer(
         max_epochs=t["max_epochs"], max_time=None if t["max_time"] is None else {"seconds": t["max_time"]},
         accelerator=t["accelerator"], devices=t["devices"], num_nodes=t["num_nodes"],
@@ -188,7 +190,7 @@ def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
     check_task(cfg, splits.info)
     folder = Path(ckpt).resolve().parent.parent
     cfg = {**cfg, "trainer": {**cfg["trainer"], "devices": 1, "strategy": "auto", "num_nodes": 1}}
-    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]])
+    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], logs=False)
     metrics = trainer.test(module, datamodule=DataModule(cfg, splits), verbose=False)[0]
     return {"ckpt": str(ckpt), "task": splits.info["task"], "model": cfg["model"]["name"],
             "test": {k.removeprefix("test/"): float(v) for k, v in metrics.items()},

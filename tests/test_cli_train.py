@@ -1,0 +1,99 @@
+"""dlparts fit / test / predict / export / demo from the command line (in process, tiny sizes)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dlparts.cli import main
+
+TINY = ["model.name=pointnet_cls_vanilla", "data.name=synthetic_shapes", "data.args.tiny=true",
+        "data.num_points=128", "data.batch_size=8", "trainer.max_epochs=1", "trainer.progress=false",
+        "trainer.accelerator=cpu", "trainer.devices=1", "plots.enabled=false"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs")
+    assert main(["fit", *TINY, f"run.dir={folder}", "run.name=tiny"]) == 0
+    return folder / "tiny"
+
+
+def test_fit_writes_the_run_folder(run, capsys):
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "checkpoints", "logs", "tb", "results.json"}
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+    result = json.loads((run / "results.json").read_text())
+    assert result["model"] == "pointnet_cls_vanilla" and 0 <= result["test"]["acc"] <= 1
+    assert (run / "logs" / "metrics.csv").read_text().startswith("epoch")
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+
+
+def test_fit_refuses_an_existing_run_without_resume(run, capsys):
+    assert main(["fit", *TINY, f"run.dir={run.parent}", "run.name=tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds a run; continue it with --resume" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", *TINY, "optim.lrr=1"], "unknown key 'optim.lrr'; did you mean optim.lr"),
+    (["fit", *TINY, "trainer.max_epochs=x"], "trainer.max_epochs='x' must be int"),
+    (["fit", *TINY, "model.name=pointnet_cls_v"], "unknown model 'pointnet_cls_v'; did you mean"),
+    (["fit", *TINY, "model.name=pointnet_semseg"], "'pointnet_semseg' is a point_semseg model but data.name="),
+    (["fit", "--config", "no/such.yaml"], "config file no/such.yaml does not exist"),
+    (["fit", "data.name=synthetic_shapes"], "model.name is not set; give it in the config or as model.name=NAME"),
+    (["test", "--ckpt", "no/such.ckpt"], "checkpoint no/such.ckpt does not exist"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    assert main([*argv, f"run.dir={tmp_path}"] if argv[0] == "fit" and "--config" not in argv else argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not any(tmp_path.iterdir())  # nothing was trained or written
+
+
+def test_checkpoint_of_another_model_is_refused(run, capsys):
+    assert main(["test", "--ckpt", str(run / "checkpoints" / "best.ckpt"), "model.name=pointnet_cls"]) == 2
+    assert "holds weights of another model than 'pointnet_cls'" in capsys.readouterr().err
+
+
+def test_test_command_reproduces_the_fit_metrics(run, capsys):
+    assert main(["test", "--ckpt", str(run / "checkpoints" / "best.ckpt")]) == 0
+    out = capsys.readouterr().out
+    acc = json.loads((run / "results.json").read_text())["test"]["acc"]
+    assert f"top-1 {100 * acc:.1f}%" in out
+
+
+def test_predict_prints_top5_for_a_point_file(run, tmp_path, capsys):
+    cloud = tmp_path / "ball.xyz"
+    xyz = np.random.default_rng(0).normal(size=(300, 3))
+    np.savetxt(cloud, xyz / np.linalg.norm(xyz, axis=1, keepdims=True))
+    assert main(["predict", "--ckpt", str(run / "checkpoints" / "best.ckpt"), str(cloud)]) == 0
+    line = capsys.readouterr().out.strip()
+    probs = [float(part.rsplit(" ", 1)[1].rstrip("%")) for part in line.split(": ", 1)[1].split(", ")]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 100.01
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_export_checks_the_file_against_pytorch(run, tmp_path, capsys, fmt, suffix):
+    out = tmp_path / f"model{suffix}"
+    assert main(["export", "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--format", fmt, "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    diff = float(text.rsplit("PyTorch", 1)[1].split()[0])
+    assert out.stat().st_size > 0 and diff < 1e-4
+
+
+def test_help_carries_examples(capsys):
+    for command in ("fit", "test", "predict", "export", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "examples:" in capsys.readouterr().out
+
+
+def test_demo_presets_equal_the_config_files():
+    from pathlib import Path
+
+    from dlparts.train.config import load_config
+    from dlparts.train.demo import PRESETS, preset_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name, (filename, _) in PRESETS.items():
+        assert preset_config(name) == load_config(configs / filename), name
