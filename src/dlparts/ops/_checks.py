@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 
 from dlparts.errors import ConfigError, ShapeError
@@ -32,9 +33,17 @@ def coords(fn: str, name: str, value, batch: int | None = None) -> torch.Tensor:
         raise ShapeError(f"{fn}: {name} has batch size {t.shape[0]} but the first argument has {batch}")
     if t.shape[1] == 0:
         raise ShapeError(f"{fn}: {name} holds no points (shape {_shape(t)})")
-    if not bool(torch.isfinite(t).all()):
+    if not _all_finite(t):
         raise ConfigError(f"{fn}: {name} holds non-finite coordinates (NaN or inf)")
     return t
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        # numpy, single-threaded: a torch op here would wake torch's OpenMP pool, whose spinning threads then compete
+        # with the numba kernel that follows for the same cores.
+        return bool(np.isfinite(t.detach().numpy()).all())
+    return bool(torch.isfinite(t).all())
 
 
 def same_device(fn: str, first: tuple[str, torch.Tensor], *others: tuple[str, torch.Tensor]) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from dlparts.ops.cpu import FASTMATH
+from dlparts.ops.cpu import FASTMATH, first_argmax, min_update
 from dlparts.ops._grid import build_grid
 
 # Target points per bucket.
@@ -54,29 +54,18 @@ def _gap(p, lo, hi):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _update_bucket(lo, hi, sx, sy, sz, mind, px, py, pz):
+def _update_bucket(lo, hi, sx, sy, sz, mind, bits, px, py, pz):
     """Plain FPS update of sorted points [lo, hi); returns (maximum, first position holding it)."""
-    top = np.float32(-2.0)
-    for i in range(lo, hi):
-        dx = sx[i] - px
-        dy = sy[i] - py
-        dz = sz[i] - pz
-        d = dx * dx + dy * dy + dz * dz
-        v = min(mind[i], d)
-        mind[i] = v
-        top = max(top, v)
-    arg = lo
-    for i in range(lo, hi):
-        if mind[i] == top:
-            arg = i
-            break
-    return top, arg
+    min_update(sx[lo:hi], sy[lo:hi], sz[lo:hi], mind[lo:hi], px, py, pz)
+    arg = lo + first_argmax(bits[lo:hi])
+    return mind[arg], arg
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start, out):
     nb = first.shape[0]
     mind = np.full(sx.shape[0], np.inf, dtype=np.float32)
+    bits = mind.view(np.int32)
     top = np.full(nb, np.inf, dtype=np.float32)
     arg = first.copy()
     cur = where[start]
@@ -90,7 +79,7 @@ def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start,
             gy = _gap(py, box[1, j], box[4, j])
             gz = _gap(pz, box[2, j], box[5, j])
             if gx * gx + gy * gy + gz * gz < top[j] or j == own:
-                top[j], arg[j] = _update_bucket(first[j], last[j], sx, sy, sz, mind, px, py, pz)
+                top[j], arg[j] = _update_bucket(first[j], last[j], sx, sy, sz, mind, bits, px, py, pz)
         best = 0
         for j in range(1, nb):
             if top[j] > top[best] or (top[j] == top[best] and order[arg[j]] < order[arg[best]]):
