@@ -71,3 +71,17 @@ def test_parse_override_reads_yaml_values():
     assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
     assert parse_override("a=null") == ("a", None)
     assert parse_override("a=false") == ("a", False)
+
+
+def test_every_recipe_in_configs_loads_with_a_registered_model_and_dataset():
+    from pathlib import Path
+
+    from dlparts.models import get_model_info
+    from dlparts.train.data import DATASETS
+
+    files = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert len(files) >= 12
+    for path in files:
+        cfg = load_config(path)
+        assert get_model_info(cfg["model"]["name"]).name == cfg["model"]["name"]
+        assert cfg["data"]["name"] in DATASETS, path.name
