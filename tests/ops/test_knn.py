@@ -29,6 +29,21 @@ def test_equals_reference(backend, b, s, n, k, grid):
         assert bool((want.idx < lengths[:, None, None]).all())
 
 
+def test_cpu_grid_path_equals_reference(monkeypatch):
+    from dlparts.ops import cpu
+
+    monkeypatch.setattr(cpu, "GRID_MIN_WORK", 0)
+    for seed, (n, s, k, grid) in enumerate([(500, 80, 8, None), (400, 60, 40, 0.1), (300, 30, 1, None),
+                                            (64, 50, 64, 0.5)]):
+        ref = cloud(2, n, seed, grid=grid)
+        ref[1, :, 2] *= 1e-3  # a flat cloud
+        q = torch.cat([ref[:, :10], cloud(2, s, seed + 50) * 3 - 1], dim=1)  # some queries far outside
+        lengths = ragged(2, n, seed) if k <= n // 2 else None
+        want = ops.knn(q, ref, k, lengths, backend="reference")
+        got = ops.knn(q, ref, k, lengths, backend="cpu")
+        assert torch.equal(got.idx, want.idx) and torch.equal(got.dists, want.dists)
+
+
 def test_reference_matches_sort():
     ref, q = cloud(2, 70, 1, grid=0.2), cloud(2, 9, 2)
     d = ((q[:, :, None] - ref[:, None]) ** 2).sum(-1)  # [2, 9, 70]

@@ -73,6 +73,14 @@ def build_grid(pts, n, radius):
     return lo, h, dims, start, order, sx, sy, sz
 
 
+@njit(cache=True)
+def smallest_sorted(keys, k):
+    """The ``k`` smallest keys, ascending (a partition first when there are many more than k)."""
+    if keys.shape[0] > 2 * k:
+        return np.sort(np.partition(keys, k - 1)[:k])
+    return np.sort(keys)[:k]
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _gather_ball(grid, cx, cy, cz, radius, radius2, nearest, keys):
     """Collect the sort keys of every point with d2 < radius2; returns how many."""
@@ -112,7 +120,7 @@ def _query(grid, soa, n, ctr, radius, radius2, k, nearest, idx, count):
             found = _gather_ball(grid, cx, cy, cz, radius, r2, nearest, keys)
             cnt = min(found, k)
             if found > 0:
-                chosen = np.sort(keys[:found])
+                chosen = smallest_sorted(keys[:found], cnt)
                 for i in range(cnt):
                     idx[q, i] = chosen[i] & 0xFFFFFFFF
             finish_ball(idx[q], cnt, soa[0], soa[1], soa[2], n, cx, cy, cz, buf)
@@ -127,3 +135,39 @@ def ball_query_grid(xyz, centers, lengths, radius2: float, k: int, nearest: bool
         grid = build_grid(xyz[b], n, radius)
         soa = np.ascontiguousarray(xyz[b, :n].T)  # [3, n]
         _query(grid, soa, n, centers[b], radius, radius2, k, nearest, idx[b], count[b])
+
+
+@njit(parallel=True, cache=True)
+def _knn_query(grid, ctr, k, dists, idx):
+    """k nearest by growing balls: once a ball holds >= k points, nothing outside it can be nearer."""
+    s = ctr.shape[0]
+    n = grid[4].shape[0]
+    chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
+    for task in prange(chunks):
+        keys = np.empty(n, dtype=np.int64)
+        for q in range(task * QUERY_CHUNK, min((task + 1) * QUERY_CHUNK, s)):
+            cx, cy, cz = ctr[q, 0], ctr[q, 1], ctr[q, 2]
+            radius = grid[1]
+            found = 0
+            while found < k:
+                r2 = np.float32(radius * radius)
+                found = _gather_ball(grid, cx, cy, cz, radius, r2, True, keys)
+                if r2 == np.inf:
+                    break
+                radius *= 2.0
+            best = smallest_sorted(keys[:found], k)
+            for i in range(k):
+                idx[q, i] = best[i] & 0xFFFFFFFF
+                dists[q, i] = np.int32(best[i] >> 32)
+    return 0
+
+
+def knn_grid(query, ref, lengths, k: int, dists, idx) -> None:
+    """Fill ``dists [B, S, k]`` (float32, via its int32 view) and ``idx [B, S, k]`` for numpy float32 clouds."""
+    bits = dists.view(np.int32)
+    for b in range(ref.shape[0]):
+        n = int(lengths[b])
+        pts = ref[b, :n]
+        extent = np.maximum(pts.max(axis=0).astype(np.float64) - pts.min(axis=0), 1e-12)
+        side = float(max((np.prod(extent) * max(k, 8) / 2 / n) ** (1 / 3), extent.max() * 1e-6))
+        _knn_query(build_grid(ref[b], n, side), query[b], k, bits[b], idx[b])

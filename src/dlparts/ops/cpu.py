@@ -30,14 +30,16 @@ DEVICE_TYPES: tuple[str, ...] = ("cpu",)
 FASTMATH = {"nnan", "ninf", "nsz"}
 # Points per block: distances of a block are computed in one vectorized loop, then scanned.
 BLOCK = 64
+# Points per block of the kNN scan (most blocks are skipped after one vectorized count).
+KNN_BLOCK = 256
 # Values per block of the FPS maximum search.
 ARGMAX_BLOCK = 256
 # Query points per parallel task.
 QUERY_CHUNK = 64
 # Single clouds at least this large use bucket-pruned FPS.
 BUCKET_FPS_MIN_POINTS = 32768
-# Ball queries with at least this many center-point pairs search a grid instead of scanning every point.
-GRID_MIN_WORK = 1 << 24
+# Ball queries and kNN with at least this many query-point pairs search a grid instead of scanning every point.
+GRID_MIN_WORK = 1 << 20
 
 
 def soa(t: torch.Tensor) -> np.ndarray:
@@ -130,6 +132,16 @@ def count_below(buf, n, limit):
     vals = buf[:n]
     for j in range(vals.shape[0]):
         c += 1 if vals[j] < limit else 0
+    return c
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def count_at_most(buf, n, limit):
+    """How many of ``buf[:n]`` are <= limit (vectorized)."""
+    c = 0
+    vals = buf[:n]
+    for j in range(vals.shape[0]):
+        c += 1 if vals[j] <= limit else 0
     return c
 
 
@@ -236,37 +248,96 @@ def _insert(dist, idx, d, j):
     idx[i] = j
 
 
+@njit(cache=True)
+def _morton(px, py, pz, box, scale):
+    """30-bit Morton code of a point quantized to a 1024^3 lattice over ``box`` (xmin, ymin, zmin)."""
+    qx = min(max(int((px - box[0]) * scale), 0), 1023)
+    qy = min(max(int((py - box[1]) * scale), 0), 1023)
+    qz = min(max(int((pz - box[2]) * scale), 0), 1023)
+    code = 0
+    for bit in range(10):
+        code |= (((qx >> bit) & 1) << (3 * bit)) | (((qy >> bit) & 1) << (3 * bit + 1)) | (((qz >> bit) & 1) << (3 * bit + 2))
+    return code
+
+
+@njit(parallel=True, cache=True)
+def _morton_sort(pts, lengths, boxes, scales, order, codes):
+    """Per cloud: the valid points' box and scale, and their indices sorted by Morton code (``order``, ``codes``)."""
+    for b in prange(pts.shape[0]):
+        n = lengths[b]
+        x, y, z = pts[b, 0, :n], pts[b, 1, :n], pts[b, 2, :n]
+        boxes[b, 0], boxes[b, 1], boxes[b, 2] = x.min(), y.min(), z.min()
+        extent = max(x.max() - boxes[b, 0], y.max() - boxes[b, 1], z.max() - boxes[b, 2])
+        scales[b] = 1023.0 / max(extent, 1e-30)
+        raw = np.empty(n, dtype=np.int64)
+        for j in range(n):
+            raw[j] = _morton(x[j], y[j], z[j], boxes[b], scales[b])
+        perm = np.argsort(raw)
+        order[b, :n] = perm
+        codes[b, :n] = raw[perm]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _knn_bound(x, y, z, order, codes, code, k, cx, cy, cz, near):
+    """An upper bound of the k-th nearest squared distance: the k-th smallest over 2k points near in Morton order."""
+    n = order.shape[0]
+    pos = np.searchsorted(codes, code)
+    lo = min(max(pos - k, 0), n - min(2 * k, n))
+    hi = min(lo + 2 * k, n)
+    for i in range(lo, hi):
+        j = order[i]
+        dx = x[j] - cx
+        dy = y[j] - cy
+        dz = z[j] - cz
+        near[i - lo] = dx * dx + dy * dy + dz * dz
+    return np.sort(near[: hi - lo])[k - 1]
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _knn_kernel(qry, pts, lengths, k, dists, idx):
     nb, s = qry.shape[0], qry.shape[2]
+    boxes = np.empty((nb, 3))
+    scales = np.empty(nb)
+    order = np.empty((nb, pts.shape[2]), dtype=np.int64)
+    codes = np.empty((nb, pts.shape[2]), dtype=np.int64)
+    _morton_sort(pts, lengths, boxes, scales, order, codes)
     chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
     for task in prange(nb * chunks):
         b = task // chunks
         lo = (task % chunks) * QUERY_CHUNK
         n = lengths[b]
-        x, y, z = pts[b, 0], pts[b, 1], pts[b, 2]
-        buf = np.empty(BLOCK, dtype=np.float32)
+        x, y, z = pts[b, 0, :n], pts[b, 1, :n], pts[b, 2, :n]
+        buf = np.empty(KNN_BLOCK, dtype=np.float32)
+        near = np.empty(2 * k, dtype=np.float32)
         for q in range(lo, min(lo + QUERY_CHUNK, s)):
             cx, cy, cz = qry[b, 0, q], qry[b, 1, q], qry[b, 2, q]
             dq, iq = dists[b, q], idx[b, q]
             dq[:] = np.inf
             iq[:] = 0
-            worst = np.float32(np.inf)
-            for blk in range(0, n, BLOCK):
-                hi = min(blk + BLOCK, n)
+            code = _morton(cx, cy, cz, boxes[b], scales[b])
+            # Only points with d2 <= limit can be among the k nearest; scanning in index order and inserting after
+            # equal distances keeps ties in index order.
+            limit = _knn_bound(x, y, z, order[b, :n], codes[b, :n], code, k, cx, cy, cz, near)
+            for blk in range(0, n, KNN_BLOCK):
+                hi = min(blk + KNN_BLOCK, n)
                 _block_dists(x, y, z, blk, hi, cx, cy, cz, buf)
-                if count_below(buf, hi - blk, worst) == 0:
+                if count_at_most(buf, hi - blk, limit) == 0:
                     continue
                 for j in range(hi - blk):
                     d = buf[j]
-                    if d < worst:
+                    if d <= limit and d < dq[k - 1]:
                         _insert(dq, iq, d, blk + j)
-                        worst = dq[k - 1]
+                        limit = min(limit, dq[k - 1])
 
 
 def knn(query, ref, lengths, k: int):
     b, s, _ = query.shape
     dists = np.empty((b, s, k), dtype=np.float32)
     idx = np.empty((b, s, k), dtype=np.int64)
-    _knn_kernel(soa(query), soa(ref), lengths.numpy(), k, dists, idx)
+    if ref.shape[1] * s >= GRID_MIN_WORK:
+        from dlparts.ops._grid import knn_grid
+
+        knn_grid(query.numpy(), ref.numpy(), lengths.numpy(), k, dists, idx)
+    else:
+        _knn_kernel(soa(query), soa(ref), lengths.numpy(), k, dists, idx)
     return torch.from_numpy(dists), torch.from_numpy(idx)

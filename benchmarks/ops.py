@@ -1,0 +1,206 @@
+"""dlparts.ops on the CPU against the peers, at the sizes of issue 4, in one run.
+
+Peers: the pure-PyTorch loop FPS and dense-distance-plus-sort ball query of the most popular PyTorch PointNet++
+repository (rewritten here from its description), fpsample (``fps_sampling`` exact, ``bucket_fps_kdline_sampling``),
+scipy ``cKDTree`` and ``pykdtree``, and a dense torch matmul + topk kNN.  Each time is the best of several runs after a
+warm-up; ``ratio`` is the peer's time over ours (> 1: we are faster).  ``same`` says whether a peer's indices equal ours
+(exact FPS peers from the same start).  The last lines time the numba compilation: a first process with an empty
+on-disk cache, then a second process that loads it.
+
+    .venv/bin/python benchmarks/ops.py            # everything (about two minutes on 2 cores)
+    .venv/bin/python benchmarks/ops.py --quick    # skip the slowest peers
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from dlparts import ops
+
+
+def best_time(fn, budget: float = 0.5, most: int = 10) -> float:
+    fn()
+    times = []
+    spent = time.perf_counter()
+    while len(times) < most and (not times or time.perf_counter() - spent < budget):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+# --------------------------------------------------------------------------------------- peers written from descriptions
+def torch_loop_fps(xyz: torch.Tensor, m: int) -> torch.Tensor:
+    """The popular repository's FPS: a Python loop over samples, a dense distance update per step, start 0."""
+    b, n, _ = xyz.shape
+    idx = torch.zeros(b, m, dtype=torch.long)
+    distance = torch.full((b, n), 1e10)
+    farthest = torch.zeros(b, dtype=torch.long)
+    rows = torch.arange(b)
+    for i in range(m):
+        idx[:, i] = farthest
+        centroid = xyz[rows, farthest][:, None, :]  # [B, 1, 3]
+        dist = torch.sum((xyz - centroid) ** 2, -1)
+        mask = dist < distance
+        distance[mask] = dist[mask]
+        farthest = torch.max(distance, -1)[1]
+    return idx
+
+
+def torch_dense_ball_query(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int) -> torch.Tensor:
+    """The popular repository's ball query: all squared distances, out-of-ball set to N, sort, first k, pad."""
+    b, n, _ = xyz.shape
+    s = centers.shape[1]
+    d = -2 * centers @ xyz.transpose(1, 2) + (centers**2).sum(-1)[:, :, None] + (xyz**2).sum(-1)[:, None, :]
+    group = torch.arange(n).view(1, 1, n).repeat(b, s, 1)  # [B, S, N]
+    group[d > radius**2] = n
+    group = group.sort(dim=-1)[0][:, :, :k]
+    first = group[:, :, :1].repeat(1, 1, k)
+    group[group == n] = first[group == n]
+    return group
+
+
+def torch_dense_knn(q: torch.Tensor, ref: torch.Tensor, k: int) -> torch.Tensor:
+    d = -2 * q @ ref.transpose(1, 2) + (q**2).sum(-1)[:, :, None] + (ref**2).sum(-1)[:, None, :]
+    return d.topk(k, dim=-1, largest=False).indices
+
+
+def scipy_ball_packed(xyz: np.ndarray, centers: np.ndarray, radius: float, k: int) -> np.ndarray:
+    """cKDTree.query_ball_point per cloud, packed into the first k indices (index order), padded with the first."""
+    from scipy.spatial import cKDTree
+
+    out = np.zeros(centers.shape[:2] + (k,), dtype=np.int64)
+    for b in range(xyz.shape[0]):
+        lists = cKDTree(xyz[b]).query_ball_point(centers[b], radius, return_sorted=True, workers=2)
+        for s, found in enumerate(lists):
+            row = found[:k] if found else [0]
+            out[b, s, :] = row[0]
+            out[b, s, : len(row)] = row
+    return out
+
+
+def pykdtree_query(xyz: np.ndarray, q: np.ndarray, k: int, radius: float | None = None):
+    from pykdtree.kdtree import KDTree
+
+    out = []
+    for b in range(xyz.shape[0]):
+        tree = KDTree(xyz[b])
+        out.append(tree.query(q[b], k=k, distance_upper_bound=radius)[1] if radius else tree.query(q[b], k=k)[1])
+    return out
+
+
+def ckdtree_knn(xyz: np.ndarray, q: np.ndarray, k: int):
+    from scipy.spatial import cKDTree
+
+    return [cKDTree(xyz[b]).query(q[b], k=k, workers=2)[1] for b in range(xyz.shape[0])]
+
+
+def fpsample_batched(fn, xyz: np.ndarray, m: int, **kw):
+    return np.stack([fn(xyz[b], m, start_idx=0, **kw) for b in range(xyz.shape[0])]).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------------------- the run
+def cloud(b: int, n: int, seed: int) -> torch.Tensor:
+    return torch.rand(b, n, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def fps_cases(quick: bool):
+    import fpsample
+
+    for b, n, m, target, slow_peers in ((16, 1024, 512, 1.0, True), (16, 4096, 1024, 5.0, True),
+                                        (1, 100_000, 10_000, 25.0, False), (1, 1_000_000, 4096, 100.0, False)):
+        x = cloud(b, n, n)
+        xn = x.numpy()
+        ours = ops.farthest_point_sample(x, m)
+        peers = {"fpsample kdline": lambda: fpsample_batched(fpsample.bucket_fps_kdline_sampling, xn, m,
+                                                             h=7 if n >= 100_000 else 5)}
+        if slow_peers or not quick:
+            peers["fpsample exact"] = lambda: fpsample_batched(fpsample.fps_sampling, xn, m)
+        if slow_peers:
+            peers["torch loop"] = lambda: torch_loop_fps(x, m)
+        yield (f"FPS B={b} N={n:,} m={m:,}", target, lambda: ops.farthest_point_sample(x, m), ours.numpy(), peers)
+
+
+def ball_cases():
+    for b, n, s, r, order, target in ((16, 1024, 512, 0.2, "index", 5.0), (1, 100_000, 10_000, 0.1, "index", 28.0),
+                                      (1, 100_000, 10_000, 0.1, "nearest", 20.0)):
+        x, c = cloud(b, n, 1), cloud(b, s, 2)
+        xn, cn = x.numpy(), c.numpy()
+        ours = ops.ball_query(x, c, r, 32, order=order)
+        peers = {"pykdtree k=32 in r": lambda: pykdtree_query(xn, cn, 32, r),
+                 "scipy ball + pack": lambda: scipy_ball_packed(xn, cn, r, 32)}
+        if n * s <= 1 << 24:
+            peers["torch dense + sort"] = lambda: torch_dense_ball_query(x, c, r, 32)
+        yield (f"ball B={b} N={n:,} S={s:,} r={r} k=32 {order}", target,
+               lambda: ops.ball_query(x, c, r, 32, order=order), ours.idx.numpy(), peers)
+
+
+def knn_cases():
+    x = cloud(16, 4096, 3)
+    xn = x.numpy()
+    ours = ops.knn(x, x, 16)
+    peers = {"pykdtree": lambda: pykdtree_query(xn, xn, 16), "scipy cKDTree": lambda: ckdtree_knn(xn, xn, 16),
+             "torch matmul + topk": lambda: torch_dense_knn(x, x, 16)}
+    yield "kNN k=16 B=16 N=4096 self", 40.0, lambda: ops.knn(x, x, 16), ours.idx.numpy(), peers
+
+
+def run_table(quick: bool) -> None:
+    print(f"{'case':<44} {'implementation':<22} {'ms':>9} {'ratio':>7}  same   target")
+    for label, target, ours_fn, ours_idx, peers in [*fps_cases(quick), *ball_cases(), *knn_cases()]:
+        mine = best_time(ours_fn) * 1e3
+        verdict = "meets" if mine <= target else "MISSES"
+        print(f"{label:<44} {'dlparts (cpu)':<22} {mine:>9.2f} {1.0:>6.2f}x         <= {target:g} ms: {verdict}")
+        for name, fn in peers.items():
+            budget = 0.3 if "loop" in name or "exact" in name else 0.5
+            t = best_time(fn, budget=budget, most=3 if budget < 0.5 else 10) * 1e3
+            same = ""
+            if "exact" in name or "loop" in name:
+                same = "yes" if np.array_equal(np.asarray(fn()), ours_idx) else "no"
+            print(f"{'':<44} {name:<22} {t:>9.2f} {t / mine:>6.2f}x  {same:<5}")
+
+
+_COMPILE_SCRIPT = """
+import time, torch
+t = time.perf_counter()
+from dlparts import ops
+from dlparts.ops import cpu
+cpu.BUCKET_FPS_MIN_POINTS, cpu.GRID_MIN_WORK = 100, 0
+x = torch.rand(1, 200, 3)
+ops.farthest_point_sample(x, 10); ops.farthest_point_sample(x.repeat(2, 1, 1), 10)
+ops.ball_query(x, x, 0.2, 4); ops.ball_query(x, x, 0.2, 4, order="nearest"); ops.knn(x, x, 4)
+cpu.GRID_MIN_WORK = 1 << 62
+ops.ball_query(x, x, 0.2, 4); ops.ball_query(x, x, 0.2, 4, order="nearest")
+print(time.perf_counter() - t)
+"""
+
+
+def compile_times() -> None:
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("first process, empty numba cache", "second process, cache on disk"):
+            out = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True, text=True)
+            print(f"compile: {label:<36} {float(out.stdout.strip().splitlines()[-1]):7.2f} s (import + every kernel)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="skip fpsample's exact FPS on the large clouds")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compile-time measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs; times in ms, best of several runs")
+    run_table(args.quick)
+    if not args.no_compile:
+        compile_times()
+
+
+if __name__ == "__main__":
+    main()
