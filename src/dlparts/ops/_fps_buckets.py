@@ -44,13 +44,23 @@ def _buckets(start, sx, sy, sz):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _gap(p, lo, hi):
-    """Distance along one axis from p to [lo, hi], rounded like the point differences it bounds."""
-    if p < lo:
-        return lo - p
-    if p > hi:
-        return p - hi
-    return np.float32(0.0)
+def _box_bounds(box, px, py, pz, lb):
+    """``lb[j]``: squared distance from p to box j, each axis gap rounded like the point differences it bounds."""
+    x0, y0, z0, x1, y1, z1 = box[0], box[1], box[2], box[3], box[4], box[5]
+    zero = np.float32(0.0)
+    for j in range(lb.shape[0]):
+        gx = x0[j] - px if px < x0[j] else (px - x1[j] if px > x1[j] else zero)
+        gy = y0[j] - py if py < y0[j] else (py - y1[j] if py > y1[j] else zero)
+        gz = z0[j] - pz if pz < z0[j] else (pz - z1[j] if pz > z1[j] else zero)
+        lb[j] = gx * gx + gy * gy + gz * gz
+
+
+@njit(cache=True)
+def _count_equal(bits, value):
+    c = 0
+    for j in range(bits.shape[0]):
+        c += 1 if bits[j] == value else 0
+    return c
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -67,6 +77,8 @@ def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start,
     mind = np.full(sx.shape[0], np.inf, dtype=np.float32)
     bits = mind.view(np.int32)
     top = np.full(nb, np.inf, dtype=np.float32)
+    top_bits = top.view(np.int32)
+    lb = np.empty(nb, dtype=np.float32)
     arg = first.copy()
     cur = where[start]
     for i in range(m):
@@ -74,16 +86,15 @@ def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start,
         mind[cur] = np.float32(-1.0)
         own = bucket_of[cur]
         px, py, pz = sx[cur], sy[cur], sz[cur]
+        _box_bounds(box, px, py, pz, lb)
         for j in range(nb):
-            gx = _gap(px, box[0, j], box[3, j])
-            gy = _gap(py, box[1, j], box[4, j])
-            gz = _gap(pz, box[2, j], box[5, j])
-            if gx * gx + gy * gy + gz * gz < top[j] or j == own:
+            if lb[j] < top[j] or j == own:
                 top[j], arg[j] = _update_bucket(first[j], last[j], sx, sy, sz, mind, bits, px, py, pz)
-        best = 0
-        for j in range(1, nb):
-            if top[j] > top[best] or (top[j] == top[best] and order[arg[j]] < order[arg[best]]):
-                best = j
+        best = first_argmax(top_bits)
+        if _count_equal(top_bits, top_bits[best]) > 1:  # equal maxima in several buckets: lowest original index
+            for j in range(best + 1, nb):
+                if top_bits[j] == top_bits[best] and order[arg[j]] < order[arg[best]]:
+                    best = j
         cur = arg[best]
 
 
