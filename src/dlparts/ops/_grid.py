@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from dlparts.ops.cpu import FASTMATH, QUERY_CHUNK, dist_key, finish_ball
+from dlparts.ops.cpu import FASTMATH, QUERY_CHUNK, block_dists, dist_key, finish_ball
 
 # At most this many cells per valid point (a tiny radius in a wide cloud would otherwise make billions of cells).
 CELLS_PER_POINT = 2
+# Cell side over radius: smaller cells test fewer points outside the ball, at more (contiguous) row ranges per ball.
+CELL_PER_RADIUS = 0.5
 # Relative widening of the searched box: float32 d2 < r2 can hold for a real distance a few ulps above r.
 MARGIN = 1e-4
 
@@ -82,7 +84,7 @@ def smallest_sorted(keys, k):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _gather_ball(grid, cx, cy, cz, radius, radius2, nearest, keys):
+def _gather_ball(grid, cx, cy, cz, radius, radius2, nearest, keys, buf):
     """Collect the sort keys of every point with d2 < radius2; returns how many."""
     lo, h, dims, start, order, sx, sy, sz = grid
     reach = radius * (1.0 + MARGIN)
@@ -96,13 +98,12 @@ def _gather_ball(grid, cx, cy, cz, radius, radius2, nearest, keys):
     for gz in range(c0[2], c1[2] + 1):
         for gy in range(c0[1], c1[1] + 1):
             row = (gz * dims[1] + gy) * dims[0]
-            for i in range(start[row + c0[0]], start[row + c1[0] + 1]):
-                dx = sx[i] - cx
-                dy = sy[i] - cy
-                dz = sz[i] - cz
-                d = dx * dx + dy * dy + dz * dz
-                if d < radius2:
-                    keys[found] = dist_key(d, order[i]) if nearest else order[i]
+            lo_i, hi_i = start[row + c0[0]], start[row + c1[0] + 1]
+            block_dists(sx, sy, sz, lo_i, hi_i, cx, cy, cz, buf)  # vectorized over the row's contiguous cells
+            for i in range(hi_i - lo_i):
+                if buf[i] < radius2:
+                    j = order[lo_i + i]
+                    keys[found] = dist_key(buf[i], j) if nearest else j
                     found += 1
     return found
 
@@ -114,10 +115,10 @@ def _query(grid, soa, n, ctr, radius, radius2, k, nearest, idx, count):
     r2 = np.float32(radius2)
     for task in prange(chunks):
         keys = np.empty(n, dtype=np.int64)
-        buf = np.empty(64, dtype=np.float32)
+        buf = np.empty(n, dtype=np.float32)
         for q in range(task * QUERY_CHUNK, min((task + 1) * QUERY_CHUNK, s)):
             cx, cy, cz = ctr[q, 0], ctr[q, 1], ctr[q, 2]
-            found = _gather_ball(grid, cx, cy, cz, radius, r2, nearest, keys)
+            found = _gather_ball(grid, cx, cy, cz, radius, r2, nearest, keys, buf)
             cnt = min(found, k)
             if found > 0:
                 chosen = smallest_sorted(keys[:found], cnt)
@@ -132,7 +133,7 @@ def ball_query_grid(xyz, centers, lengths, radius2: float, k: int, nearest: bool
     radius = float(np.sqrt(np.float64(radius2)))
     for b in range(xyz.shape[0]):
         n = int(lengths[b])
-        grid = build_grid(xyz[b], n, radius)
+        grid = build_grid(xyz[b], n, radius * CELL_PER_RADIUS)
         soa = np.ascontiguousarray(xyz[b, :n].T)  # [3, n]
         _query(grid, soa, n, centers[b], radius, radius2, k, nearest, idx[b], count[b])
 
@@ -145,13 +146,14 @@ def _knn_query(grid, ctr, k, dists, idx):
     chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
     for task in prange(chunks):
         keys = np.empty(n, dtype=np.int64)
+        buf = np.empty(n, dtype=np.float32)
         for q in range(task * QUERY_CHUNK, min((task + 1) * QUERY_CHUNK, s)):
             cx, cy, cz = ctr[q, 0], ctr[q, 1], ctr[q, 2]
             radius = grid[1]
             found = 0
             while found < k:
                 r2 = np.float32(radius * radius)
-                found = _gather_ball(grid, cx, cy, cz, radius, r2, True, keys)
+                found = _gather_ball(grid, cx, cy, cz, radius, r2, True, keys, buf)
                 if r2 == np.inf:
                     break
                 radius *= 2.0

@@ -115,7 +115,7 @@ def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _block_dists(x, y, z, lo, hi, cx, cy, cz, buf):
+def block_dists(x, y, z, lo, hi, cx, cy, cz, buf):
     """``buf[:hi - lo]`` = squared distances of points [lo, hi) to c (slices keep the loop vectorizable)."""
     xs, ys, zs, out = x[lo:hi], y[lo:hi], z[lo:hi], buf[: hi - lo]
     for j in range(xs.shape[0]):
@@ -152,7 +152,7 @@ def _nearest_point(x, y, z, n, cx, cy, cz, buf):
     arg = 0
     for lo in range(0, n, BLOCK):
         hi = min(lo + BLOCK, n)
-        _block_dists(x, y, z, lo, hi, cx, cy, cz, buf)
+        block_dists(x, y, z, lo, hi, cx, cy, cz, buf)
         for j in range(hi - lo):
             if buf[j] < best:
                 best = buf[j]
@@ -173,7 +173,7 @@ def _ball_center(x, y, z, n, cx, cy, cz, radius2, k, nearest, out, buf, keys):
     found = 0
     for lo in range(0, n, BLOCK):
         hi = min(lo + BLOCK, n)
-        _block_dists(x, y, z, lo, hi, cx, cy, cz, buf)
+        block_dists(x, y, z, lo, hi, cx, cy, cz, buf)
         if count_below(buf, hi - lo, radius2) == 0:
             continue
         for j in range(hi - lo):
@@ -320,7 +320,7 @@ def _knn_kernel(qry, pts, lengths, k, dists, idx):
             limit = _knn_bound(x, y, z, order[b, :n], codes[b, :n], code, k, cx, cy, cz, near)
             for blk in range(0, n, KNN_BLOCK):
                 hi = min(blk + KNN_BLOCK, n)
-                _block_dists(x, y, z, blk, hi, cx, cy, cz, buf)
+                block_dists(x, y, z, blk, hi, cx, cy, cz, buf)
                 if count_at_most(buf, hi - blk, limit) == 0:
                     continue
                 for j in range(hi - blk):
