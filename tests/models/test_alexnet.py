@@ -86,6 +86,14 @@ def test_paper_initialization(paper):
             assert torch.equal(module.bias, torch.full_like(module.bias, expected)), name
 
 
+def test_small_uses_he_initialization():
+    model = create_model("alexnet_small")
+    conv3 = model.features.conv3  # fan-in 128 * 3 * 3
+    assert abs(conv3.weight.std().item() - (2 / (128 * 9)) ** 0.5) < 0.003
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
 def test_split_equals_paper_outputs_and_gradients(paper):
     split = create_model("alexnet_paper_split", devices=("cpu", "cpu"), dropout=0.0)
     split.load_state_dict(paper_to_split_state_dict(paper.state_dict()))
@@ -152,7 +160,7 @@ def test_interface(name):
         model.reset_classifier(0)
 
 
-@pytest.mark.parametrize("side", [32, 56, 64])
+@pytest.mark.parametrize("side", [32, 40, 64])
 def test_small_takes_32_to_64_pixels(side):
     model = create_model("alexnet_small", num_classes=10)
     assert model(torch.randn(2, 3, side, side)).shape == (2, 10)
@@ -163,7 +171,7 @@ def test_recipes_in_metadata():
     assert (recipe["optimizer"], recipe["momentum"], recipe["weight_decay"], recipe["batch_size"]) == \
         ("sgd", 0.9, 5e-4, 128)
     assert (recipe["lr"], recipe["lr_factor"], recipe["lr_schedule"], recipe["epochs"]) == (0.01, 0.1, "plateau", 90)
-    assert get_model_info("alexnet_small").extra["recipe"]["image_size"] == 64
+    assert get_model_info("alexnet_small").extra["recipe"]["image_size"] == 48
 
 
 def test_bad_arguments():

@@ -76,8 +76,8 @@ PAPER_RECIPE = Recipe(
 #: ``alexnet_small`` on the embedded synthetic images (``dlparts.data.synthetic_images``), 2 CPU threads: reaches
 #: >= 90% validation top-1 within 5 minutes; measured by ``benchmarks/alexnet_small_recipe.py``.
 SMALL_CPU_RECIPE = Recipe(
-    optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=8, lr_schedule="cosine",
-    lr_factor=0.0, image_size=64, crop_size=56, warmup_epochs=1,
+    optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=5e-4, batch_size=32, epochs=12, lr_schedule="cosine",
+    lr_factor=0.0, image_size=48, crop_size=40, warmup_epochs=1,
     augmentation=("random_crop", "horizontal_flip", "pca_lighting(0.1)", "mean_channel"),
 )
 
@@ -148,6 +148,19 @@ def init_paper_(model: nn.Module, generator: torch.Generator | None = None) -> n
     return model
 
 
+def init_kaiming_(model: nn.Module) -> nn.Module:
+    """He et al. (2015) normal initialization for ReLU nets (fan-in), biases 0, in place: keeps the signal's scale
+    through ``alexnet_small`` so that it starts learning in its first epoch, where ``N(0, 0.01)`` stalls for many."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    return model
+
+
+_INITS = ("paper", "kaiming", "default")
+
+
 def _check_classes(num_classes: int) -> None:
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes={num_classes!r} must be a positive integer")
@@ -164,8 +177,9 @@ class AlexNetPaper(nn.Module):
                  dropout: float = 0.5, init: str = "paper", generator: torch.Generator | None = None):
         super().__init__()
         _check_classes(num_classes)
-        if init not in ("paper", "default"):
-            raise ConfigError(f"init={init!r} must be 'paper' (N(0, 0.01), section 5) or 'default' (PyTorch's)")
+        if init not in _INITS:
+            raise ConfigError(f"init={init!r} must be 'paper' (N(0, 0.01), section 5), 'kaiming' or 'default' "
+                              "(PyTorch's)")
         self.spec, self.init = spec, init
         self.features = _tower_features(spec, towers)
         self.avgpool = nn.AdaptiveAvgPool2d(spec.pool_out) if spec.pool_out else nn.Identity()
@@ -173,6 +187,8 @@ class AlexNetPaper(nn.Module):
         self.classifier = _classifier(spec.conv[-1][0] * side * side, spec.fc, num_classes, dropout)
         if init == "paper":
             init_paper_(self, generator)
+        elif init == "kaiming":
+            init_kaiming_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W] -> [B, 256, 6, 6]`` (pool5 maps; ``[B, 128, h, w]`` for ``alexnet_small``)."""
@@ -396,9 +412,10 @@ def alexnet(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
 
 
 @register_model("alexnet_small", family="alexnet", task="image_cls", paper=PAPER, num_params=1_109_194,
-                input_spec=(3, 56, 56), num_classes=10, recipe=asdict(SMALL_CPU_RECIPE))
-def alexnet_small(*, num_classes: int = 10, dropout: float = 0.5, init: str = "default",
+                input_spec=(3, 40, 40), num_classes=10, recipe=asdict(SMALL_CPU_RECIPE))
+def alexnet_small(*, num_classes: int = 10, dropout: float = 0.5, init: str = "kaiming",
                   generator: torch.Generator | None = None) -> AlexNetPaper:
     """The paper's design for 32-64 px images: conv1 5x5 stride 2, widths 48-128-192-192-128, FC 512-512, average
-    pooling to 3x3 before fc6; PyTorch's default initialization (the paper's N(0, 0.01) trains far slower)."""
+    pooling to 2x2 before fc6; He initialization (the paper's N(0, 0.01) stalls at this size).  40 px crops of 48 px
+    images train to >= 90% on the embedded shapes in minutes (``SMALL_CPU_RECIPE``)."""
     return AlexNetPaper(num_classes, spec=SMALL_SPEC, dropout=dropout, init=init, generator=generator)
