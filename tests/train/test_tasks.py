@@ -11,7 +11,8 @@ from dlparts.train.data import build_splits
 from dlparts.train.engine import fit, load_checkpoint
 
 COMMON = ["trainer.max_epochs=1", "trainer.progress=false", "trainer.accelerator=cpu", "trainer.devices=1",
-          "data.args.tiny=true", "data.num_points=128", "data.batch_size=4", "plots.examples=2"]
+          "data.args.tiny=true", "data.num_points=128", "data.batch_size=4", "plots.examples=2",
+          "trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]
 
 
 def _fit(tmp_path, *overrides):
