@@ -2,9 +2,9 @@
 
 The valid points of a cloud are counting-sorted into cells of side ``h >= radius`` (stable, so each cell keeps index
 order).  A center visits the cells overlapping its ball, widened by a relative margin that covers float rounding, and
-tests each candidate with the exact float32 distance of the reference.  In-ball candidates are collected as sort keys
-(the index, or ``(d2 bits << 32) | index`` for ``order="nearest"``) and the ``k`` smallest are kept, so the answer does
-not depend on the order in which cells are visited.
+tests each candidate with the exact float32 distance of the reference.  The ``k`` smallest sort keys of the in-ball
+candidates (the index, or ``(d2 bits << 32) | index`` for ``order="nearest"``) are kept by insertion, so the answer
+does not depend on the order in which cells are visited.
 """
 
 from __future__ import annotations
@@ -76,16 +76,18 @@ def build_grid(pts, n, radius):
 
 
 @njit(cache=True)
-def smallest_sorted(keys, k):
-    """The ``k`` smallest keys, ascending (a partition first when there are many more than k)."""
-    if keys.shape[0] > 2 * k:
-        return np.sort(np.partition(keys, k - 1)[:k])
-    return np.sort(keys)[:k]
+def _keep_smallest(keys, held, key):
+    """Insert ``key`` into the ascending ``keys[:held]``, dropping the largest when ``keys`` is full."""
+    i = min(held, keys.shape[0] - 1)
+    while i > 0 and keys[i - 1] > key:
+        keys[i] = keys[i - 1]
+        i -= 1
+    keys[i] = key
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _gather_ball(grid, cx, cy, cz, radius, radius2, nearest, keys, buf):
-    """Collect the sort keys of every point with d2 < radius2; returns how many."""
+    """Count the points with d2 < radius2, keeping the ``keys.shape[0]`` smallest of their sort keys, ascending."""
     lo, h, dims, start, order, sx, sy, sz = grid
     reach = radius * (1.0 + MARGIN)
     c0 = np.empty(3, dtype=np.int64)
@@ -103,7 +105,9 @@ def _gather_ball(grid, cx, cy, cz, radius, radius2, nearest, keys, buf):
             for i in range(hi_i - lo_i):
                 if buf[i] < radius2:
                     j = order[lo_i + i]
-                    keys[found] = dist_key(buf[i], j) if nearest else j
+                    key = dist_key(buf[i], j) if nearest else j
+                    if found < keys.shape[0] or key < keys[-1]:
+                        _keep_smallest(keys, min(found, keys.shape[0]), key)
                     found += 1
     return found
 
@@ -114,16 +118,14 @@ def _query(grid, soa, n, ctr, radius, radius2, k, nearest, idx, count):
     chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
     r2 = np.float32(radius2)
     for task in prange(chunks):
-        keys = np.empty(n, dtype=np.int64)
+        keys = np.empty(k, dtype=np.int64)
         buf = np.empty(n, dtype=np.float32)
         for q in range(task * QUERY_CHUNK, min((task + 1) * QUERY_CHUNK, s)):
             cx, cy, cz = ctr[q, 0], ctr[q, 1], ctr[q, 2]
             found = _gather_ball(grid, cx, cy, cz, radius, r2, nearest, keys, buf)
             cnt = min(found, k)
-            if found > 0:
-                chosen = smallest_sorted(keys[:found], cnt)
-                for i in range(cnt):
-                    idx[q, i] = chosen[i] & 0xFFFFFFFF
+            for i in range(cnt):
+                idx[q, i] = keys[i] & 0xFFFFFFFF
             finish_ball(idx[q], cnt, soa[0], soa[1], soa[2], n, cx, cy, cz, buf)
             count[q] = cnt
 
@@ -145,7 +147,7 @@ def _knn_query(grid, ctr, k, dists, idx):
     n = grid[4].shape[0]
     chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
     for task in prange(chunks):
-        keys = np.empty(n, dtype=np.int64)
+        keys = np.empty(k, dtype=np.int64)
         buf = np.empty(n, dtype=np.float32)
         for q in range(task * QUERY_CHUNK, min((task + 1) * QUERY_CHUNK, s)):
             cx, cy, cz = ctr[q, 0], ctr[q, 1], ctr[q, 2]
@@ -157,10 +159,9 @@ def _knn_query(grid, ctr, k, dists, idx):
                 if r2 == np.inf:
                     break
                 radius *= 2.0
-            best = smallest_sorted(keys[:found], k)
             for i in range(k):
-                idx[q, i] = best[i] & 0xFFFFFFFF
-                dists[q, i] = np.int32(best[i] >> 32)
+                idx[q, i] = keys[i] & 0xFFFFFFFF
+                dists[q, i] = np.int32(keys[i] >> 32)
     return 0
 
 
