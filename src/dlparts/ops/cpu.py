@@ -6,8 +6,10 @@ rows and vectorize.  Distances are ``dx*dx + dy*dy + dz*dz`` in float32; the ker
 that cannot change a finite result (no NaN/inf/signed-zero care), never ``contract`` (FMA) or ``reassoc``, so every
 distance is bit-identical to the reference's.
 
-Large clouds: farthest point sampling switches to :mod:`dlparts.ops._fps_buckets` (exact, bucket pruning), ball query
-to a uniform grid (:mod:`dlparts.ops._grid`); both return the same indices as the brute-force loops.
+Large clouds: farthest point sampling of a single cloud switches to :mod:`dlparts.ops._fps_buckets` (exact, bucket
+pruning), ball query and kNN to a uniform grid (:mod:`dlparts.ops._grid`); they return the same indices as the
+brute-force loops.  Small kNN scans every point in index order, skipping blocks that cannot hold a neighbour under a
+bound taken from nearby points in Morton order.
 """
 
 from __future__ import annotations
@@ -105,11 +107,11 @@ def _fps_kernel(pts, lengths, m, start, out):
 
 def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -> torch.Tensor:
     b, n, _ = xyz.shape
-    out = np.empty((b, m), dtype=np.int64)
     if b == 1 and n >= BUCKET_FPS_MIN_POINTS:
         from dlparts.ops._fps_buckets import fps_buckets
 
         return fps_buckets(xyz, lengths, m, start)
+    out = np.empty((b, m), dtype=np.int64)
     _fps_kernel(soa(xyz), lengths.numpy(), m, start.numpy(), out)
     return torch.from_numpy(out)
 
