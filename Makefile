@@ -19,6 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/dlparts conv --stack alexnet-paper
+	$(VENV)/bin/dlparts demo
 
 test: $(STAMP)
 	$(PY) -m pytest
