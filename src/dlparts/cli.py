@@ -338,9 +338,9 @@ def _run_fit(args) -> int:
     else:
         raise ConfigError("give --config FILE (a recipe), model.name=... data.name=... overrides, or --resume RUN_DIR")
     result = engine.fit(cfg, resume=args.resume)
-    if result.get("first_step_at") is not None:
-        result["first_step_seconds"] = result["first_step_at"] - _STARTED
     _print_results([result])
+    if result.get("first_step_at") is not None:
+        _console().print(f"time to the first training step: {result['first_step_at'] - _STARTED:.1f} s after start")
     return 0
 
 
