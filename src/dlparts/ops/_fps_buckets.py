@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit
+from numba import njit, prange
 
 from dlparts.ops.cpu import FASTMATH, first_argmax, min_update
 from dlparts.ops._grid import build_grid
@@ -98,23 +98,39 @@ def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start,
         cur = arg[best]
 
 
+@njit(cache=True)
+def _cell_side(pts, n, leaf):
+    """Grid cell side giving about ``leaf`` points per cell if the first ``n`` points filled their bounding box."""
+    volume = 1.0
+    widest = 1e-12
+    for a in range(3):
+        extent = max(np.float64(pts[:n, a].max()) - np.float64(pts[:n, a].min()), 1e-12)
+        volume *= extent
+        widest = max(widest, extent)
+    return max((volume * leaf / n) ** (1.0 / 3.0), widest * 1e-6)
+
+
+@njit(cache=True)
+def _fps_cloud(pts, n, m, start, leaf, out):
+    _, _, _, cells, order, sx, sy, sz = build_grid(pts, n, _cell_side(pts, n, leaf))
+    first, last, box = _buckets(cells, sx, sy, sz)
+    where = np.empty(n, dtype=np.int64)
+    bucket_of = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        where[order[i]] = i  # sorted position of each original index
+    for j in range(first.shape[0]):
+        bucket_of[first[j]:last[j]] = j
+    _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start, out)
+
+
+@njit(parallel=True, cache=True)
+def _fps_batch(pts, lengths, m, start, leaf, out):
+    for b in prange(pts.shape[0]):
+        _fps_cloud(pts[b], lengths[b], m, start[b], leaf, out[b])
+
+
 def fps_buckets(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor, leaf: int = LEAF):
     """Backend-interface FPS (see :mod:`dlparts.ops.reference`) for ``xyz [B, N, 3]`` float32 CPU tensors."""
-    pts = xyz.numpy()
     out = np.empty((xyz.shape[0], m), dtype=np.int64)
-    for b in range(xyz.shape[0]):
-        n = int(lengths[b])
-        _, _, _, cells, order, sx, sy, sz = build_grid(pts[b], n, _cell_side(pts[b, :n], leaf))
-        first, last, box = _buckets(cells, sx, sy, sz)
-        where = np.empty(n, dtype=np.int64)
-        where[order] = np.arange(n)  # sorted position of each original index
-        bucket_of = np.repeat(np.arange(first.shape[0]), last - first)  # [n] bucket of each sorted position
-        _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, int(start[b]), out[b])
+    _fps_batch(xyz.numpy(), lengths.numpy(), m, start.numpy(), leaf, out)
     return torch.from_numpy(out)
-
-
-def _cell_side(pts: np.ndarray, leaf: int) -> float:
-    """Grid cell side giving about ``leaf`` points per cell if the points filled their bounding box."""
-    extent = np.maximum(pts.max(axis=0).astype(np.float64) - pts.min(axis=0), 1e-12)
-    volume_per_cell = np.prod(extent) * leaf / pts.shape[0]
-    return float(max(volume_per_cell ** (1 / 3), extent.max() * 1e-6))
