@@ -66,8 +66,8 @@ def preprocess(img: Image.Image, size: int = 256) -> torch.Tensor:
         img = img.resize((new_w, new_h), Image.BILINEAR)
     left, top = _centre_offset(new_w, size), _centre_offset(new_h, size)
     img = img.crop((left, top, left + size, top + size))
-    array = np.asarray(img, dtype=np.uint8)  # [S, S, 3]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)  # [3, S, S]
+    array = np.array(img, dtype=np.uint8)  # [S, S, 3], a writable copy
+    return torch.from_numpy(array).permute(2, 0, 1)  # [3, S, S]
 
 
 # --------------------------------------------------------------------------------------------- training statistics
