@@ -10,8 +10,9 @@ from dlparts import viz
 
 
 def _examples(dataset, count: int) -> dict[str, torch.Tensor]:
-    """The first ``count`` items of ``dataset`` stacked into a batch."""
-    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    """``count`` items spread evenly over ``dataset`` (test sets are often ordered by class) stacked into a batch."""
+    picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().long().tolist()
+    items = [dataset[i] for i in picks]
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
