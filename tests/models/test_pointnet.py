@@ -56,7 +56,8 @@ def test_summary_counts_macs_by_hand():
     # per point: input T-Net convs, MLP (64, 64), feature T-Net convs, MLP (64, 128, 1024)
     per_point = (3 * 64 + 64 * 128 + 128 * 1024) + (3 * 64 + 64 * 64) + (64 * 64 + 64 * 128 + 128 * 1024) \
         + (64 * 64 + 64 * 128 + 128 * 1024)
-    fc = (1024 * 512 + 512 * 256 + 256 * 9) + (1024 * 512 + 512 * 256 + 256 * 4096) + (1024 * 512 + 512 * 256 + 256 * 40)
+    fc = (1024 * 512 + 512 * 256 + 256 * 9) + (1024 * 512 + 512 * 256 + 256 * 4096) \
+        + (1024 * 512 + 512 * 256 + 256 * 40)
     s = dlparts.summarize(create_model("pointnet_cls"), (1024, 3))
     assert s.macs == 1024 * per_point + fc == 443_822_336  # the paper's "440M" (Table 6)
     assert s.total_params == 3_480_049 and not s.uncounted

@@ -14,7 +14,8 @@ Four registered models, all taking channels-last clouds ``[B, N, C]`` (xyz in ch
   category classifier (trained jointly, discarded at test time) is left out.  7,979,451 parameters.
 * ``pointnet_semseg`` (Sec. 5.1, ``sem_seg/model.py``): 9 input channels (xyz, rgb, normalized room xyz as in S3DIS),
   shared MLP (64, 64, 64, 128, 1024), max pool, MLP (256, 128) to a global feature concatenated to every point's
-  1024-d local feature, shared MLP (512, 256), dropout keep 0.7, ``Linear -> 13`` classes.  No transforms.  1,174,669 parameters.
+  1024-d local feature, shared MLP (512, 256), dropout keep 0.7, ``Linear -> 13`` classes.  No transforms.
+  1,174,669 parameters.
 
 The transforms apply to xyz only; extra channels (normals, colours) join the first MLP untransformed.  Models with a
 feature transform expose ``regularization_loss()``: 0.001 ``||I - A A^T||_F^2`` of the most recent forward (batch
