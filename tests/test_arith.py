@@ -51,6 +51,7 @@ def test_pooling_cases():
     assert arith.pool_output_size(6, 3, 2, ceil_mode=True) == 3
     # ceil mode: the window that would start in the right padding is dropped (PyTorch's rule)
     assert arith.pool_output_size(5, 2, 2, (1, 1), ceil_mode=True) == 3
+    assert arith.pool_output_size(1, 2, 2, ceil_mode=True) == 1  # in ceil mode a window may overhang the end
 
 
 def test_seed_example_55x55x3_to_55x55x32():

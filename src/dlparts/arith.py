@@ -120,11 +120,11 @@ def pool_output_size(in_size: int, kernel: int, stride: int, padding: tuple[int,
         return conv_output_size(in_size, kernel, stride, padding, dilation)
     padded = in_size + padding[0] + padding[1]
     k_eff = effective_kernel(kernel, dilation)
-    if k_eff > padded:
-        raise ShapeError(f"pooling window {k_eff} is larger than the padded input {padded}")
-    out = -(-(padded - k_eff) // stride) + 1
+    out = -(-(padded - k_eff) // stride) + 1  # a window may overhang the end, so k_eff > padded can still fit one
     if (out - 1) * stride >= in_size + padding[0]:  # the last window would start in the right padding
         out -= 1
+    if out < 1:
+        raise ShapeError(f"pooling window {k_eff} leaves no output on the padded input {padded}")
     return out
 
 

@@ -215,7 +215,8 @@ def _load_model(spec: str):
     import torch
 
     from dlparts.errors import ConfigError, ModelNotFoundError
-    from dlparts.models import create_model, list_models
+    from dlparts.models import list_models
+    from dlparts.models.registry import create_model_for_counting
 
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
@@ -230,8 +231,7 @@ def _load_model(spec: str):
         return model
     if spec not in list_models():
         raise ModelNotFoundError(f"unknown model {spec!r}; `dlparts models` lists them, or give module:callable")
-    with torch.device("meta"):
-        return create_model(spec)
+    return create_model_for_counting(spec)
 
 
 def _run_summary(args) -> int:

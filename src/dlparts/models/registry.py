@@ -96,6 +96,20 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
+def create_model_for_counting(name: str, **kwargs: Any) -> nn.Module:
+    """Build ``name`` on the meta device (no memory, no init cost) when its builder allows it, else on the CPU.
+
+    Builders that place parts on explicit devices (``alexnet_paper_split``) cannot be built on meta.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return create_model(name, **kwargs)
+    except (NotImplementedError, RuntimeError):
+        return create_model(name, **kwargs)
+
+
 def _unknown(name: str) -> str:
     import difflib
 
