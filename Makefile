@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlparts-installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench bench-gpu install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# benchmarks/ops_gpu.py needs a CUDA GPU: `make bench-gpu` runs it there.
 bench: $(STAMP)
-	@set -e; for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f; done
+	@set -e; for f in $(filter-out benchmarks/ops_gpu.py,$(wildcard benchmarks/*.py)); do \
+		echo "== $$f"; $(PY) $$f; done
+
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/ops_gpu.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

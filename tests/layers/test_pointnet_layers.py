@@ -11,13 +11,7 @@ from dlparts.layers.mlp import MaxPool, PointBatchNorm, SharedMLP
 from dlparts.layers.pointnet2 import FeaturePropagation, GroupAll, SetAbstraction, group, interpolate
 from dlparts.layers.tnet import TNet, orthogonality_loss
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small tensors gain nothing from two, and the shared cores make spinning costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -13,13 +13,7 @@ from dlparts.models.pointnet import critical_points, upper_bound_mask
 
 NAMES = ["pointnet_cls", "pointnet_cls_vanilla", "pointnet_partseg", "pointnet_semseg"]
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small tensors gain nothing from two, and the shared cores make spinning costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -12,13 +12,7 @@ from dlparts.models.pointnet2 import Level, PointNet2, Variant
 NAMES = ["pointnet2_cls_ssg", "pointnet2_cls_msg", "pointnet2_partseg_ssg", "pointnet2_partseg_msg",
          "pointnet2_semseg_ssg", "pointnet2_semseg_msg"]
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small tensors gain nothing from two, and the shared cores make spinning costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

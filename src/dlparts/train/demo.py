@@ -48,7 +48,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
                  "args": {"image_size": 48, "crop_size": 40, "mean": "channel", "lighting_std": 0.1}},
         "optim": {"name": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 0.0005},
         "sched": {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0},
-        "trainer": {"max_epochs": 5, "accelerator": "cpu", "devices": 1, "threads": 2},
+        "trainer": {"max_epochs": 15, "accelerator": "cpu", "devices": 1, "threads": 2},
     }),
 }
 
