@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from dlparts import summarize
 from dlparts.models import create_model
+from dlparts.train.allocator import keep_freed_memory
 
 B, N, CLASSES = 16, 1024, 40
 
@@ -164,7 +165,10 @@ def latency(model: nn.Module, channels: int = 3, repeat: int = 20) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per configuration")
+    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold as it is")
     args = parser.parse_args()
+    if not args.default_malloc:  # both implementations run in this process, so the setting is fair to each
+        print(f"glibc keeps freed memory: {keep_freed_memory()}")
     torch.set_num_threads(2)
     torch.manual_seed(0)
     peak = matmul_peak()

@@ -105,10 +105,12 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     """
     import lightning.pytorch as pl
 
+    from dlparts.train.allocator import keep_freed_memory
     from dlparts.train.data import DataModule, build_splits
     from dlparts.train.modules import build_module
 
     _quiet_lightning()
+    keep_freed_memory()
     if cfg["trainer"]["threads"]:
         torch.set_num_threads(cfg["trainer"]["threads"])
     folder = run_folder(cfg, resume is not None)
