@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterable, Sequence, Union
 
@@ -567,7 +567,3 @@ STACKS = {
 #: The input each named stack is defined on (HWC).
 STACK_INPUTS = {"alexnet-paper": "227x227x3", "alexnet-paper-ungrouped": "227x227x3",
                 "alexnet-torchvision": "224x224x3"}
-
-
-def with_batch(volume: Volume, batch: int | None) -> Volume:
-    return replace(volume, batch=batch)
