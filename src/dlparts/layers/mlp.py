@@ -15,12 +15,15 @@ import torch
 from torch import nn
 
 from dlparts.errors import ConfigError
+from dlparts.layers import fused
 
 
 class PointBatchNorm(nn.BatchNorm1d):
     """``BatchNorm1d`` over the last dimension of ``[..., C]``: statistics over all leading dimensions."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # no reshape: an in-place op on a view of the output would copy its gradient back
+            return super().forward(x)
         flat = x.reshape(-1, x.shape[-1])  # [M, C], M = product of the leading dims
         return super().forward(flat).reshape(x.shape)  # [..., C]
 
@@ -52,15 +55,43 @@ class SharedMLP(nn.Sequential):
         super().__init__(*modules)
         self.out_channels = in_channels
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, list(self))
+
     @property
     def layers(self) -> list[nn.Linear]:
         return [m for m in self if isinstance(m, nn.Linear)]
 
-    def forward_after_first(self, h: torch.Tensor) -> torch.Tensor:
-        """The MLP without its first ``Linear``: ``h [..., widths[0]]`` is that layer's output."""
-        for module in list(self)[1:]:
+    def forward_max(self, x: torch.Tensor, pool: MaxPool, *, skip_first: bool = False) -> torch.Tensor:
+        """``pool(self(x))`` for ``x [..., k, C]`` and a ``pool`` over ``k`` (dim -2) -> ``[..., C']``; with
+        ``skip_first``, ``x [..., k, widths[0]]`` is the first ``Linear``'s output (the rest runs).  In training on
+        the CPU the last layer's batch norm, ReLU and max run as one :func:`~dlparts.layers.fused.bn_relu_max`."""
+        modules = list(self)[int(skip_first):]
+        if len(modules) >= 2 and isinstance(modules[-2], PointBatchNorm) and isinstance(modules[-1], nn.ReLU):
+            y = self._run(x, modules[:-2])  # [..., k, C'], the last Linear's output
+            flat = y.reshape(-1, y.shape[-1])  # [M, C']
+            if fused.applies(flat, modules[-2]):
+                return fused.bn_relu_max(flat, modules[-2], y.shape[-2]).reshape(*y.shape[:-2], y.shape[-1])
+            return pool(self._run(y, modules[-2:]))
+        return pool(self._run(x, modules))
+
+    @staticmethod
+    def _run(x: torch.Tensor, modules: list[nn.Module]) -> torch.Tensor:
+        """The modules on ``x`` flattened to ``[M, C]``: batch norm then returns a tensor of its own rather than a
+        view, so the in-place ReLU after it does not make autograd copy the whole gradient back (``CopySlices``).
+        A batch norm followed by ReLU runs as one :func:`~dlparts.layers.fused.bn_relu` where that applies."""
+        h = x.reshape(-1, x.shape[-1])  # [M, C]
+        i = 0
+        while i < len(modules):
+            module = modules[i]
+            if (isinstance(module, PointBatchNorm) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.ReLU)
+                    and fused.applies(h, module)):
+                h = fused.bn_relu(h, module)
+                i += 2
+                continue
             h = module(h)
-        return h
+            i += 1
+        return h.reshape(*x.shape[:-1], h.shape[-1])  # [..., C']
 
 
 class MaxPool(nn.Module):

@@ -122,10 +122,9 @@ class SetAbstraction(nn.Module):
             idx = _ball_query(xyz, centres, radius, k, self.order)  # [B, S, k]
             scale = radius if self.normalize_xyz else 1.0
             if self.fused_first_layer:
-                h = self._fused(mlp, xyz, centres, features, idx, scale)  # [B, S, k, C]
+                outs.append(self._fused(mlp, self.pool, xyz, centres, features, idx, scale))  # [B, S, C]
             else:
-                h = mlp(self._grouped(xyz, centres, features, idx, scale))  # [B, S, k, C]
-            outs.append(self.pool(h))  # [B, S, C]
+                outs.append(mlp.forward_max(self._grouped(xyz, centres, features, idx, scale), self.pool))
         return centres, torch.cat(outs, dim=-1)
 
     @staticmethod
@@ -135,13 +134,15 @@ class SetAbstraction(nn.Module):
         return offsets if features is None else torch.cat([offsets, group(features, idx)], dim=-1)
 
     @staticmethod
-    def _fused(mlp: SharedMLP, xyz, centres, features, idx, scale: float) -> torch.Tensor:
-        """The first layer per point and per centre (module docstring), then the rest of ``mlp`` per pair."""
+    def _fused(mlp: SharedMLP, pool: MaxPool, xyz, centres, features, idx, scale: float) -> torch.Tensor:
+        """The first layer per point and per centre (module docstring), then the rest of ``mlp`` per pair and the
+        max over the neighbours: ``[B, S, C]``."""
         first = mlp.layers[0]
         inputs = xyz / scale if features is None else torch.cat([xyz / scale, features], dim=-1)  # [B, N, 3 + D]
         per_point = first(inputs)  # [B, N, C1]
         per_centre = F.linear(centres / scale, first.weight[:, :3])  # [B, S, C1]
-        return mlp.forward_after_first(group(per_point, idx) - per_centre[:, :, None, :])  # [B, S, k, C]
+        pairs = group(per_point, idx) - per_centre[:, :, None, :]  # [B, S, k, C1]
+        return mlp.forward_max(pairs, pool, skip_first=True)  # [B, S, C]
 
     def dlparts_cost(self, inputs: tuple, output) -> dict:
         """FPS (9 flops per centre-point distance update, 1 per argmax step), ball query (9 per centre-point test),
@@ -177,7 +178,7 @@ class GroupAll(nn.Module):
 
     def forward(self, xyz: torch.Tensor, features: torch.Tensor | None = None):
         inputs = xyz if features is None else torch.cat([xyz, features], dim=-1)  # [B, N, 3 + D]
-        return xyz.new_zeros(xyz.shape[0], 1, 3), self.pool(self.mlp(inputs))[:, None, :]  # [B, 1, C]
+        return xyz.new_zeros(xyz.shape[0], 1, 3), self.mlp.forward_max(inputs, self.pool)[:, None, :]  # [B, 1, C]
 
 
 # ----------------------------------------------------------------------------------------------- feature propagation

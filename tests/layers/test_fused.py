@@ -1,0 +1,195 @@
+"""The fused batch norm + ReLU (+ max) kernels against the plain modules in float64: values, gradients of the input
+and of gamma/beta, running statistics; bfloat16 rounding exactly as torch rounds; where the fused path applies."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dlparts.layers import fused
+from dlparts.layers.mlp import MaxPool, SharedMLP
+from dlparts.layers.pointnet2 import GroupAll, SetAbstraction
+from dlparts.models import create_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _bn(c: int, seed: int, momentum=0.1, zero_gamma=False) -> nn.BatchNorm1d:
+    """A batch norm with gammas of both signs (the first zero if asked), random betas and running statistics.
+    Under a max, a zero gamma makes every element a maximum: the gradient of gamma is then any mean of theirs."""
+    bn = nn.BatchNorm1d(c, momentum=momentum)
+    g = _gen(seed)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(c, generator=g) * 2 - 1)
+        bn.weight[0] = 0.0 if zero_gamma else bn.weight[0]
+        bn.bias.copy_(torch.rand(c, generator=g) - 0.5)
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+    return bn
+
+
+def _reference(y: torch.Tensor, bn: nn.BatchNorm1d, k: int | None, grad: torch.Tensor):
+    """The plain modules in float64: ``(output, dy, dgamma, dbeta, running_mean, running_var)``."""
+    bn64 = copy.deepcopy(bn).double()
+    y64 = y.detach().double().requires_grad_()
+    out = torch.relu(bn64(y64))
+    if k is not None:
+        out = out.view(-1, k, out.shape[-1]).amax(dim=1)  # [G, C]
+    out.backward(grad.double())
+    return out, y64.grad, bn64.weight.grad, bn64.bias.grad, bn64.running_mean, bn64.running_var
+
+
+def _fused(y: torch.Tensor, bn: nn.BatchNorm1d, k: int | None, grad: torch.Tensor):
+    bn = copy.deepcopy(bn)
+    y = y.detach().clone().requires_grad_()
+    out = fused.bn_relu(y, bn) if k is None else fused.bn_relu_max(y, bn, k)
+    out.backward(grad.to(out.dtype))
+    return out, y.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var
+
+
+@pytest.mark.parametrize("m, c, k", [(2, 1, None), (37, 5, None), (4096, 70, None), (2, 3, 1), (2, 3, 2),
+                                     (48, 5, 8), (4096, 70, 32), (300, 9, 300)])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_fused_matches_plain_modules_in_float64(m, c, k, momentum):
+    g = _gen(m + c)
+    y = torch.randn(m, c, generator=g) * 3 + 2  # a mean away from zero: the statistics must not cancel
+    grad = torch.randn(m if k is None else m // k, c, generator=g)
+    bn = _bn(c, seed=c, momentum=momentum, zero_gamma=k is None)
+    names = ("output", "dy", "dgamma", "dbeta", "running_mean", "running_var")
+    for name, ours, ref in zip(names, _fused(y, bn, k, grad), _reference(y, bn, k, grad)):
+        torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_running_statistics_count_batches_like_batch_norm():
+    bn = _bn(4, seed=1, momentum=None)
+    plain = copy.deepcopy(bn)
+    for seed in range(3):
+        y = torch.randn(16, 4, generator=_gen(seed))
+        fused.bn_relu(y, bn)
+        plain(y)
+    assert int(bn.num_batches_tracked) == int(plain.num_batches_tracked) == 3
+    torch.testing.assert_close(bn.running_mean, plain.running_mean)
+    torch.testing.assert_close(bn.running_var, plain.running_var)
+
+
+def test_max_over_tied_rows_gives_the_same_gradient_to_what_was_duplicated():
+    """Ball query pads a short neighbourhood by repeating a neighbour: rows tie.  The fused max gives the gradient
+    to one of them, torch's ``amax`` splits it; the total per duplicated row (what reaches the weights and the
+    point before grouping) is the same."""
+    g = _gen(3)
+    base = torch.randn(6, 4, 5, generator=g)  # [G, distinct rows, C]
+    y = torch.cat([base, base[:, :1].expand(-1, 4, -1)], dim=1).reshape(-1, 5)  # [G*8, C], row 0 repeated 5 times
+    grad = torch.randn(6, 5, generator=g)
+    bn = _bn(5, seed=2)
+    ours, ref = _fused(y, bn, 8, grad), _reference(y, bn, 8, grad)
+    torch.testing.assert_close(ours[0].double(), ref[0], rtol=1e-5, atol=1e-6)
+
+    def per_distinct_row(dy):  # [G*8, C] -> [G, 4, C]: the repeats of row 0 summed into it
+        dy = dy.view(6, 8, 5)
+        return torch.cat([dy[:, :1] + dy[:, 4:].sum(1, keepdim=True), dy[:, 1:4]], dim=1)
+
+    torch.testing.assert_close(per_distinct_row(ours[1]).double(), per_distinct_row(ref[1]), rtol=1e-4, atol=1e-5)
+    for ours_t, ref_t in zip(ours[2:], ref[2:]):
+        torch.testing.assert_close(ours_t.double(), ref_t, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [None, 4])
+def test_bfloat16_within_bfloat16_rounding_of_the_float64_result(k):
+    g = _gen(5)
+    # values 1 apart within each group and channel, in random row order: distinct after rounding to bfloat16
+    u, sign = torch.rand(128, 1, 24, generator=g), torch.randint(0, 2, (128, 1, 24), generator=g) * 2 - 1
+    order = torch.rand(128, 4, 24, generator=g).argsort(dim=1)  # [G, k, C]
+    y = ((order + 1 + u) * sign).reshape(512, 24).bfloat16()
+    grad = torch.randn(512 if k is None else 128, 24, generator=g).bfloat16()
+    bn = _bn(24, seed=4)
+    ours, ref = _fused(y, bn, k, grad), _reference(y, bn, k, grad)
+    assert ours[0].dtype == ours[1].dtype == torch.bfloat16
+    assert ours[2].dtype == torch.float32
+    for name, o, r in zip(("output", "dy", "dgamma", "dbeta"), ours, ref):
+        scale = r.abs().max()
+        assert (o.double() - r).abs().max() <= 1e-2 * scale, name
+
+
+def test_bfloat16_store_rounds_to_nearest_even_as_torch_does():
+    values = torch.randn(64, 32, generator=_gen(6)) * torch.logspace(-30, 30, 32)
+    values[0, :6] = torch.tensor([float("nan"), float("inf"), 1.00390625, 1.01171875, 3.3895313892515355e38, 1e-40])
+    out = torch.empty(64, 32, dtype=torch.bfloat16)
+    one, zero = np.ones(32, np.float32), np.zeros(32, np.float32)
+    fused._affine_relu(values.numpy(), one, zero, fused._array(out), 4)
+    expected = values.clamp_min(0).bfloat16()
+    assert torch.equal(out.isnan(), expected.isnan())
+    assert torch.equal(out[~out.isnan()], expected[~expected.isnan()])
+
+
+def test_applies_only_to_training_cpu_float32_or_bfloat16():
+    bn = nn.BatchNorm1d(4)
+    y = torch.randn(8, 4)
+    assert fused.applies(y, bn) and fused.applies(y.bfloat16(), bn)
+    assert not fused.applies(y.double(), bn)
+    assert not fused.applies(y[:1], bn)  # one value per channel: batch norm's own error
+    assert not fused.applies(y.t(), nn.BatchNorm1d(8))  # not contiguous
+    assert not fused.applies(y.view(2, 4, 4), bn)
+    with fused.disabled():
+        assert not fused.applies(y, bn)
+    assert fused.applies(y, bn)
+    assert not fused.applies(y, bn.eval())
+
+
+def _double_copy_grads(module, inputs, fwd):
+    """Run ``fwd`` on ``module`` (fused, float32) and on a float64 copy (plain): outputs and parameter gradients."""
+    ref = copy.deepcopy(module).double()
+    out = fwd(module, *inputs)
+    out_ref = fwd(ref, *(t.double() if t is not None else None for t in inputs))
+    weights = torch.randn(out.shape, generator=_gen(9))
+    (out * weights).sum().backward()
+    (out_ref * weights.double()).sum().backward()
+    return out, out_ref, list(module.parameters()), list(ref.parameters())
+
+
+def _assert_grads_close(params, ref_params, tol: float) -> None:
+    """Relative to the largest gradient: the biases before batch norm have a zero gradient in exact arithmetic, so
+    theirs is rounding noise either way."""
+    scale = max(r.grad.abs().max().item() for r in ref_params)
+    for p, r in zip(params, ref_params):
+        torch.testing.assert_close(p.grad.double(), r.grad, rtol=1e-3, atol=tol * scale)
+
+
+@pytest.mark.parametrize("build, fwd", [
+    (lambda: SharedMLP(6, (16, 8, 12), dropout=(0, 0, 0)), lambda m, x: m(x)),
+    (lambda: SharedMLP(6, (16, 8)), lambda m, x: m.forward_max(x, MaxPool(dim=2))),
+    (lambda: GroupAll((16, 32), 3), lambda m, x: m(x[:, 0, :, :3], x[:, 0, :, 3:])[1]),
+    (lambda: SetAbstraction(32, (0.3, 0.5), (8, 16), ((16, 16), (8, 12)), 3), lambda m, x: m(
+        x[:, 0, :, :3], x[:, 0, :, 3:])[1]),
+])
+def test_layers_with_fused_kernels_match_float64_plain_layers(build, fwd):
+    torch.manual_seed(0)
+    module = build().train()
+    for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm1d)):
+        with torch.no_grad():
+            bn.weight.uniform_(-1, 1)
+    x = torch.rand(4, 3, 128, 6, generator=_gen(7)) * 2 - 1  # [B, S, k, C] (GroupAll and SA read [B, N, 6])
+    out, ref, params, ref_params = _double_copy_grads(module, (x,), fwd)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
+    _assert_grads_close(params, ref_params, 1e-4)
+
+
+def test_pointnet2_training_step_matches_plain_float64_model():
+    """A whole ``pointnet2_cls_ssg`` forward and backward, fused float32 against the plain modules in float64
+    (dropout off: the two runs draw different random numbers in the float32 and float64 heads).  For scale: torch's
+    own float32 modules miss the float64 gradients here by a third of the largest gradient (its float32 batch
+    statistics over 2^16 neighbourhood rows); the fused kernels accumulate in float64 and miss by ~4e-5."""
+    torch.manual_seed(0)
+    model = create_model("pointnet2_cls_ssg", num_classes=5).train()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    x = torch.rand(4, 512, 3, generator=_gen(8)) * 2 - 1
+    out, ref, params, ref_params = _double_copy_grads(model, (x,), lambda m, x: m(x))
+    torch.testing.assert_close(out.double(), ref, rtol=1e-3, atol=1e-3)
+    _assert_grads_close(params, ref_params, 1e-3)
