@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dlparts.layers import fused
+from dlparts.layers._fused_kernels import affine_relu
 from dlparts.layers.mlp import MaxPool, SharedMLP
 from dlparts.layers.pointnet2 import GroupAll, SetAbstraction
 from dlparts.models import create_model
@@ -121,7 +122,7 @@ def test_bfloat16_store_rounds_to_nearest_even_as_torch_does():
     values[0, :6] = torch.tensor([float("nan"), float("inf"), 1.00390625, 1.01171875, 3.3895313892515355e38, 1e-40])
     out = torch.empty(64, 32, dtype=torch.bfloat16)
     one, zero = np.ones(32, np.float32), np.zeros(32, np.float32)
-    fused._affine_relu(values.numpy(), one, zero, fused._array(out), 4)
+    affine_relu(values.numpy(), one, zero, fused._array(out), 4)
     expected = values.clamp_min(0).bfloat16()
     assert torch.equal(out.isnan(), expected.isnan())
     assert torch.equal(out[~out.isnan()], expected[~expected.isnan()])

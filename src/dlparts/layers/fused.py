@@ -17,6 +17,9 @@ bfloat16, statistics accumulated in float64), cut that traffic:
   elements, as the authors' TensorFlow max pool does, instead of being split; the gradients of the weights and of
   the points before grouping are the same.
 
+Both take the ``Linear`` before the batch norm too (matmul by torch, in the CPU autocast dtype when autocast is on),
+so that its bias gradient comes from the channel sums already at hand instead of one more pass over ``dy``.
+
 The plain modules (``Linear -> BatchNorm -> ReLU -> amax``) are the reference, tested equal (values, gradients,
 running statistics); :func:`applies` says when the fused path is taken (training, CPU, float32 or bfloat16) and
 :func:`disabled` turns it off for a block of code, e.g. to compare.
@@ -29,11 +32,9 @@ import contextlib
 import numba
 import numpy as np
 import torch
-from numba import njit, prange, types
-from numba.extending import overload
 from torch import nn
 
-from dlparts.ops import cpu as _numba_setup  # noqa: F401  (numba's threading layer, set once for the package)
+from dlparts.layers import _fused_kernels as kernels
 
 _ENABLED = [True]
 
@@ -48,44 +49,14 @@ def disabled():
         _ENABLED.pop()
 
 
-def applies(y: torch.Tensor, bn: nn.BatchNorm1d) -> bool:
-    """Whether the fused path computes ``relu(bn(y))`` for this call: ``bn`` in training mode with affine parameters
-    and running statistics, ``y`` a contiguous ``[M, C]`` float32/bfloat16 CPU tensor with ``M > 1``, not tracing."""
-    return (_ENABLED[-1] and bn.training and bn.affine and bn.track_running_stats and y.device.type == "cpu"
-            and y.dtype in (torch.float32, torch.bfloat16) and y.dim() == 2 and y.shape[0] > 1
-            and y.is_contiguous() and not torch.jit.is_scripting() and not torch.compiler.is_compiling())
-
-
-# ------------------------------------------------------------------------------ element access, float32 or bfloat16
-def _load(a, i, j):
-    """``a[i, j]`` as float32; bfloat16 arrays come as their uint16 bits."""
-
-
-def _store(a, i, j, v):
-    """``a[i, j] = v`` from float32; to bfloat16 bits with round-to-nearest-even, as torch converts."""
-
-
-@overload(_load, inline="always")
-def _load_impl(a, i, j):
-    if a.dtype == types.uint16:
-        return lambda a, i, j: np.uint32(np.uint32(a[i, j]) << np.uint32(16)).view(np.float32)
-    return lambda a, i, j: a[i, j]
-
-
-@overload(_store, inline="always")
-def _store_impl(a, i, j, v):
-    if a.dtype == types.uint16:
-        def store_bf16(a, i, j, v):
-            u = np.float32(v).view(np.uint32)
-            if v != v:
-                a[i, j] = np.uint16(0x7FC0)
-            else:
-                a[i, j] = np.uint16(np.uint32(u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-        return store_bf16
-
-    def store_f32(a, i, j, v):
-        a[i, j] = v
-    return store_f32
+def applies(x: torch.Tensor, bn: nn.BatchNorm1d) -> bool:
+    """Whether the fused path computes ``relu(bn(x))`` or ``relu(bn(linear(x)))`` for this call: ``bn`` in training
+    mode with affine parameters and running statistics, ``x`` a contiguous ``[M, C]`` float32/bfloat16 CPU tensor
+    with ``M > 1``, CPU autocast off or to bfloat16, not tracing."""
+    return (_ENABLED[-1] and bn.training and bn.affine and bn.track_running_stats and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.bfloat16) and x.dim() == 2 and x.shape[0] > 1
+            and x.is_contiguous() and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
+            and (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") == torch.bfloat16))
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
@@ -94,131 +65,10 @@ def _array(t: torch.Tensor) -> np.ndarray:
 
 
 def _chunks() -> int:
+    """Parallel tasks per kernel call, after giving numba as many threads as torch has (``torch.set_num_threads``
+    then governs both, as it does in DDP workers and in the tests)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     return 4 * numba.get_num_threads()
-
-
-# ---------------------------------------------------------------------------------------------------------- kernels
-@njit(parallel=True, cache=True)
-def _stats(y, chunks):
-    """Per-column ``(shift, sum(y - shift), sum((y - shift)^2))`` of ``y [M, C]`` in float64, ``shift = y[0]``."""
-    m, c = y.shape
-    shift = np.empty(c)
-    for j in range(c):
-        shift[j] = _load(y, 0, j)
-    sums = np.zeros((chunks, c))
-    squares = np.zeros((chunks, c))
-    step = (m + chunks - 1) // chunks
-    for t in prange(chunks):
-        s = np.zeros(c)
-        q = np.zeros(c)
-        for i in range(t * step, min(m, (t + 1) * step)):
-            for j in range(c):
-                d = _load(y, i, j) - shift[j]
-                s[j] += d
-                q[j] += d * d
-        sums[t] = s
-        squares[t] = q
-    return shift, sums.sum(axis=0), squares.sum(axis=0)
-
-
-@njit(parallel=True, cache=True)
-def _stats_max(y, sign, k, chunks):
-    """``y [G*k, C]`` read once: the :func:`_stats` triple and, per group of ``k`` rows, the first row index (0..k-1)
-    of the maximum of ``sign * y`` per column and ``y`` there: ``(shift, sums, squares, best [G, C], arg [G, C])``."""
-    m, c = y.shape
-    g = m // k
-    shift = np.empty(c)
-    for j in range(c):
-        shift[j] = _load(y, 0, j)
-    sums = np.zeros((chunks, c))
-    squares = np.zeros((chunks, c))
-    best = np.empty((g, c), np.float32)
-    arg = np.zeros((g, c), np.int32)
-    step = (g + chunks - 1) // chunks
-    for t in prange(chunks):
-        s = np.zeros(c)
-        q = np.zeros(c)
-        top = np.empty(c, np.float32)
-        for grp in range(t * step, min(g, (t + 1) * step)):
-            top[:] = -np.inf
-            for r in range(k):
-                i = grp * k + r
-                for j in range(c):
-                    v = _load(y, i, j)
-                    d = v - shift[j]
-                    s[j] += d
-                    q[j] += d * d
-                    sv = v * sign[j]
-                    if sv > top[j]:
-                        top[j] = sv
-                        arg[grp, j] = r
-            for j in range(c):
-                best[grp, j] = top[j] * sign[j]
-        sums[t] = s
-        squares[t] = q
-    return shift, sums.sum(axis=0), squares.sum(axis=0), best, arg
-
-
-@njit(parallel=True, cache=True)
-def _affine_relu(y, a, b, out, chunks):
-    """``out = max(a * y + b, 0)`` per column, ``y``, ``out`` ``[M, C]``."""
-    m, c = y.shape
-    step = (m + chunks - 1) // chunks
-    for t in prange(chunks):
-        for i in range(t * step, min(m, (t + 1) * step)):
-            for j in range(c):
-                _store(out, i, j, max(_load(y, i, j) * a[j] + b[j], np.float32(0.0)))
-
-
-@njit(parallel=True, cache=True)
-def _relu_grad_sums(y, dz, a, b, mean, chunks):
-    """Per column, over the rows where ``a * y + b > 0``: ``sum(dz)`` and ``sum(dz * (y - mean))`` in float64."""
-    m, c = y.shape
-    sums = np.zeros((chunks, c))
-    moments = np.zeros((chunks, c))
-    step = (m + chunks - 1) // chunks
-    for t in prange(chunks):
-        s = np.zeros(c)
-        q = np.zeros(c)
-        for i in range(t * step, min(m, (t + 1) * step)):
-            for j in range(c):
-                v = _load(y, i, j)
-                g = _load(dz, i, j) if v * a[j] + b[j] > 0 else np.float32(0.0)
-                s[j] += g
-                q[j] += g * (v - mean[j])
-        sums[t] = s
-        moments[t] = q
-    return sums.sum(axis=0), moments.sum(axis=0)
-
-
-@njit(parallel=True, cache=True)
-def _bn_relu_grad(y, dz, a, b, mean, k1, k2, out, chunks):
-    """``out = a * g - k1 - k2 * (y - mean)``, ``g = dz`` where ``a * y + b > 0``, else 0."""
-    m, c = y.shape
-    step = (m + chunks - 1) // chunks
-    for t in prange(chunks):
-        for i in range(t * step, min(m, (t + 1) * step)):
-            for j in range(c):
-                v = _load(y, i, j)
-                g = _load(dz, i, j) if v * a[j] + b[j] > 0 else np.float32(0.0)
-                _store(out, i, j, a[j] * g - k1[j] - k2[j] * (v - mean[j]))
-
-
-@njit(parallel=True, cache=True)
-def _bn_max_grad(y, arg, gp, k, mean, k1, k2, out, chunks):
-    """``out [G*k, C] = -k1 - k2 * (y - mean)``, plus ``gp [G, C]`` at each group's selected row ``arg``."""
-    m, c = y.shape
-    g = m // k
-    step = (g + chunks - 1) // chunks
-    for t in prange(chunks):
-        for grp in range(t * step, min(g, (t + 1) * step)):
-            for r in range(k):
-                i = grp * k + r
-                for j in range(c):
-                    v = -k1[j] - k2[j] * (_load(y, i, j) - mean[j])
-                    if arg[grp, j] == r:
-                        v += gp[grp, j]
-                    _store(out, i, j, v)
 
 
 # ----------------------------------------------------------------------------------------------- autograd functions
@@ -239,18 +89,49 @@ def _update_running(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, m
         bn.running_var.mul_(1 - momentum).add_((var * m / (m - 1)).to(bn.running_var.dtype), alpha=momentum)
 
 
+def _linear(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None):
+    """``(x, W, y = x W^T + b)`` with ``x`` and ``W`` cast to the CPU autocast dtype when autocast is on, as
+    ``nn.Linear`` would run; without ``weight``, ``y`` is ``x``."""
+    if weight is None:
+        return x, None, x
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    xc, wc = x.to(dtype), weight.to(dtype)
+    y = xc @ wc.t() if bias is None else torch.addmm(bias.to(dtype), xc, wc.t())  # [M, C]
+    return xc, wc, y
+
+
+def _linear_grads(ctx, dy: torch.Tensor, dbias: torch.Tensor):
+    """Gradients of ``x``, ``W`` and ``b`` from ``dy [M, C]`` (``dbias`` already summed) for :func:`_linear`."""
+    xc, wc = ctx.linear
+    if wc is None:
+        return dy, None, None
+    x_dtype, w_dtype, has_bias = ctx.dtypes
+    dx = (dy @ wc).to(x_dtype) if ctx.needs_input_grad[0] else None  # [M, C_in]
+    dw = (dy.t() @ xc).to(w_dtype) if ctx.needs_input_grad[1] else None  # [C, C_in]
+    return dx, dw, dbias.to(w_dtype) if has_bias else None
+
+
+def _save_linear(ctx, x, weight, bias, xc, wc) -> None:
+    ctx.linear = (xc, wc)
+    ctx.dtypes = (x.dtype, weight.dtype if weight is not None else None, bias is not None)
+
+
 class _BNReLU(torch.autograd.Function):
+    """``relu(bn(x W^T + b))`` (or ``relu(bn(x))`` without ``W``) with batch statistics."""
+
     @staticmethod
-    def forward(ctx, y, gamma, beta, eps):
+    def forward(ctx, x, weight, bias, gamma, beta, eps):
+        xc, wc, y = _linear(x, weight, bias)
         m = y.shape[0]
         arr = _array(y)
-        mean, var = _moments(*_stats(arr, _chunks()), m)
+        mean, var = _moments(*kernels.stats(arr, _chunks()), m)
         invstd = (var + eps).rsqrt()
         a = gamma.detach().double() * invstd
         b = beta.detach().double() - mean * a
         a32, b32 = a.float(), b.float()
         out = torch.empty_like(y)
-        _affine_relu(arr, a32.numpy(), b32.numpy(), _array(out), _chunks())
+        kernels.affine_relu(arr, a32.numpy(), b32.numpy(), _array(out), _chunks())
+        _save_linear(ctx, x, weight, bias, xc, wc)
         ctx.save_for_backward(y)
         ctx.stats = (mean, invstd, a32, b32)
         ctx.mark_non_differentiable(mean, var)
@@ -263,28 +144,33 @@ class _BNReLU(torch.autograd.Function):
         m = y.shape[0]
         dz = dz.to(y.dtype).contiguous()
         mean32 = mean.float().numpy()
-        sums, moments = _relu_grad_sums(_array(y), _array(dz), a32.numpy(), b32.numpy(), mean32, _chunks())
+        sums, moments = kernels.relu_grad_sums(_array(y), _array(dz), a32.numpy(), b32.numpy(), mean32, _chunks())
         sg, sgx = torch.from_numpy(sums), torch.from_numpy(moments)
         a = a32.double()
         k1, k2 = (a * sg / m).float(), (a * invstd**2 * sgx / m).float()
         dy = torch.empty_like(y)
-        _bn_relu_grad(_array(y), _array(dz), a32.numpy(), b32.numpy(), mean32, k1.numpy(), k2.numpy(), _array(dy),
-                      _chunks())
-        return dy, (sgx * invstd).float(), sg.float(), None
+        kernels.bn_relu_grad(_array(y), _array(dz), a32.numpy(), b32.numpy(), mean32, k1.numpy(), k2.numpy(),
+                             _array(dy), _chunks())
+        dbias = a * sg - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
+        return (*_linear_grads(ctx, dy, dbias), (sgx * invstd).float(), sg.float(), None)
 
 
 class _BNReLUMax(torch.autograd.Function):
+    """``amax(relu(bn(x W^T + b)).view(G, k, C), dim=1)`` (or of ``x`` without ``W``) with batch statistics."""
+
     @staticmethod
-    def forward(ctx, y, gamma, beta, eps, k):
+    def forward(ctx, x, weight, bias, gamma, beta, eps, k):
+        xc, wc, y = _linear(x, weight, bias)
         m = y.shape[0]
         sign = torch.where(gamma.detach() < 0, -1.0, 1.0).float()
-        shift, sums, squares, best, arg = _stats_max(_array(y), sign.numpy(), k, _chunks())
+        shift, sums, squares, best, arg = kernels.stats_max(_array(y), sign.numpy(), k, _chunks())
         mean, var = _moments(shift, sums, squares, m)
         invstd = (var + eps).rsqrt()
         a = (gamma.detach().double() * invstd).float()
         b = (beta.detach().double() - mean * gamma.detach().double() * invstd).float()
         best = torch.from_numpy(best)  # [G, C]: y at the selected rows
         pre = best * a + b  # [G, C]
+        _save_linear(ctx, x, weight, bias, xc, wc)
         ctx.save_for_backward(y)
         ctx.stats = (mean, invstd, a, best, pre, torch.from_numpy(arg), k)
         ctx.mark_non_differentiable(mean, var)
@@ -300,21 +186,26 @@ class _BNReLUMax(torch.autograd.Function):
         sgx = (g.double() * (best.double() - mean)).sum(0)
         ad = a.double()
         k1, k2 = (ad * sg / m).float(), (ad * invstd**2 * sgx / m).float()
+        gp = g * a  # [G, C]
         dy = torch.empty_like(y)
-        _bn_max_grad(_array(y), arg.numpy(), (g * a).numpy(), k, mean.float().numpy(), k1.numpy(), k2.numpy(),
-                     _array(dy), _chunks())
-        return dy, (sgx * invstd).float(), sg.float(), None, None
+        kernels.bn_max_grad(_array(y), arg.numpy(), gp.numpy(), k, mean.float().numpy(), k1.numpy(), k2.numpy(),
+                            _array(dy), _chunks())
+        dbias = gp.double().sum(0) - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
+        return (*_linear_grads(ctx, dy, dbias), (sgx * invstd).float(), sg.float(), None, None)
 
 
-def bn_relu(y: torch.Tensor, bn: nn.BatchNorm1d) -> torch.Tensor:
-    """``relu(bn(y))`` for ``y [M, C]`` in training mode (see :func:`applies`), running statistics updated."""
-    out, mean, var = _BNReLU.apply(y, bn.weight, bn.bias, bn.eps)
-    _update_running(bn, mean, var, y.shape[0])
+def bn_relu(x: torch.Tensor, bn: nn.BatchNorm1d, linear: nn.Linear | None = None) -> torch.Tensor:
+    """``relu(bn(linear(x)))`` (``relu(bn(x))`` without ``linear``) for ``x [M, C]`` in training mode (see
+    :func:`applies`), running statistics updated."""
+    weight, bias = (linear.weight, linear.bias) if linear is not None else (None, None)
+    out, mean, var = _BNReLU.apply(x, weight, bias, bn.weight, bn.bias, bn.eps)
+    _update_running(bn, mean, var, x.shape[0])
     return out
 
 
-def bn_relu_max(y: torch.Tensor, bn: nn.BatchNorm1d, k: int) -> torch.Tensor:
-    """``amax(relu(bn(y)).view(G, k, C), dim=1)`` for ``y [G*k, C]`` in training mode -> ``[G, C]``."""
-    out, mean, var = _BNReLUMax.apply(y, bn.weight, bn.bias, bn.eps, k)
-    _update_running(bn, mean, var, y.shape[0])
+def bn_relu_max(x: torch.Tensor, bn: nn.BatchNorm1d, k: int, linear: nn.Linear | None = None) -> torch.Tensor:
+    """``amax(relu(bn(linear(x))).view(G, k, C), dim=1)`` for ``x [G*k, C]`` in training mode -> ``[G, C]``."""
+    weight, bias = (linear.weight, linear.bias) if linear is not None else (None, None)
+    out, mean, var = _BNReLUMax.apply(x, weight, bias, bn.weight, bn.bias, bn.eps, k)
+    _update_running(bn, mean, var, x.shape[0])
     return out

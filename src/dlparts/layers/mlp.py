@@ -68,28 +68,31 @@ class SharedMLP(nn.Sequential):
         the CPU the last layer's batch norm, ReLU and max run as one :func:`~dlparts.layers.fused.bn_relu_max`."""
         modules = list(self)[int(skip_first):]
         if len(modules) >= 2 and isinstance(modules[-2], PointBatchNorm) and isinstance(modules[-1], nn.ReLU):
-            y = self._run(x, modules[:-2])  # [..., k, C'], the last Linear's output
-            flat = y.reshape(-1, y.shape[-1])  # [M, C']
+            linear = modules[-3] if len(modules) >= 3 and isinstance(modules[-3], nn.Linear) else None
+            h = self._run(x, modules[:-3] if linear is not None else modules[:-2])  # [..., k, C], the last input
+            flat = h.reshape(-1, h.shape[-1])  # [M, C]
             if fused.applies(flat, modules[-2]):
-                return fused.bn_relu_max(flat, modules[-2], y.shape[-2]).reshape(*y.shape[:-2], y.shape[-1])
-            return pool(self._run(y, modules[-2:]))
+                out = fused.bn_relu_max(flat, modules[-2], h.shape[-2], linear)  # [G, C']
+                return out.reshape(*h.shape[:-2], out.shape[-1])  # [..., C']
+            return pool(self._run(h, modules[-3:] if linear is not None else modules[-2:]))
         return pool(self._run(x, modules))
 
     @staticmethod
     def _run(x: torch.Tensor, modules: list[nn.Module]) -> torch.Tensor:
         """The modules on ``x`` flattened to ``[M, C]``: batch norm then returns a tensor of its own rather than a
         view, so the in-place ReLU after it does not make autograd copy the whole gradient back (``CopySlices``).
-        A batch norm followed by ReLU runs as one :func:`~dlparts.layers.fused.bn_relu` where that applies."""
+        ``[Linear ->] BatchNorm -> ReLU`` runs as one :func:`~dlparts.layers.fused.bn_relu` where that applies."""
         h = x.reshape(-1, x.shape[-1])  # [M, C]
         i = 0
         while i < len(modules):
-            module = modules[i]
-            if (isinstance(module, PointBatchNorm) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.ReLU)
-                    and fused.applies(h, module)):
-                h = fused.bn_relu(h, module)
-                i += 2
+            linear = modules[i] if isinstance(modules[i], nn.Linear) else None
+            j = i + (linear is not None)  # the batch norm's place, if one follows
+            if (j + 1 < len(modules) and isinstance(modules[j], PointBatchNorm) and isinstance(modules[j + 1], nn.ReLU)
+                    and fused.applies(h, modules[j])):
+                h = fused.bn_relu(h, modules[j], linear)
+                i = j + 2
                 continue
-            h = module(h)
+            h = modules[i](h)
             i += 1
         return h.reshape(*x.shape[:-1], h.shape[-1])  # [..., C']
 
