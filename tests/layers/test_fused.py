@@ -67,6 +67,27 @@ def test_fused_matches_plain_modules_in_float64(m, c, k, momentum):
         torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("offset", [0.0, 3.0])
+def test_pooled_linear_gradients_without_forming_dy(offset):
+    """Under a max, the ``Linear``'s gradients come from ``x^T x`` (float32): held to float64 also when ``x`` has a
+    mean several times its spread (the covariance then cancels digits)."""
+    g = _gen(11)
+    x = torch.relu(torch.randn(4096, 32, generator=g)) + offset  # [M, C_in], post-ReLU like every inner layer
+    linear, bn = nn.Linear(32, 64), _bn(64, seed=12)
+    grad = torch.randn(256, 64, generator=g)
+    ours_x = x.clone().requires_grad_()
+    ours = fused.bn_relu_max(ours_x, copy.deepcopy(bn), 16, linear)
+    ours.backward(grad)
+    ref_x, ref_linear, ref_bn = x.double().requires_grad_(), copy.deepcopy(linear).double(), copy.deepcopy(bn).double()
+    ref = torch.relu(ref_bn(ref_linear(ref_x))).view(256, 16, 64).amax(dim=1)
+    ref.backward(grad.double())
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5)
+    for name, o, r in (("dx", ours_x.grad, ref_x.grad), ("dW", linear.weight.grad, ref_linear.weight.grad)):
+        torch.testing.assert_close(o.double(), r, rtol=1e-4, atol=1e-5 * r.abs().max().item(), msg=name)
+    # the bias before batch norm: zero in exact arithmetic, rounding noise on both sides
+    assert linear.bias.grad.abs().max() < 1e-5 * ref_linear.weight.grad.abs().max()
+
+
 def test_running_statistics_count_batches_like_batch_norm():
     bn = _bn(4, seed=1, momentum=None)
     plain = copy.deepcopy(bn)

@@ -166,3 +166,23 @@ def bn_max_grad(y, arg, gp, k, mean, k1, k2, out, chunks):
                     if arg[grp, j] == r:
                         v += gp[grp, j]
                     _store(out, i, j, v)
+
+
+@njit(parallel=True, cache=True)
+def max_grad_sparse(x, w, arg, gp, k, dx, chunks):
+    """The pooled gradient through a ``Linear``: for each group ``g`` and output channel ``c`` with selected row
+    ``i = g*k + arg[g, c]``, ``dx[i] += gp[g, c] * w[c]`` (in place; groups own disjoint rows) and, returned, the
+    weight gradient ``sum_g gp[g, c] * x[i]`` as ``[C, C_in]`` float64.  ``x``, ``dx`` ``[G*k, C_in]`` float32."""
+    g, c = arg.shape
+    cin = x.shape[1]
+    parts = np.zeros((chunks, c, cin))
+    step = (g + chunks - 1) // chunks
+    for t in prange(chunks):
+        for grp in range(t * step, min(g, (t + 1) * step)):
+            for j in range(c):
+                i = grp * k + arg[grp, j]
+                coef = gp[grp, j]
+                for q in range(cin):
+                    dx[i, q] += coef * w[j, q]
+                    parts[t, j, q] += coef * x[i, q]
+    return parts.sum(axis=0)

@@ -171,27 +171,61 @@ class _BNReLUMax(torch.autograd.Function):
         best = torch.from_numpy(best)  # [G, C]: y at the selected rows
         pre = best * a + b  # [G, C]
         _save_linear(ctx, x, weight, bias, xc, wc)
-        ctx.save_for_backward(y)
-        ctx.stats = (mean, invstd, a, best, pre, torch.from_numpy(arg), k)
+        ctx.save_for_backward(None if _gram_backward(xc, wc) else y)  # that backward needs only x and W
+        ctx.stats = (mean, invstd, a, best, pre, torch.from_numpy(arg), k, m)
         ctx.mark_non_differentiable(mean, var)
         return pre.clamp_min(0).to(y.dtype), mean, var
 
     @staticmethod
     def backward(ctx, dz, _dmean, _dvar):
         (y,) = ctx.saved_tensors
-        mean, invstd, a, best, pre, arg, k = ctx.stats
-        m = y.shape[0]
+        mean, invstd, a, best, pre, arg, k, m = ctx.stats
         g = dz.float() * (pre > 0)  # [G, C]
         sg = g.double().sum(0)
         sgx = (g.double() * (best.double() - mean)).sum(0)
         ad = a.double()
         k1, k2 = (ad * sg / m).float(), (ad * invstd**2 * sgx / m).float()
         gp = g * a  # [G, C]
+        dbias = gp.double().sum(0) - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
+        xc, wc = ctx.linear
+        if _gram_backward(xc, wc):
+            dx, dw = _max_linear_grads(xc, wc, arg, gp, k, k1.double(), k2.double())
+            x_dtype, w_dtype, has_bias = ctx.dtypes
+            return (dx.to(x_dtype), dw.to(w_dtype), dbias.to(w_dtype) if has_bias else None,
+                    (sgx * invstd).float(), sg.float(), None, None)
         dy = torch.empty_like(y)
         kernels.bn_max_grad(_array(y), arg.numpy(), gp.numpy(), k, mean.float().numpy(), k1.numpy(), k2.numpy(),
                             _array(dy), _chunks())
-        dbias = gp.double().sum(0) - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
         return (*_linear_grads(ctx, dy, dbias), (sgx * invstd).float(), sg.float(), None, None)
+
+
+def _gram_backward(x: torch.Tensor, w: torch.Tensor | None) -> bool:
+    """Whether :func:`_max_linear_grads` gives the gradients: a ``Linear`` in float32 (in bfloat16, ``x^T x``
+    would come back rounded to bfloat16, and the dense products are cheap there anyway)."""
+    return w is not None and x.dtype == torch.float32
+
+
+def _max_linear_grads(x: torch.Tensor, w: torch.Tensor, arg: torch.Tensor, gp: torch.Tensor, k: int,
+                      k1: torch.Tensor, k2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dx = dy W`` and ``dW = dy^T x`` for ``y = x W^T + b`` without forming ``dy [M, C]``, in float32.
+
+    Here ``dy = -k1 - k2 (y - mean) + (gp at the selected rows)``, and ``y - mean = (x - mean(x)) W^T``, so
+    ``dx = -(x - mean(x)) W^T diag(k2) W - k1 W + sparse`` and ``dW = -k1 sum(x)^T - diag(k2) W Cov(x) + sparse``
+    with ``Cov(x) = x^T x - M mean(x) mean(x)^T``: matrices of ``C_in x C_in`` in place of ``C x C_in`` products
+    over all ``M`` rows (``C = 2 C_in`` at the paper's last layers), plus ``k`` times fewer terms for the pooled
+    part.  ``x [M, C_in]``, ``w [C, C_in]``, ``arg``, ``gp [G, C]``, ``k1``, ``k2 [C]`` float64."""
+    m = x.shape[0]
+    w64 = w.detach().double()
+    sx = x.sum(0).double()  # [C_in]
+    mx = sx / m
+    cov = (x.t() @ x).double() - m * torch.outer(mx, mx)  # [C_in, C_in]
+    q = w64.t() @ (k2[:, None] * w64)  # [C_in, C_in]
+    shift = mx @ q - k1 @ w64  # [C_in]
+    dx = torch.addmm(shift.float(), x, q.float(), alpha=-1)  # [M, C_in]
+    sparse_dw = kernels.max_grad_sparse(x.numpy(), w.detach().float().numpy(), arg.numpy(), gp.numpy(), k,
+                                        dx.numpy(), _chunks())
+    dw = -torch.outer(k1, sx) - k2[:, None] * (w64 @ cov) + torch.from_numpy(sparse_dw)  # [C, C_in]
+    return dx, dw.float()
 
 
 def bn_relu(x: torch.Tensor, bn: nn.BatchNorm1d, linear: nn.Linear | None = None) -> torch.Tensor:
