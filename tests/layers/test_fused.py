@@ -201,13 +201,15 @@ def test_layers_with_fused_kernels_match_float64_plain_layers(build, fwd):
     _assert_grads_close(params, ref_params, 1e-4)
 
 
-def test_pointnet2_training_step_matches_plain_float64_model():
-    """A whole ``pointnet2_cls_ssg`` forward and backward, fused float32 against the plain modules in float64
+@pytest.mark.parametrize("name", ["pointnet2_cls_ssg", "pointnet_cls"])
+def test_training_step_matches_plain_float64_model(name):
+    """A whole model's forward and backward, fused float32 against the plain modules in float64
     (dropout off: the two runs draw different random numbers in the float32 and float64 heads).  For scale: torch's
-    own float32 modules miss the float64 gradients here by a third of the largest gradient (its float32 batch
-    statistics over 2^16 neighbourhood rows); the fused kernels accumulate in float64 and miss by ~4e-5."""
+    own float32 modules miss the float64 gradients of ``pointnet2_cls_ssg`` here by a third of the largest gradient
+    (its float32 batch statistics over 2^16 neighbourhood rows); the fused kernels accumulate in float64 and miss by
+    ~4e-5."""
     torch.manual_seed(0)
-    model = create_model("pointnet2_cls_ssg", num_classes=5).train()
+    model = create_model(name, num_classes=5).train()
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0

@@ -12,6 +12,9 @@ is computed once per *point* and gathered, the second once per *centre*, instead
 (centre, neighbour) pair: ``k`` times fewer multiply-adds on that layer (32-64x at the paper's settings) and the same
 values up to float rounding.  ``fused_first_layer=False`` selects the plain order (group, concatenate, MLP).
 
+**Training on the CPU.**  The shared MLPs run each ``Linear -> BatchNorm -> ReLU`` and, last, the max over the
+neighbours through :mod:`dlparts.layers.fused` (fewer passes over the ``[B, S, k, C]`` activations, same values).
+
 **Export.**  Sampling, ball query and three-NN return indices computed by the numba / Triton kernels.  They are
 wrapped here as ``torch.library`` custom ops with shape-only fake implementations, so ``torch.export`` and
 ``dlparts.summary`` (on the meta device) see them as opaque nodes; everything differentiable (gathers, offsets,

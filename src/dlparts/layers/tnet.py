@@ -44,7 +44,7 @@ class TNet(nn.Module):
             self.transform.bias.copy_(torch.eye(self.k).flatten())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.fc(self.pool(self.mlp(x)))  # [B, fcs[-1]]
+        g = self.fc(self.mlp.forward_max(x, self.pool))  # [B, fcs[-1]]
         return self.transform(g).reshape(-1, self.k, self.k)  # [B, k, k]
 
 

@@ -77,6 +77,11 @@ class PointNetCls(nn.Module):
         """Per-point features before the max pool, ``[B, N, 1024]``, and the ``(input, feature)`` transforms used
         (``[B, 3, 3]``, ``[B, 64, 64]`` or ``None``).  Given ``transforms``, the T-Nets are not run: each point's
         feature then depends on that point alone (what Sec. 4.3's critical-set analysis needs)."""
+        h, transforms = self._aligned_features(points, transforms)
+        return self.mlp2(h), transforms
+
+    def _aligned_features(self, points: torch.Tensor, transforms: tuple | None):
+        """The ``[B, N, 64]`` features that ``mlp2`` takes (after both transforms) and the transforms used."""
         check_points(type(self).__name__, points, self.in_channels)
         a_in, a_feat = transforms if transforms is not None else (None, None)
         if self.input_tnet is not None:
@@ -86,13 +91,13 @@ class PointNetCls(nn.Module):
         if self.feature_tnet is not None:
             a_feat = self.feature_tnet(h) if a_feat is None else a_feat
             h = h @ a_feat  # [B, N, 64]
-        return self.mlp2(h), (a_in, a_feat)
+        return h, (a_in, a_feat)
 
     def forward_features(self, points: torch.Tensor) -> torch.Tensor:
         """``[B, N, C] -> [B, 1024]`` global feature; records the feature-transform regularizer."""
-        h, (_, a_feat) = self.point_features(points)
+        h, (_, a_feat) = self._aligned_features(points, None)
         _record(self, REG_WEIGHT * orthogonality_loss(a_feat) if a_feat is not None else h.new_zeros(()))
-        return self.pool(h)
+        return self.mlp2.forward_max(h, self.pool)  # [B, 1024]
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``[B, 1024] -> [B, K]`` logits (or the ``[B, 256]`` last hidden layer with ``pre_logits``)."""
