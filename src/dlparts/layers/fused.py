@@ -100,19 +100,25 @@ def _linear(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | N
     return xc, wc, y
 
 
-def _linear_grads(ctx, dy: torch.Tensor, dbias: torch.Tensor):
+def _linear_grads(ctx, x: torch.Tensor, w: torch.Tensor | None, dy: torch.Tensor, dbias: torch.Tensor):
     """Gradients of ``x``, ``W`` and ``b`` from ``dy [M, C]`` (``dbias`` already summed) for :func:`_linear`."""
-    xc, wc = ctx.linear
-    if wc is None:
+    if w is None:
         return dy, None, None
+    dx = dy @ w if ctx.needs_input_grad[0] else None  # [M, C_in]
+    dw = dy.t() @ x if ctx.needs_input_grad[1] else None  # [C, C_in]
+    return _cast_grads(ctx, dx, dw, dbias)
+
+
+def _cast_grads(ctx, dx, dw, dbias):
+    """The gradients in the dtypes of the inputs they belong to (autocast computed them in its own)."""
     x_dtype, w_dtype, has_bias = ctx.dtypes
-    dx = (dy @ wc).to(x_dtype) if ctx.needs_input_grad[0] else None  # [M, C_in]
-    dw = (dy.t() @ xc).to(w_dtype) if ctx.needs_input_grad[1] else None  # [C, C_in]
-    return dx, dw, dbias.to(w_dtype) if has_bias else None
+    return (dx.to(x_dtype) if dx is not None else None, dw.to(w_dtype) if dw is not None else None,
+            dbias.to(w_dtype) if has_bias else None)
 
 
-def _save_linear(ctx, x, weight, bias, xc, wc) -> None:
-    ctx.linear = (xc, wc)
+def _save(ctx, x, weight, bias, xc, wc, y) -> None:
+    """Keep ``(xc, wc, y)`` for backward (``y`` may be ``None``) and the dtypes of the inputs."""
+    ctx.save_for_backward(xc, wc, y)
     ctx.dtypes = (x.dtype, weight.dtype if weight is not None else None, bias is not None)
 
 
@@ -131,15 +137,14 @@ class _BNReLU(torch.autograd.Function):
         a32, b32 = a.float(), b.float()
         out = torch.empty_like(y)
         kernels.affine_relu(arr, a32.numpy(), b32.numpy(), _array(out), _chunks())
-        _save_linear(ctx, x, weight, bias, xc, wc)
-        ctx.save_for_backward(y)
+        _save(ctx, x, weight, bias, xc, wc, y)
         ctx.stats = (mean, invstd, a32, b32)
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     def backward(ctx, dz, _dmean, _dvar):
-        (y,) = ctx.saved_tensors
+        xc, wc, y = ctx.saved_tensors
         mean, invstd, a32, b32 = ctx.stats
         m = y.shape[0]
         dz = dz.to(y.dtype).contiguous()
@@ -152,7 +157,7 @@ class _BNReLU(torch.autograd.Function):
         kernels.bn_relu_grad(_array(y), _array(dz), a32.numpy(), b32.numpy(), mean32, k1.numpy(), k2.numpy(),
                              _array(dy), _chunks())
         dbias = a * sg - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
-        return (*_linear_grads(ctx, dy, dbias), (sgx * invstd).float(), sg.float(), None)
+        return (*_linear_grads(ctx, xc, wc, dy, dbias), (sgx * invstd).float(), sg.float(), None)
 
 
 class _BNReLUMax(torch.autograd.Function):
@@ -170,15 +175,14 @@ class _BNReLUMax(torch.autograd.Function):
         b = (beta.detach().double() - mean * gamma.detach().double() * invstd).float()
         best = torch.from_numpy(best)  # [G, C]: y at the selected rows
         pre = best * a + b  # [G, C]
-        _save_linear(ctx, x, weight, bias, xc, wc)
-        ctx.save_for_backward(None if _gram_backward(xc, wc) else y)  # that backward needs only x and W
+        _save(ctx, x, weight, bias, xc, wc, None if _gram_backward(xc, wc) else y)  # that one needs x and W only
         ctx.stats = (mean, invstd, a, best, pre, torch.from_numpy(arg), k, m)
         ctx.mark_non_differentiable(mean, var)
         return pre.clamp_min(0).to(y.dtype), mean, var
 
     @staticmethod
     def backward(ctx, dz, _dmean, _dvar):
-        (y,) = ctx.saved_tensors
+        xc, wc, y = ctx.saved_tensors
         mean, invstd, a, best, pre, arg, k, m = ctx.stats
         g = dz.float() * (pre > 0)  # [G, C]
         sg = g.double().sum(0)
@@ -187,16 +191,14 @@ class _BNReLUMax(torch.autograd.Function):
         k1, k2 = (ad * sg / m).float(), (ad * invstd**2 * sgx / m).float()
         gp = g * a  # [G, C]
         dbias = gp.double().sum(0) - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
-        xc, wc = ctx.linear
         if _gram_backward(xc, wc):
-            dx, dw = _max_linear_grads(xc, wc, arg, gp, k, k1.double(), k2.double())
-            x_dtype, w_dtype, has_bias = ctx.dtypes
-            return (dx.to(x_dtype), dw.to(w_dtype), dbias.to(w_dtype) if has_bias else None,
-                    (sgx * invstd).float(), sg.float(), None, None)
-        dy = torch.empty_like(y)
-        kernels.bn_max_grad(_array(y), arg.numpy(), gp.numpy(), k, mean.float().numpy(), k1.numpy(), k2.numpy(),
-                            _array(dy), _chunks())
-        return (*_linear_grads(ctx, dy, dbias), (sgx * invstd).float(), sg.float(), None, None)
+            grads = _cast_grads(ctx, *_max_linear_grads(xc, wc, arg, gp, k, k1.double(), k2.double()), dbias)
+        else:
+            dy = torch.empty_like(y)
+            kernels.bn_max_grad(_array(y), arg.numpy(), gp.numpy(), k, mean.float().numpy(), k1.numpy(),
+                                k2.numpy(), _array(dy), _chunks())
+            grads = _linear_grads(ctx, xc, wc, dy, dbias)
+        return (*grads, (sgx * invstd).float(), sg.float(), None, None)
 
 
 def _gram_backward(x: torch.Tensor, w: torch.Tensor | None) -> bool:
