@@ -88,6 +88,35 @@ def test_pooled_linear_gradients_without_forming_dy(offset):
     assert linear.bias.grad.abs().max() < 1e-5 * ref_linear.weight.grad.abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pair_rows_match_gather_then_plain_modules(dtype):
+    """``relu(bn(points[b, idx] - centres[b, s]))`` without forming the pairs: values, the gradients of the points
+    (added over every pair that uses them; the indices repeat, as ball query pads) and of the centres, in float64."""
+    g = _gen(13)
+    points = (torch.randn(3, 40, 6, generator=g) + 1).to(dtype)  # [B, N, C]
+    centres = torch.randn(3, 7, 6, generator=g).to(dtype)  # [B, S, C]
+    idx = torch.randint(0, 40, (3, 7, 5), generator=g)  # [B, S, k]
+    idx[:, :, 3:] = idx[:, :, :1]  # padding: the first neighbour repeated
+    grad = torch.randn(3 * 7 * 5, 6, generator=g)
+    bn = _bn(6, seed=14, zero_gamma=True)
+    ours_p, ours_c = points.clone().requires_grad_(), centres.clone().requires_grad_()
+    ours_bn = copy.deepcopy(bn)
+    out = fused.pair_bn_relu(ours_p, idx, ours_c, ours_bn)
+    out.backward(grad.to(dtype))
+    ref_p, ref_c = points.double().requires_grad_(), centres.double().requires_grad_()
+    ref_bn = copy.deepcopy(bn).double()
+    rows = torch.arange(3)[:, None, None]
+    pairs = (ref_p[rows, idx] - ref_c[:, :, None, :]).reshape(-1, 6)  # [B*S*k, C]
+    ref = torch.relu(ref_bn(pairs))
+    ref.backward(grad.double())
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    checks = (("output", out, ref), ("points", ours_p.grad, ref_p.grad), ("centres", ours_c.grad, ref_c.grad),
+              ("gamma", ours_bn.weight.grad, ref_bn.weight.grad), ("beta", ours_bn.bias.grad, ref_bn.bias.grad),
+              ("running_var", ours_bn.running_var, ref_bn.running_var))
+    for name, o, r in checks:
+        torch.testing.assert_close(o.double(), r, rtol=tol, atol=tol * r.abs().max().item(), msg=name)
+
+
 def test_running_statistics_count_batches_like_batch_norm():
     bn = _bn(4, seed=1, momentum=None)
     plain = copy.deepcopy(bn)

@@ -20,6 +20,17 @@ def _store(a, i, j, v):
     """``a[i, j] = v`` from float32; to bfloat16 bits with round-to-nearest-even, as torch converts."""
 
 
+def _load3(a, i, j, k):
+    """``a[i, j, k]`` as float32, as :func:`_load`."""
+
+
+@overload(_load3, inline="always")
+def _load3_impl(a, i, j, k):
+    if a.dtype == types.uint16:
+        return lambda a, i, j, k: np.uint32(np.uint32(a[i, j, k]) << np.uint32(16)).view(np.float32)
+    return lambda a, i, j, k: a[i, j, k]
+
+
 @overload(_load, inline="always")
 def _load_impl(a, i, j):
     if a.dtype == types.uint16:
@@ -186,3 +197,98 @@ def max_grad_sparse(x, w, arg, gp, k, dx, chunks):
                     dx[i, q] += coef * w[j, q]
                     parts[t, j, q] += coef * x[i, q]
     return parts.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def pair_stats(points, idx, centres, chunks):
+    """:func:`stats` of the pair rows ``points[b, idx[b, s, r]] - centres[b, s]`` (``points [B, N, C]``,
+    ``idx [B, S, k]``, ``centres [B, S, C]``) without forming them; the shift is the first centre."""
+    nb, ns, k = idx.shape
+    c = points.shape[2]
+    shift = np.empty(c)
+    for j in range(c):
+        shift[j] = _load3(points, 0, idx[0, 0, 0], j) - _load3(centres, 0, 0, j)
+    sums = np.zeros((chunks, c))
+    squares = np.zeros((chunks, c))
+    groups = nb * ns
+    step = (groups + chunks - 1) // chunks
+    for t in prange(chunks):
+        s = np.zeros(c)
+        q = np.zeros(c)
+        for grp in range(t * step, min(groups, (t + 1) * step)):
+            b, ctr = grp // ns, grp % ns
+            for r in range(k):
+                i = idx[b, ctr, r]
+                for j in range(c):
+                    d = (_load3(points, b, i, j) - _load3(centres, b, ctr, j)) - shift[j]
+                    s[j] += d
+                    q[j] += d * d
+        sums[t] = s
+        squares[t] = q
+    return shift, sums.sum(axis=0), squares.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def pair_affine_relu(points, idx, centres, a, b, out, chunks):
+    """``out [B*S*k, C] = max(a * (points[b, idx] - centres[b, s]) + b, 0)``."""
+    nb, ns, k = idx.shape
+    c = points.shape[2]
+    groups = nb * ns
+    step = (groups + chunks - 1) // chunks
+    for t in prange(chunks):
+        for grp in range(t * step, min(groups, (t + 1) * step)):
+            bb, ctr = grp // ns, grp % ns
+            for r in range(k):
+                i = idx[bb, ctr, r]
+                row = grp * k + r
+                for j in range(c):
+                    v = _load3(points, bb, i, j) - _load3(centres, bb, ctr, j)
+                    _store(out, row, j, max(v * a[j] + b[j], np.float32(0.0)))
+
+
+@njit(parallel=True, cache=True)
+def pair_relu_grad_sums(points, idx, centres, dz, a, b, mean, chunks):
+    """:func:`relu_grad_sums` over the pair rows, recomputed from ``points`` and ``centres``."""
+    nb, ns, k = idx.shape
+    c = points.shape[2]
+    sums = np.zeros((chunks, c))
+    moments = np.zeros((chunks, c))
+    groups = nb * ns
+    step = (groups + chunks - 1) // chunks
+    for t in prange(chunks):
+        s = np.zeros(c)
+        q = np.zeros(c)
+        for grp in range(t * step, min(groups, (t + 1) * step)):
+            bb, ctr = grp // ns, grp % ns
+            for r in range(k):
+                i = idx[bb, ctr, r]
+                row = grp * k + r
+                for j in range(c):
+                    v = _load3(points, bb, i, j) - _load3(centres, bb, ctr, j)
+                    g = _load(dz, row, j) if v * a[j] + b[j] > 0 else np.float32(0.0)
+                    s[j] += g
+                    q[j] += g * (v - mean[j])
+        sums[t] = s
+        moments[t] = q
+    return sums.sum(axis=0), moments.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def pair_bn_relu_grad(points, idx, centres, dz, a, b, mean, k1, k2, dpoints, dcentres):
+    """The pair rows' gradient ``dy = a * g - k1 - k2 * (v - mean)`` (``g = dz`` where ``a v + b > 0``) added into
+    ``dpoints[b, idx]`` and subtracted from ``dcentres[b, s]`` (float32 ``[B, N, C]``, ``[B, S, C]``, zeroed by the
+    caller); parallel over clouds, whose rows of ``dpoints`` are their own."""
+    nb, ns, k = idx.shape
+    c = points.shape[2]
+    for bb in prange(nb):
+        for ctr in range(ns):
+            grp = bb * ns + ctr
+            for r in range(k):
+                i = idx[bb, ctr, r]
+                row = grp * k + r
+                for j in range(c):
+                    v = _load3(points, bb, i, j) - _load3(centres, bb, ctr, j)
+                    g = _load(dz, row, j) if v * a[j] + b[j] > 0 else np.float32(0.0)
+                    dy = a[j] * g - k1[j] - k2[j] * (v - mean[j])
+                    dpoints[bb, i, j] += dy
+                    dcentres[bb, ctr, j] -= dy

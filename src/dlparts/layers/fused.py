@@ -7,6 +7,9 @@ bfloat16, statistics accumulated in float64), cut that traffic:
 
 * :func:`bn_relu` -- ``relu(batch_norm(y))`` with batch statistics: one pass for the statistics and one to
   normalize forward; backward one pass for the two channel sums and one to write the input gradient.
+* :func:`pair_bn_relu` -- :func:`bn_relu` over the ``[B*S*k, C]`` rows ``points[b, idx] - centres[b, s]`` of a
+  set abstraction's first layer (applied per point, see :mod:`dlparts.layers.pointnet2`), gathered by the kernels
+  as they go instead of formed; backward adds the rows' gradients straight into the points and centres.
 * :func:`bn_relu_max` -- ``amax(relu(batch_norm(y)), dim=1)`` for ``y [G, k, C]``.  Per channel, batch norm with
   ``gamma >= 0`` and ReLU are non-decreasing (with ``gamma < 0``, non-increasing), so the maximum over ``k`` of the
   output is the output of the maximum (the minimum) of ``y``: one pass finds the statistics and, per group, the
@@ -201,6 +204,45 @@ class _BNReLUMax(torch.autograd.Function):
         return (*grads, (sgx * invstd).float(), sg.float(), None, None)
 
 
+class _PairBNReLU(torch.autograd.Function):
+    """``relu(bn(points[b, idx[b, s, r]] - centres[b, s]))`` over the ``[B*S*k, C]`` pair rows, which are never
+    formed: the kernels gather each row as they go, and backward adds its gradient into ``points`` and ``centres``."""
+
+    @staticmethod
+    def forward(ctx, points, idx, centres, gamma, beta, eps):
+        arrays = (_array(points), idx.numpy(), _array(centres))
+        m = idx.numel()
+        mean, var = _moments(*kernels.pair_stats(*arrays, _chunks()), m)
+        invstd = (var + eps).rsqrt()
+        a = gamma.detach().double() * invstd
+        a32, b32 = a.float(), (beta.detach().double() - mean * a).float()
+        out = points.new_empty((m, points.shape[-1]))  # [B*S*k, C]
+        kernels.pair_affine_relu(*arrays, a32.numpy(), b32.numpy(), _array(out), _chunks())
+        ctx.save_for_backward(points, idx, centres)
+        ctx.stats = (mean, invstd, a32, b32)
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, dz, _dmean, _dvar):
+        points, idx, centres = ctx.saved_tensors
+        mean, invstd, a32, b32 = ctx.stats
+        m = idx.numel()
+        arrays = (_array(points), idx.numpy(), _array(centres), _array(dz.to(points.dtype).contiguous()))
+        mean32 = mean.float().numpy()
+        sums, moments = kernels.pair_relu_grad_sums(*arrays, a32.numpy(), b32.numpy(), mean32, _chunks())
+        sg, sgx = torch.from_numpy(sums), torch.from_numpy(moments)
+        a = a32.double()
+        k1, k2 = (a * sg / m).float(), (a * invstd**2 * sgx / m).float()
+        dpoints = torch.zeros(points.shape, dtype=torch.float32)  # [B, N, C]
+        dcentres = torch.zeros(centres.shape, dtype=torch.float32)  # [B, S, C]
+        _chunks()  # numba's thread count
+        kernels.pair_bn_relu_grad(*arrays, a32.numpy(), b32.numpy(), mean32, k1.numpy(), k2.numpy(),
+                                  dpoints.numpy(), dcentres.numpy())
+        return (dpoints.to(points.dtype), None, dcentres.to(centres.dtype), (sgx * invstd).float(), sg.float(),
+                None)
+
+
 def _gram_backward(x: torch.Tensor, w: torch.Tensor | None) -> bool:
     """Whether :func:`_max_linear_grads` gives the gradients: a ``Linear`` in float32 (in bfloat16, ``x^T x``
     would come back rounded to bfloat16, and the dense products are cheap there anyway)."""
@@ -244,4 +286,13 @@ def bn_relu_max(x: torch.Tensor, bn: nn.BatchNorm1d, k: int, linear: nn.Linear |
     weight, bias = (linear.weight, linear.bias) if linear is not None else (None, None)
     out, mean, var = _BNReLUMax.apply(x, weight, bias, bn.weight, bn.bias, bn.eps, k)
     _update_running(bn, mean, var, x.shape[0])
+    return out
+
+
+def pair_bn_relu(points: torch.Tensor, idx: torch.Tensor, centres: torch.Tensor, bn: nn.BatchNorm1d) -> torch.Tensor:
+    """``relu(bn(points[b, idx] - centres[b, s]))`` -> ``[B*S*k, C]`` in training mode, for ``points [B, N, C]``,
+    ``idx [B, S, k]`` int64 and ``centres [B, S, C]`` contiguous CPU tensors (:func:`applies` on ``points`` viewed as
+    ``[B*N, C]``): the first layer of a set abstraction applied per point (see :mod:`dlparts.layers.pointnet2`)."""
+    out, mean, var = _PairBNReLU.apply(points, idx, centres.contiguous(), bn.weight, bn.bias, bn.eps)
+    _update_running(bn, mean, var, idx.numel())
     return out

@@ -62,11 +62,12 @@ class SharedMLP(nn.Sequential):
     def layers(self) -> list[nn.Linear]:
         return [m for m in self if isinstance(m, nn.Linear)]
 
-    def forward_max(self, x: torch.Tensor, pool: MaxPool, *, skip_first: bool = False) -> torch.Tensor:
-        """``pool(self(x))`` for ``x [..., k, C]`` and a ``pool`` over ``k`` (dim -2) -> ``[..., C']``; with
-        ``skip_first``, ``x [..., k, widths[0]]`` is the first ``Linear``'s output (the rest runs).  In training on
-        the CPU the last layer's batch norm, ReLU and max run as one :func:`~dlparts.layers.fused.bn_relu_max`."""
-        modules = list(self)[int(skip_first):]
+    def forward_max(self, x: torch.Tensor, pool: MaxPool, *, skip: int = 0) -> torch.Tensor:
+        """``pool(self(x))`` for ``x [..., k, C]`` and a ``pool`` over ``k`` (dim -2) -> ``[..., C']``; ``x`` is the
+        output of the first ``skip`` modules, when the caller ran them its own way (PointNet++ applies the first
+        ``Linear`` per point).  In training on the CPU the last layer's batch norm, ReLU and max run as one
+        :func:`~dlparts.layers.fused.bn_relu_max`."""
+        modules = list(self)[skip:]
         if len(modules) >= 2 and isinstance(modules[-2], PointBatchNorm) and isinstance(modules[-1], nn.ReLU):
             linear = modules[-3] if len(modules) >= 3 and isinstance(modules[-3], nn.Linear) else None
             h = self._run(x, modules[:-3] if linear is not None else modules[:-2])  # [..., k, C], the last input

@@ -31,7 +31,8 @@ from torch.nn import functional as F
 
 from dlparts import ops
 from dlparts.errors import ConfigError
-from dlparts.layers.mlp import MaxPool, SharedMLP
+from dlparts.layers import fused
+from dlparts.layers.mlp import MaxPool, PointBatchNorm, SharedMLP
 
 STARTS = (0, "centroid-farthest")
 ORDERS = ("index", "nearest")
@@ -144,8 +145,13 @@ class SetAbstraction(nn.Module):
         inputs = xyz / scale if features is None else torch.cat([xyz / scale, features], dim=-1)  # [B, N, 3 + D]
         per_point = first(inputs)  # [B, N, C1]
         per_centre = F.linear(centres / scale, first.weight[:, :3])  # [B, S, C1]
+        modules = list(mlp)
+        if (len(modules) >= 3 and isinstance(modules[1], PointBatchNorm) and isinstance(modules[2], nn.ReLU)
+                and fused.applies(per_point.view(-1, per_point.shape[-1]), modules[1])):
+            h = fused.pair_bn_relu(per_point, idx, per_centre, modules[1]).view(*idx.shape, -1)  # [B, S, k, C1]
+            return mlp.forward_max(h, pool, skip=3)  # [B, S, C]
         pairs = group(per_point, idx) - per_centre[:, :, None, :]  # [B, S, k, C1]
-        return mlp.forward_max(pairs, pool, skip_first=True)  # [B, S, C]
+        return mlp.forward_max(pairs, pool, skip=1)  # [B, S, C]
 
     def dlparts_cost(self, inputs: tuple, output) -> dict:
         """FPS (9 flops per centre-point distance update, 1 per argmax step), ball query (9 per centre-point test),
