@@ -24,9 +24,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# benchmarks/ops_gpu.py needs a CUDA GPU: `make bench-gpu` runs it there.
+# benchmarks/ops_gpu.py needs a CUDA GPU: `make bench-gpu` runs it there; benchmarks/_*.py are shared helpers.
 bench: $(STAMP)
-	@set -e; for f in $(filter-out benchmarks/ops_gpu.py,$(wildcard benchmarks/*.py)); do \
+	@set -e; for f in $(filter-out benchmarks/ops_gpu.py benchmarks/_%.py,$(wildcard benchmarks/*.py)); do \
 		echo "== $$f"; $(PY) $$f; done
 
 bench-gpu: $(STAMP)

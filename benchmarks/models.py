@@ -34,6 +34,8 @@ from dlparts.layers import fused
 from dlparts.models import create_model
 from dlparts.train.allocator import keep_freed_memory
 
+from _peers import torch_loop_fps
+
 B, N, CLASSES = 16, 1024, 40
 
 
@@ -42,21 +44,6 @@ def square_distance(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """``[B, S, 3]``, ``[B, N, 3]`` -> ``[B, S, N]`` squared distances by the expanded dot product."""
     d = -2 * src @ dst.transpose(1, 2)  # [B, S, N]
     return d + src.square().sum(-1)[:, :, None] + dst.square().sum(-1)[:, None, :]
-
-
-def loop_fps(xyz: torch.Tensor, npoint: int) -> torch.Tensor:
-    """Farthest point sampling as one Python iteration per sample, starting at point 0: ``[B, N, 3] -> [B, m]``."""
-    b, n, _ = xyz.shape
-    idx = torch.zeros(b, npoint, dtype=torch.long)
-    dist = torch.full((b, n), 1e10)
-    farthest = torch.zeros(b, dtype=torch.long)
-    rows = torch.arange(b)
-    for i in range(npoint):
-        idx[:, i] = farthest
-        centre = xyz[rows, farthest][:, None, :]  # [B, 1, 3]
-        dist = torch.minimum(dist, (xyz - centre).square().sum(-1))  # [B, N]
-        farthest = dist.argmax(-1)
-    return idx
 
 
 def dense_ball_query(radius: float, k: int, xyz: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
@@ -94,7 +81,7 @@ class PeerSA(nn.Module):
             centres = xyz.new_zeros(xyz.shape[0], 1, 3)
             grouped = xyz[:, None] if points is None else torch.cat([xyz, points], -1)[:, None]  # [B, 1, N, C]
         else:
-            centres = index_points(xyz, loop_fps(xyz, self.npoint))  # [B, S, 3]
+            centres = index_points(xyz, torch_loop_fps(xyz, self.npoint))  # [B, S, 3]
             idx = dense_ball_query(self.radius, self.k, xyz, centres)  # [B, S, k]
             grouped = index_points(xyz, idx) - centres[:, :, None]  # [B, S, k, 3]
             if points is not None:

@@ -26,6 +26,8 @@ import torch
 
 from dlparts import ops
 
+from _peers import torch_loop_fps
+
 
 def best_time(fn, budget: float = 0.5, most: int = 10):
     """(best seconds, last result) of ``fn`` over up to ``most`` runs within ``budget`` seconds, after a warm-up."""
@@ -40,23 +42,6 @@ def best_time(fn, budget: float = 0.5, most: int = 10):
 
 
 # --------------------------------------------------------------------------------------- peers written from descriptions
-def torch_loop_fps(xyz: torch.Tensor, m: int) -> torch.Tensor:
-    """The popular repository's FPS: a Python loop over samples, a dense distance update per step, start 0."""
-    b, n, _ = xyz.shape
-    idx = torch.zeros(b, m, dtype=torch.long)
-    distance = torch.full((b, n), 1e10)
-    farthest = torch.zeros(b, dtype=torch.long)
-    rows = torch.arange(b)
-    for i in range(m):
-        idx[:, i] = farthest
-        centroid = xyz[rows, farthest][:, None, :]  # [B, 1, 3]
-        dist = torch.sum((xyz - centroid) ** 2, -1)
-        mask = dist < distance
-        distance[mask] = dist[mask]
-        farthest = torch.max(distance, -1)[1]
-    return idx
-
-
 def torch_dense_ball_query(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int) -> torch.Tensor:
     """The popular repository's ball query: all squared distances, out-of-ball set to N, sort, first k, pad."""
     b, n, _ = xyz.shape

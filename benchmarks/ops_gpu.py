@@ -28,6 +28,8 @@ import torch
 from dlparts import ops
 from dlparts.ops import cuda
 
+from _peers import torch_loop_fps
+
 FULL = {
     "fps": [(16, 1024, 512), (16, 4096, 1024), (1, 100_000, 10_000), (1, 1_000_000, 4096)],
     "ball": [(16, 1024, 512, 0.2, 32, "index"), (1, 100_000, 10_000, 0.1, 32, "index"),
@@ -57,21 +59,6 @@ def clock(fn, budget: float = 1.0, most: int = 20) -> tuple[float, float]:
     return first, statistics.median(times)
 
 
-def loop_fps(xyz: torch.Tensor, m: int) -> torch.Tensor:
-    """The popular repository's FPS: a Python loop of torch ops over m (start 0 here, not random)."""
-    b, n, _ = xyz.shape
-    idx = torch.zeros(b, m, dtype=torch.long, device=xyz.device)
-    dist = torch.full((b, n), 1e10, device=xyz.device)
-    far = torch.zeros(b, dtype=torch.long, device=xyz.device)
-    rows = torch.arange(b, device=xyz.device)
-    for i in range(m):
-        idx[:, i] = far
-        d = ((xyz - xyz[rows, far][:, None, :]) ** 2).sum(-1)  # [B, N]
-        dist = torch.minimum(dist, d)
-        far = dist.argmax(-1)
-    return idx
-
-
 def dense_ball(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int) -> torch.Tensor:
     """The popular repository's ball query: all distances, out-of-ball indices set to N, sort, keep k."""
     n = xyz.shape[1]
@@ -96,7 +83,7 @@ def case_fps(b: int, n: int, m: int) -> dict:
     g = x.cuda()
     run = {be: (lambda be=be, t=t: ops.farthest_point_sample(t, m, backend=be))
            for be, t in (("cuda", g), ("reference", g), ("cpu", x))}
-    peers = {"torch loop (GPU)": lambda: loop_fps(g, m)}
+    peers = {"torch loop (GPU)": lambda: torch_loop_fps(g, m)}
     if n > cuda._FPS_REGISTER_MAX:  # both large-cloud kernels, whichever fps() picks, to place _FPS_STREAM_MAX
         lens = torch.full((b,), n, device=g.device)
         start = torch.zeros(b, dtype=torch.int64, device=g.device)
