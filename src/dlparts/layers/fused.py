@@ -82,6 +82,20 @@ def _moments(shift: np.ndarray, sums: np.ndarray, squares: np.ndarray, m: int):
     return torch.from_numpy(shift + mean_shifted), torch.from_numpy(var)
 
 
+def _affine(mean: torch.Tensor, var: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float):
+    """Batch norm as ``a y + b`` per channel: ``(invstd, a, b)``, ``a`` and ``b`` in float32 for the kernels."""
+    invstd = (var + eps).rsqrt()
+    a = gamma.detach().double() * invstd
+    return invstd, a.float(), (beta.detach().double() - mean * a).float()
+
+
+def _coefficients(sg: torch.Tensor, sgx: torch.Tensor, a32: torch.Tensor, invstd: torch.Tensor, m: int):
+    """``dy = a g - k1 - k2 (y - mean)``, batch norm's backward, from the channel sums ``sg = sum(g)`` and
+    ``sgx = sum(g (y - mean))``: ``(k1, k2)`` in float32."""
+    a = a32.double()
+    return (a * sg / m).float(), (a * invstd**2 * sgx / m).float()
+
+
 def _update_running(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
     """What ``F.batch_norm`` does to the running statistics in training (unbiased variance, momentum or, with
     ``momentum=None``, the cumulative average)."""
@@ -134,10 +148,7 @@ class _BNReLU(torch.autograd.Function):
         m = y.shape[0]
         arr = _array(y)
         mean, var = _moments(*kernels.stats(arr, _chunks()), m)
-        invstd = (var + eps).rsqrt()
-        a = gamma.detach().double() * invstd
-        b = beta.detach().double() - mean * a
-        a32, b32 = a.float(), b.float()
+        invstd, a32, b32 = _affine(mean, var, gamma, beta, eps)
         out = torch.empty_like(y)
         kernels.affine_relu(arr, a32.numpy(), b32.numpy(), _array(out), _chunks())
         _save(ctx, x, weight, bias, xc, wc, y)
@@ -154,12 +165,11 @@ class _BNReLU(torch.autograd.Function):
         mean32 = mean.float().numpy()
         sums, moments = kernels.relu_grad_sums(_array(y), _array(dz), a32.numpy(), b32.numpy(), mean32, _chunks())
         sg, sgx = torch.from_numpy(sums), torch.from_numpy(moments)
-        a = a32.double()
-        k1, k2 = (a * sg / m).float(), (a * invstd**2 * sgx / m).float()
+        k1, k2 = _coefficients(sg, sgx, a32, invstd, m)
         dy = torch.empty_like(y)
         kernels.bn_relu_grad(_array(y), _array(dz), a32.numpy(), b32.numpy(), mean32, k1.numpy(), k2.numpy(),
                              _array(dy), _chunks())
-        dbias = a * sg - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
+        dbias = a32.double() * sg - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
         return (*_linear_grads(ctx, xc, wc, dy, dbias), (sgx * invstd).float(), sg.float(), None)
 
 
@@ -173,9 +183,7 @@ class _BNReLUMax(torch.autograd.Function):
         sign = torch.where(gamma.detach() < 0, -1.0, 1.0).float()
         shift, sums, squares, best, arg = kernels.stats_max(_array(y), sign.numpy(), k, _chunks())
         mean, var = _moments(shift, sums, squares, m)
-        invstd = (var + eps).rsqrt()
-        a = (gamma.detach().double() * invstd).float()
-        b = (beta.detach().double() - mean * gamma.detach().double() * invstd).float()
+        invstd, a, b = _affine(mean, var, gamma, beta, eps)
         best = torch.from_numpy(best)  # [G, C]: y at the selected rows
         pre = best * a + b  # [G, C]
         _save(ctx, x, weight, bias, xc, wc, None if _gram_backward(xc, wc) else y)  # that one needs x and W only
@@ -190,8 +198,7 @@ class _BNReLUMax(torch.autograd.Function):
         g = dz.float() * (pre > 0)  # [G, C]
         sg = g.double().sum(0)
         sgx = (g.double() * (best.double() - mean)).sum(0)
-        ad = a.double()
-        k1, k2 = (ad * sg / m).float(), (ad * invstd**2 * sgx / m).float()
+        k1, k2 = _coefficients(sg, sgx, a, invstd, m)
         gp = g * a  # [G, C]
         dbias = gp.double().sum(0) - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
         if _gram_backward(xc, wc):
@@ -213,9 +220,7 @@ class _PairBNReLU(torch.autograd.Function):
         arrays = (_array(points), idx.numpy(), _array(centres))
         m = idx.numel()
         mean, var = _moments(*kernels.pair_stats(*arrays, _chunks()), m)
-        invstd = (var + eps).rsqrt()
-        a = gamma.detach().double() * invstd
-        a32, b32 = a.float(), (beta.detach().double() - mean * a).float()
+        invstd, a32, b32 = _affine(mean, var, gamma, beta, eps)
         out = points.new_empty((m, points.shape[-1]))  # [B*S*k, C]
         kernels.pair_affine_relu(*arrays, a32.numpy(), b32.numpy(), _array(out), _chunks())
         ctx.save_for_backward(points, idx, centres)
@@ -232,8 +237,7 @@ class _PairBNReLU(torch.autograd.Function):
         mean32 = mean.float().numpy()
         sums, moments = kernels.pair_relu_grad_sums(*arrays, a32.numpy(), b32.numpy(), mean32, _chunks())
         sg, sgx = torch.from_numpy(sums), torch.from_numpy(moments)
-        a = a32.double()
-        k1, k2 = (a * sg / m).float(), (a * invstd**2 * sgx / m).float()
+        k1, k2 = _coefficients(sg, sgx, a32, invstd, m)
         dpoints = torch.zeros(points.shape, dtype=torch.float32)  # [B, N, C]
         dcentres = torch.zeros(centres.shape, dtype=torch.float32)  # [B, S, C]
         _chunks()  # numba's thread count
