@@ -21,16 +21,22 @@ def _fit(tmp_path, *overrides):
 
 
 @torch.no_grad()
-def _test_logits(result, cfg):
+def _test_logits(result, cfg, dtype=torch.float32):
     module, _ = load_checkpoint(result["best_ckpt"])
+    module.to(dtype)
     test = build_splits(cfg).test
     batch = {k: torch.stack([test[i][k] for i in range(len(test))]) for k in test[0]}
+    batch = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
     return module, batch, module(batch)
 
 
-def test_part_segmentation_metrics_match_the_protocol_by_hand(tmp_path):
-    cfg, result = _fit(tmp_path, "model.name=pointnet_partseg", "data.name=synthetic_parts")
-    module, batch, logits = _test_logits(result, cfg)
+@pytest.mark.parametrize("precision, dtype", [("32", torch.float32), ("64", torch.float64)])
+def test_part_segmentation_metrics_match_the_protocol_by_hand(tmp_path, precision, dtype):
+    """Also in float64 (the reference runs for the fused float32 kernels): trained, tested and plotted in it."""
+    cfg, result = _fit(tmp_path, "model.name=pointnet_partseg", "data.name=synthetic_parts",
+                       f"trainer.precision={precision}")
+    assert next(result["module"].parameters()).dtype == dtype
+    module, batch, logits = _test_logits(result, cfg, dtype)
     parts = module.info["parts_of_category"]
     allowed = M.category_part_mask(parts, module.info["num_classes"])[batch["category"]]  # [B, P]
     pred = logits.masked_fill(~allowed[:, None, :], float("-inf")).argmax(-1)  # [B, N]

@@ -52,7 +52,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "task": ("image_cls", "point_cls", "point_partseg", "point_semseg"),
     "optim.name": ("sgd", "adam", "adamw"),
     "sched.name": ("none", "step", "cosine", "plateau"),
-    "trainer.precision": ("auto", "32", 32, "16-mixed", "bf16-mixed"),
+    "trainer.precision": ("auto", "32", 32, "16-mixed", "bf16-mixed", "64", 64, "64-true"),
     "eval.vote_axis": (0, 1, 2),
 }
 

@@ -43,10 +43,12 @@ def check_task(cfg: dict, info: dict) -> None:
 
 
 def _precision(cfg: dict) -> str:
+    """Lightning's precision setting; ``64`` trains in float64 (the plain modules: a reference run for the fused
+    float32 kernels, see ``benchmarks/fused_training.py``)."""
     precision = str(cfg["trainer"]["precision"])
     if precision == "auto":
         return "16-mixed" if torch.cuda.is_available() and cfg["trainer"]["accelerator"] != "cpu" else "32-true"
-    return "32-true" if precision == "32" else precision
+    return {"32": "32-true", "64": "64-true"}.get(precision, precision)
 
 
 def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callbacks=(), logs: bool = True):

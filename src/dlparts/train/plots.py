@@ -33,7 +33,8 @@ def test_plots(module, dataset, folder: Path, examples: int) -> list[Path]:
     if examples <= 0 or len(dataset) == 0 or info["task"] == "image_cls":
         return written
     batch = _examples(dataset, examples)
-    batch = {k: v.to(module.device) for k, v in batch.items()}
+    # the module's float dtype: Lightning casts the batches it feeds (float64 under precision 64), not this one
+    batch = {k: v.to(module.device, module.dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
     was_training = module.training
     module.eval()
     logits = module(batch)
