@@ -9,7 +9,7 @@ A training step's gradients are tested against float64 in ``tests/layers/test_fu
 runs end.  Each (seed, mode) trains from the same initial weights on the same batches (per-epoch seeding) and is
 tested on its best-on-validation checkpoint.  ``fused`` is what ``dlparts fit`` runs on a CPU in float32;
 ``plain`` the same run under ``fused.disabled()``; ``float64`` ``trainer.precision=64`` (plain modules).  Prints one
-row per run, then per mode the mean of the monitored metric and its mean paired difference to ``float64``.
+row per run, then per mode the mean of the first test metric, and the paired differences between modes.
 """
 
 from __future__ import annotations
@@ -60,19 +60,17 @@ def main() -> None:
                       f"{row['seconds']:.0f} s", flush=True)
     metric = next(iter(rows[0]["test"]))
     value = {(r["seed"], r["mode"]): r["test"][metric] for r in rows}
+
+    def paired(a: str, b: str) -> str:
+        diffs = [value[s, a] - value[s, b] for s in args.seeds]
+        return f"{a} minus {b}: mean {statistics.mean(diffs):+.4f}, per seed " + " ".join(f"{d:+.4f}" for d in diffs)
+
     print(f"\n{args.preset}, {len(args.seeds)} seeds, test {metric}:")
     for mode in args.modes:
-        mean = statistics.mean(value[s, mode] for s in args.seeds)
-        line = f"  {mode:8s} mean {mean:.4f}"
-        if mode != "float64" and "float64" in args.modes:
-            diffs = [value[s, mode] - value[s, "float64"] for s in args.seeds]
-            line += f"  minus float64: mean {statistics.mean(diffs):+.4f}, per seed " + " ".join(
-                f"{d:+.4f}" for d in diffs)
-        print(line)
-    if {"fused", "plain"} <= set(args.modes):
-        diffs = [value[s, "fused"] - value[s, "plain"] for s in args.seeds]
-        print(f"  fused minus plain: mean {statistics.mean(diffs):+.4f}, per seed " + " ".join(f"{d:+.4f}" for d in diffs))
-
+        print(f"  {mode:8s} mean {statistics.mean(value[s, mode] for s in args.seeds):.4f}")
+    for a, b in (("fused", "float64"), ("plain", "float64"), ("fused", "plain")):
+        if {a, b} <= set(args.modes):
+            print("  " + paired(a, b))
 
 if __name__ == "__main__":
     main()
