@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 from dlparts.errors import ConfigError
+from dlparts.layers.heads import check_classes
 from dlparts.layers.lrn import LocalResponseNorm
-from dlparts.models.registry import register_model
+from dlparts.models.registry import random_inputs, register_model
 
 PAPER = "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural Networks. NeurIPS 2012"
 
@@ -93,15 +94,16 @@ class TowerSpec:
     conv: tuple[tuple[int, int, int, int, int], ...]
     fc: tuple[int, int]
     pool_out: int | None  # adaptive average pool to this size before the FC layers (None: no pool)
+    input_size: int  # the side of the square input images it is designed for
 
 
 PAPER_SPEC = TowerSpec(
     conv=((96, 11, 4, 0, 1), (256, 5, 1, 2, 2), (384, 3, 1, 1, 1), (384, 3, 1, 1, 2), (256, 3, 1, 1, 2)),
-    fc=(4096, 4096), pool_out=None,
+    fc=(4096, 4096), pool_out=None, input_size=227,
 )
 SMALL_SPEC = TowerSpec(
     conv=((48, 5, 2, 2, 1), (128, 5, 1, 2, 2), (192, 3, 1, 1, 1), (192, 3, 1, 1, 2), (128, 3, 1, 1, 2)),
-    fc=(512, 512), pool_out=2,
+    fc=(512, 512), pool_out=2, input_size=40,
 )
 
 
@@ -161,11 +163,6 @@ def init_kaiming_(model: nn.Module) -> nn.Module:
 _INITS = ("paper", "kaiming", "default")
 
 
-def _check_classes(num_classes: int) -> None:
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes={num_classes!r} must be a positive integer")
-
-
 class AlexNetPaper(nn.Module):
     """The paper's AlexNet in one module: ``[B, 3, 227, 227] -> [B, num_classes]`` logits (``alexnet_small``: 64).
 
@@ -176,7 +173,7 @@ class AlexNetPaper(nn.Module):
     def __init__(self, num_classes: int = 1000, *, spec: TowerSpec = PAPER_SPEC, towers: int = 2,
                  dropout: float = 0.5, init: str = "paper", generator: torch.Generator | None = None):
         super().__init__()
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         if init not in _INITS:
             raise ConfigError(f"init={init!r} must be 'paper' (N(0, 0.01), section 5), 'kaiming' or 'default' "
                               "(PyTorch's)")
@@ -202,9 +199,15 @@ class AlexNetPaper(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None,
+                       **kwargs) -> tuple[torch.Tensor]:
+        """``(images [batch, 3, H, W],)``, by default of the spec's side (227 for the paper, 40 for the small net)."""
+        side = self.spec.input_size
+        return random_inputs(batch, shape or (3, side, side), **kwargs)
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc8 by a fresh ``Linear(fc7 width, num_classes)`` (paper init: ``N(0, 0.01)``, bias 0)."""
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         fc8 = nn.Linear(self.classifier.fc8.in_features, num_classes, device=self.classifier.fc8.weight.device)
         if self.init == "paper":
             nn.init.normal_(fc8.weight, 0.0, 0.01)
@@ -225,7 +228,7 @@ class AlexNetPaperSplit(nn.Module):
     def __init__(self, num_classes: int = 1000, *, devices: Sequence[str | torch.device] = ("cpu", "cpu"),
                  dropout: float = 0.5, init: str = "paper", generator: torch.Generator | None = None):
         super().__init__()
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         if len(devices) != 2:
             raise ConfigError(f"devices={devices!r} must name exactly two devices, one per tower")
         self.devices = tuple(torch.device(d) for d in devices)
@@ -293,8 +296,14 @@ class AlexNetPaperSplit(nn.Module):
         a, b = self._towers(x)
         return self._head(self._both(torch.flatten(a, 1), torch.flatten(b, 1)))  # [B, 4608] halves -> [B, K]
 
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None,
+                       **kwargs) -> tuple[torch.Tensor]:
+        """``(images [batch, 3, 227, 227],)`` (the paper's side)."""
+        side = PAPER_SPEC.input_size
+        return random_inputs(batch, shape or (3, side, side), **kwargs)
+
     def reset_classifier(self, num_classes: int) -> None:
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         fc8 = nn.Linear(self.fc8.in_features, num_classes, device=self.devices[0])
         if self.init == "paper":
             nn.init.normal_(fc8.weight, 0.0, 0.01)
@@ -347,7 +356,7 @@ class AlexNet(nn.Module):
 
     def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5):
         super().__init__()
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
@@ -376,8 +385,13 @@ class AlexNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None,
+                       **kwargs) -> tuple[torch.Tensor]:
+        """``(images [batch, 3, 224, 224],)`` (torchvision's side)."""
+        return random_inputs(batch, shape or (3, 224, 224), **kwargs)
+
     def reset_classifier(self, num_classes: int) -> None:
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         self.classifier[-1] = nn.Linear(4096, num_classes, device=self.classifier[-1].weight.device)
 
 

@@ -3,14 +3,27 @@
 ``register_model`` records a builder and its :class:`ModelInfo`; ``create_model`` builds one by name and attaches the
 info to the module as ``model.model_info``.  Registering a name twice is refused, so a typo cannot silently replace a
 model.  Families live one per file in ``dlparts/models/`` and are imported by ``dlparts.models`` on first use.
+
+Every registered model has one interface (timm's), so that no other layer needs to know a family:
+
+* ``forward(*inputs)``: logits; ``forward_features(*inputs)`` then ``forward_head(features, pre_logits=False)``
+  compute the same in two steps;
+* ``reset_classifier(num_classes)``: a fresh last layer;
+* ``example_inputs(batch=1, shape=None, *, device=None, dtype=torch.float32, generator=None)``: a tuple of random
+  inputs that ``forward`` takes (``shape`` is one sample's, default the model's own; see :func:`random_inputs`);
+* optional: ``regularization_loss()`` (a term the training loss adds) and ``critical_points(points)`` (the points
+  that decide a global max-pooled feature, which the test plots draw).
+
+Builders take their own variant arguments (e.g. PointNet++'s ``variant`` table), so the engine only passes them on.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from dlparts.errors import ModelNotFoundError, RegistryError
@@ -86,12 +99,19 @@ def get_model_info(name: str) -> ModelInfo:
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name``; keyword arguments go to its builder (e.g. ``num_classes=10``)."""
+    """Build the registered model ``name``; keyword arguments go to its builder (e.g. ``num_classes=10``).
+
+    A model built with a ``variant`` (another table row of its family) carries its own parameter count and the
+    variant in ``model.model_info`` (``num_params`` and ``extra["variant"]``).
+    """
     info = get_model_info(name)
     try:
         model = _BUILDERS[name](**kwargs)
     except TypeError as exc:
         raise RegistryError(f"model {name!r}: {exc}") from None
+    if kwargs.get("variant") is not None:
+        info = replace(info, num_params=sum(p.numel() for p in model.parameters()),
+                       extra={**info.extra, "variant": kwargs["variant"]})
     model.model_info = info
     return model
 
@@ -101,13 +121,26 @@ def create_model_for_counting(name: str, **kwargs: Any) -> nn.Module:
 
     Builders that place parts on explicit devices (``alexnet_paper_split``) cannot be built on meta.
     """
-    import torch
-
     try:
         with torch.device("meta"):
             return create_model(name, **kwargs)
     except (NotImplementedError, RuntimeError):
         return create_model(name, **kwargs)
+
+
+def random_inputs(batch: int, shape: tuple[int, ...], *, categories: int = 0, device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """The example inputs of the model interface: ``x [batch, *shape]`` uniform in ``[-1, 1)`` and, when
+    ``categories > 0``, a category index ``int64 [batch]`` below it (part segmentation's second input).  On the meta
+    device the tensors carry shapes only."""
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "meta":
+        x = torch.empty(batch, *shape, device=device, dtype=dtype)
+        return (x, torch.empty(batch, device=device, dtype=torch.long)) if categories else (x,)
+    x = (torch.rand(batch, *shape, generator=generator, dtype=dtype) * 2 - 1).to(device)  # [B, *shape]
+    if not categories:
+        return (x,)
+    return x, torch.randint(0, categories, (batch,), generator=generator).to(device)  # [B]
 
 
 def _unknown(name: str) -> str:
