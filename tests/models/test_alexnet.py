@@ -166,12 +166,16 @@ def test_small_takes_32_to_64_pixels(side):
     assert model(torch.randn(2, 3, side, side)).shape == (2, 10)
 
 
-def test_recipes_in_metadata():
-    recipe = get_model_info("alexnet_paper").extra["recipe"]
-    assert (recipe["optimizer"], recipe["momentum"], recipe["weight_decay"], recipe["batch_size"]) == \
-        ("sgd", 0.9, 5e-4, 128)
-    assert (recipe["lr"], recipe["lr_factor"], recipe["lr_schedule"], recipe["epochs"]) == (0.01, 0.1, "plateau", 90)
-    assert get_model_info("alexnet_small").extra["recipe"]["image_size"] == 48
+def test_recipes_in_metadata_name_the_shipped_recipes():
+    from dlparts.train.config import load_config
+
+    paper = load_config(get_model_info("alexnet_paper").extra["recipe"])  # section 5 of the paper
+    assert paper["model"]["name"] == "alexnet_paper" and paper["optim"] == {
+        "name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "betas": [0.9, 0.999]}
+    assert (paper["data"]["batch_size"], paper["sched"]["name"], paper["sched"]["factor"]) == (128, "plateau", 0.1)
+    assert paper["trainer"]["max_epochs"] == 90
+    small = load_config(get_model_info("alexnet_small").extra["recipe"])
+    assert small["model"]["name"] == "alexnet_small" and small["data"]["args"]["image_size"] == 48
 
 
 def test_bad_arguments():
