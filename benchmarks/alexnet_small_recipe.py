@@ -87,7 +87,8 @@ def main() -> None:
         for batch in train_loader:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step, len(train_loader))
-            loss = F.cross_entropy(model(batch["image"]), batch["label"], label_smoothing=cfg["loss"]["label_smoothing"])
+            loss = F.cross_entropy(model(batch["image"]), batch["label"],
+                                   label_smoothing=cfg["loss"]["label_smoothing"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

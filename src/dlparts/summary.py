@@ -350,7 +350,8 @@ def _shape_only_norms(model: nn.Module | None):
     """On meta, normalization layers run through slow Python decompositions although their output has the input's
     shape; give them a shape-only forward for this run (their hooks still fire and are counted), then restore what
     each had (an instance ``forward`` of the caller's own is kept)."""
-    norms = [] if model is None else [m for m in model.modules() if isinstance(m, (*_NORMS, nn.LayerNorm, nn.GroupNorm))]
+    kinds = (*_NORMS, nn.LayerNorm, nn.GroupNorm)
+    norms = [] if model is None else [m for m in model.modules() if isinstance(m, kinds)]
     own = [(m, vars(m).get("forward")) for m in norms]
     for module in norms:
         module.forward = _same_shape

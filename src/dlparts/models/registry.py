@@ -2,7 +2,8 @@
 
 ``register_model`` records a builder and its :class:`ModelInfo`; ``create_model`` builds one by name and attaches the
 info to the module as ``model.model_info``.  Registering a name twice is refused, so a typo cannot silently replace a
-model.  Families live one per file in ``dlparts/models/`` and are imported by ``dlparts.models`` on first use.
+model.  Families live one per file in ``dlparts/models/``; the package ``dlparts.models``, which Python imports
+before this module, imports them all, so every builder is registered before any lookup.
 
 Every registered model has one interface (timm's), so that no other layer needs to know a family:
 
@@ -80,19 +81,13 @@ def register_model(
     return decorate
 
 
-def _load_families() -> None:
-    import dlparts.models  # noqa: F401  (importing the package registers every family)
-
-
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted; ``pattern`` is a shell-style filter such as ``"pointnet2_*"``."""
-    _load_families()
     names = sorted(_BUILDERS)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
 def get_model_info(name: str) -> ModelInfo:
-    _load_families()
     if name not in _INFOS:
         raise ModelNotFoundError(_unknown(name))
     return _INFOS[name]
@@ -128,8 +123,9 @@ def create_model_for_counting(name: str, **kwargs: Any) -> nn.Module:
         return create_model(name, **kwargs)
 
 
-def random_inputs(batch: int, shape: tuple[int, ...], *, categories: int = 0, device: torch.device | str | None = None,
-                  dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+def random_inputs(batch: int, shape: tuple[int, ...], *, categories: int = 0,
+                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
     """The example inputs of the model interface: ``x [batch, *shape]`` uniform in ``[-1, 1)`` and, when
     ``categories > 0``, a category index ``int64 [batch]`` below it (part segmentation's second input).  On the meta
     device the tensors carry shapes only."""
