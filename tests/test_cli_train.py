@@ -40,6 +40,7 @@ def test_fit_refuses_an_existing_run_without_resume(run, capsys):
     (["fit", *TINY, "model.name=pointnet_cls_v"], "unknown model 'pointnet_cls_v'; did you mean"),
     (["fit", *TINY, "model.name=pointnet_semseg"], "'pointnet_semseg' is a point_semseg model but data.name="),
     (["fit", "--config", "no/such.yaml"], "config file no/such.yaml does not exist"),
+    (["fit", "--config", "no_such_recipe"], "no_such_recipe does not exist and is not a recipe name (one of "),
     (["fit", "data.name=synthetic_shapes"], "model.name is not set; give it in the config or as model.name=NAME"),
     (["test", "--ckpt", "no/such.ckpt"], "checkpoint no/such.ckpt does not exist"),
 ])
