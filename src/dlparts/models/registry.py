@@ -39,7 +39,9 @@ class ModelInfo:
     ``num_params`` is the exact parameter count of the model built with its default arguments; tests check it against
     ``sum(p.numel())``, ``dlparts.summary`` and, where the layers are plain convolutions, ``dlparts.arith``.
     ``input_spec`` describes one sample without the batch dimension, e.g. ``(3, 227, 227)`` for images or
-    ``(1024, 3)`` for a point cloud of 1024 xyz points.
+    ``(1024, 3)`` for a point cloud of 1024 xyz points.  ``extra`` holds what only some models have:
+    ``num_categories`` (part segmentation), ``recipe`` (the name of the shipped training recipe, for
+    ``dlparts.train.config.load_config``), ``variant`` (the table row a model was built with).
     """
 
     name: str
