@@ -1,6 +1,7 @@
 """The CPU recipe for ``alexnet_small`` on the embedded shapes, as a plain training loop (no engine).
 
-Proves that ``SMALL_CPU_RECIPE`` (``dlparts.models.alexnet``) reaches >= 90% validation top-1 within 5 minutes on a
+Proves that the ``alexnet_small_cpu`` recipe (``dlparts/configs/alexnet_small_cpu.yaml``) reaches >= 90% validation
+top-1 within 5 minutes on a
 2-thread CPU, and prints the recipe, the per-epoch top-1/top-5 errors (as the paper reports them) and the times.
 
     .venv/bin/python benchmarks/alexnet_small_recipe.py            # the recipe as declared
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict, replace
 
 import torch
 import torch.nn.functional as F
@@ -22,16 +22,16 @@ from dlparts.data.imagefolder import ImageFolderDataset
 from dlparts.data.images import build_transform, compute_rgb_stats
 from dlparts.data.synthetic_images import cache_root, make_synthetic_images
 from dlparts.models import create_model
-from dlparts.models.alexnet import SMALL_CPU_RECIPE, Recipe
+from dlparts.train.config import load_config
 
 
-def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
-    """Linear warm-up over ``warmup_epochs``, then cosine decay to 0 at the last step."""
-    warm = recipe.warmup_epochs * steps_per_epoch
-    total = recipe.epochs * steps_per_epoch
+def lr_at(cfg: dict, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up over ``sched.warmup_epochs``, then cosine decay to 0 at the last step."""
+    lr, warm = cfg["optim"]["lr"], cfg["sched"]["warmup_epochs"] * steps_per_epoch
+    total = cfg["trainer"]["max_epochs"] * steps_per_epoch
     if step < warm:
-        return recipe.lr * (step + 1) / warm
-    return recipe.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        return lr * (step + 1) / warm
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
 @torch.no_grad()
@@ -56,35 +56,39 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    recipe = SMALL_CPU_RECIPE if args.epochs is None else replace(SMALL_CPU_RECIPE, epochs=args.epochs)
+    cfg = load_config("alexnet_small_cpu", [] if args.epochs is None else [f"trainer.max_epochs={args.epochs}"])
+    image, crop = cfg["data"]["args"]["image_size"], cfg["data"]["args"]["crop_size"]
+    o = cfg["optim"]
 
     start = time.perf_counter()
-    root = make_synthetic_images(seed=0, size=recipe.image_size)
+    root = make_synthetic_images(seed=0, size=image)
     cache = cache_root() / "image_cache"
-    train = ImageFolderDataset(root, "train", size=recipe.image_size, cache_dir=cache, progress=False)
-    val = ImageFolderDataset(root, "val", size=recipe.image_size, classes=train.classes, cache_dir=cache,
+    train = ImageFolderDataset(root, "train", size=image, cache_dir=cache, progress=False)
+    val = ImageFolderDataset(root, "val", size=image, classes=train.classes, cache_dir=cache,
                              progress=False)
     stats = compute_rgb_stats(train.load(i) for i in range(len(train)))
-    train.transform = build_transform(True, crop=recipe.crop_size, stats=stats, mean="channel", lighting_std=0.1)
-    val.transform = build_transform(False, crop=recipe.crop_size, stats=stats, mean="channel")
+    mean, lighting = cfg["data"]["args"]["mean"], cfg["data"]["args"]["lighting_std"]
+    train.transform = build_transform(True, crop=crop, stats=stats, mean=mean, lighting_std=lighting)
+    val.transform = build_transform(False, crop=crop, stats=stats, mean=mean)
     data_s = time.perf_counter() - start
-    print(f"data: {len(train)} train / {len(val)} val images of {recipe.image_size}px in {len(train.classes)} "
+    print(f"data: {len(train)} train / {len(val)} val images of {image}px in {len(train.classes)} "
           f"classes, ready in {data_s:.1f} s (generated once, then cached under {cache_root()})")
-    print("recipe:", asdict(recipe))
+    print("recipe:", {k: cfg[k] for k in ("data", "optim", "sched", "trainer")})
 
-    train_loader = DataLoader(train, batch_size=recipe.batch_size, shuffle=True, drop_last=True)
+    train_loader = DataLoader(train, batch_size=cfg["data"]["batch_size"], shuffle=True, drop_last=True)
     val_loader = DataLoader(val, batch_size=256)
     model = create_model("alexnet_small", num_classes=len(train.classes))
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
+                                weight_decay=o["weight_decay"])
     step, train_start, cpu_start = 0, time.perf_counter(), time.process_time()
-    for epoch in range(recipe.epochs):
+    for epoch in range(cfg["trainer"]["max_epochs"]):
         model.train()
         total_loss = 0.0
         for batch in train_loader:
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(recipe, step, len(train_loader))
-            loss = F.cross_entropy(model(batch["image"]), batch["label"], label_smoothing=recipe.label_smoothing)
+                group["lr"] = lr_at(cfg, step, len(train_loader))
+            loss = F.cross_entropy(model(batch["image"]), batch["label"],
+                                   label_smoothing=cfg["loss"]["label_smoothing"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

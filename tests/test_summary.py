@@ -166,3 +166,25 @@ def test_meta_run_equals_cpu_run_row_for_row():
     assert strip(meta.rows) == strip(cpu.rows)
     assert meta.totals() == cpu.totals()
     assert all(not hasattr(m, "forward") or "forward" not in vars(m) for m in model.modules())
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_summary_leaves_modes_and_methods_as_they_were(device):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.5), nn.BatchNorm2d(8))
+    model.train()
+    model[1].eval()  # a frozen batch norm inside a training model
+    own = lambda x: x  # noqa: E731  an instance forward of the caller's own
+    model[4].forward = own
+    before = [m.training for m in model.modules()]
+    summarize(model, (3, 8, 8), device=device)
+    assert [m.training for m in model.modules()] == before == [True, True, False, True, True, True]
+    assert "forward" not in vars(model[1]) and vars(model[4])["forward"] is own
+
+
+def test_point_model_runs_on_its_own_example_inputs():
+    from dlparts.models import create_model
+
+    model = create_model("pointnet_partseg")  # forward needs a category besides the points
+    result = summarize(model, (256, 3), batch_size=2)
+    rows = {r.name: r for r in result.rows}
+    assert result.input_shape == [256, 3] and rows["head.1"].output_shape == [2, 256, 50]

@@ -21,6 +21,7 @@ Units, as in :mod:`dlparts.arith` (whose formulas the tests hold these counts to
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -35,6 +36,7 @@ from torch import nn
 
 from dlparts.arith import effective_kernel, lrn_flops_per_element
 from dlparts.errors import ConfigError, ShapeError
+from dlparts.models.registry import random_inputs
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
                 nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus)
@@ -126,10 +128,6 @@ class Summary:
 
 
 # ---------------------------------------------------------------------------------------------------------- the counts
-def _numel(shape: Sequence[int] | None) -> int:
-    return math.prod(shape) if shape is not None else 0
-
-
 def _pool_window(module: nn.Module, dims: int) -> int:
     k = module.kernel_size
     return math.prod((k,) * dims if isinstance(k, int) else k)
@@ -203,16 +201,13 @@ def _field_after(module: nn.Module, x: torch.Tensor | None, out: Any, rf: int | 
 # ---------------------------------------------------------------------------------------------------------- the runner
 def _example_inputs(model: nn.Module, input_shape: Sequence[int], batch_size: int, device: torch.device,
                     dtype: torch.dtype) -> tuple:
-    shape = (batch_size, *input_shape)
-    if device.type == "meta":
-        x = torch.empty(shape, device=device, dtype=dtype)
-    else:
-        gen = torch.Generator().manual_seed(0)
-        x = torch.rand(shape, generator=gen, dtype=dtype).to(device)
-    info = getattr(model, "model_info", None)
-    if info is not None and info.task == "point_partseg":
-        return x, torch.zeros(batch_size, dtype=torch.long, device=device)
-    return (x,)
+    """The model's own example inputs (``model.example_inputs``, which adds e.g. part segmentation's category) of
+    ``input_shape``, or one random tensor for any other module; seeded, so that CPU runs repeat."""
+    gen = torch.Generator().manual_seed(0)
+    make = getattr(model, "example_inputs", None)
+    if make is not None:
+        return make(batch_size, tuple(input_shape), device=device, dtype=dtype, generator=gen)
+    return random_inputs(batch_size, tuple(input_shape), device=device, dtype=dtype, generator=gen)
 
 
 class _Recorder:
@@ -286,8 +281,10 @@ def summarize(model: nn.Module, input_shape: Sequence[int] | None = None, *, bat
     """Summarize ``model`` on one batch of ``input_shape`` (without the batch dimension, e.g. ``(3, 224, 224)``).
 
     ``device="auto"`` runs on the meta device and falls back to a small real CPU run when the forward reads values;
-    ``"meta"`` or ``"cpu"`` force one.  ``inputs`` gives explicit example tensors instead of a shape.  The model is
-    not modified: hooks are removed, and it runs on a copy in eval mode.
+    ``"meta"`` or ``"cpu"`` force one.  ``inputs`` gives explicit example tensors instead of a shape; without them the
+    model's ``example_inputs`` are used where it has them.  The model runs in eval mode with its tensors swapped for
+    meta or device copies (a model built on meta is copied and materialized) and is left as it was: hooks removed,
+    every submodule's training mode restored, no attribute left behind.
     """
     if inputs is None:
         if input_shape is None or not len(input_shape) or any(int(s) <= 0 for s in input_shape):
@@ -315,17 +312,11 @@ def _run(model, input_shape, batch_size, dtype, device, inputs) -> Summary:
         inputs = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
         input_shape = list(inputs[0].shape[1:])
     recorder = _Recorder(work, torch.empty((), dtype=dtype).element_size())
-    was_training = work.training
-    work.eval()
-    shortcut = _shape_preserving_norms(work) if device.type == "meta" else []
     try:
-        with torch.no_grad():
+        with _eval_mode(work), _shape_only_norms(work if device.type == "meta" else None), torch.no_grad():
             torch.func.functional_call(work, state, inputs) if state else work(*inputs)
     finally:
         recorder.remove()
-        work.train(was_training)
-        for module in shortcut:
-            del module.forward
     params = list(model.parameters())
     return Summary(
         model=type(model).__name__ if getattr(model, "model_info", None) is None else model.model_info.name,
@@ -341,13 +332,37 @@ def _same_shape(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     return torch.empty_like(x)
 
 
-def _shape_preserving_norms(model: nn.Module) -> list[nn.Module]:
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """Every submodule in eval mode for the run, then back to its own mode (``model.train(was)`` would give every
+    submodule the root's mode)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
+def _shape_only_norms(model: nn.Module | None):
     """On meta, normalization layers run through slow Python decompositions although their output has the input's
-    shape; give them a shape-only forward for this run (their hooks still fire and are counted)."""
-    norms = [m for m in model.modules() if isinstance(m, (*_NORMS, nn.LayerNorm, nn.GroupNorm))]
+    shape; give them a shape-only forward for this run (their hooks still fire and are counted), then restore what
+    each had (an instance ``forward`` of the caller's own is kept)."""
+    kinds = (*_NORMS, nn.LayerNorm, nn.GroupNorm)
+    norms = [] if model is None else [m for m in model.modules() if isinstance(m, kinds)]
+    own = [(m, vars(m).get("forward")) for m in norms]
     for module in norms:
         module.forward = _same_shape
-    return norms
+    try:
+        yield
+    finally:
+        for module, forward in own:
+            if forward is None:
+                del module.forward
+            else:
+                module.forward = forward
 
 
 def _prepare(model: nn.Module, device: torch.device) -> tuple[nn.Module, dict | None]:

@@ -1,5 +1,5 @@
-"""PointNet++: declared counts against torch and dlparts.summary, the SSG classifier's MACs by hand, the fused first
-layer against the plain order, order invariance, the interface and export of every variant, overfitting 8 clouds."""
+"""PointNet++: the SSG classifier's count and MACs by hand and by dlparts.summary, the fused first layer against the
+plain order, order invariance, gradients and export of every variant, overfitting 8 clouds."""
 
 import pytest
 import torch
@@ -16,10 +16,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
-def test_every_variant_is_registered_with_its_exact_count():
+def test_every_variant_is_registered():
     assert list_models("pointnet2_*") == sorted(NAMES)
-    for name in NAMES:
-        assert sum(p.numel() for p in create_model(name).parameters()) == get_model_info(name).num_params
 
 
 def test_cls_ssg_macs_by_hand_and_by_summary():
@@ -48,19 +46,12 @@ def _inputs(name, b=2, seed=0, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_interface_backward_determinism_and_export(name):
+def test_backward_determinism_and_export(name):
     torch.manual_seed(0)
-    info = get_model_info(name)
     model = create_model(name)
     args = _inputs(name)
-    out = model(*args)
-    n = args[0].shape[1]
-    assert out.shape == ((2, info.num_classes) if info.task == "point_cls" else (2, n, info.num_classes))
-    out.square().mean().backward()
+    model(*args).square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    feats = model.forward_features(*args)
-    model.reset_classifier(5)
-    assert model.forward_head(feats).shape[-1] == 5
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(*args), model(*args), rtol=0, atol=0)

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from dlparts.errors import ConfigError, DataNotFoundError
-from dlparts.train.config import DEFAULTS, load_config, parse_override, save_config
+from dlparts.train.config import DEFAULTS, list_recipes, load_config, parse_override, save_config
 
 
 @pytest.fixture
@@ -79,9 +79,16 @@ def test_every_recipe_in_configs_loads_with_a_registered_model_and_dataset():
     from dlparts.models import get_model_info
     from dlparts.train.data import DATASETS
 
-    files = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
-    assert len(files) >= 12
+    files = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))  # the link to the package's
+    assert len(files) >= 12 and [p.stem for p in files] == list_recipes()
     for path in files:
-        cfg = load_config(path)
+        cfg = load_config(path.stem)  # by bare name, as `dlparts fit --config NAME`
+        assert cfg == load_config(path)
         assert get_model_info(cfg["model"]["name"]).name == cfg["model"]["name"]
         assert cfg["data"]["name"] in DATASETS, path.name
+
+
+def test_a_name_that_is_no_recipe_lists_the_recipes():
+    with pytest.raises(DataNotFoundError, match="pointnet2_cls_ssg_cpu_typo does not exist and is not a recipe "
+                                                r"name \(one of alexnet_imagenet, "):
+        load_config("pointnet2_cls_ssg_cpu_typo")

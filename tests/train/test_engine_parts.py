@@ -5,17 +5,27 @@ import math
 import pytest
 import torch
 
+from dlparts.data.transforms import axis_rotation
 from dlparts.errors import ConfigError
 from dlparts.train.callbacks import AtomicCheckpointIO, bn_momentum
 from dlparts.train.config import load_config
 from dlparts.train.data import EpochSampler, holdout
-from dlparts.train.modules import build_optimizer, rotate_about, vote_logits
+from dlparts.train.optim import build_optimizer
+from dlparts.train.voting import vote_logits
 
 
-def test_rotate_about_quarter_turn():
-    xyz = torch.tensor([[1.0, 0.0, 5.0]])
-    assert torch.allclose(rotate_about(xyz, math.pi / 2, axis=2), torch.tensor([[0.0, 1.0, 5.0]]), atol=1e-6)
-    assert torch.allclose(rotate_about(xyz, math.pi / 2, axis=1), torch.tensor([[5.0, 0.0, -1.0]]), atol=1e-6)
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_votes_turn_about_the_axis(axis):
+    # four quarter turns of every point average to its projection on the axis; the other channels stay
+    points = torch.tensor([[[1.0, 2.0, 5.0, 7.0], [-3.0, 0.5, 2.0, 1.0]]], dtype=torch.float64)
+    voted = vote_logits(lambda p: p, points, 4, axis=axis, scale=(1.0, 1.0))
+    expected = torch.zeros_like(points)
+    expected[..., axis], expected[..., 3] = points[..., axis], points[..., 3]
+    torch.testing.assert_close(voted, expected)
+    # the copies turn as the data layer's augmentation turns clouds (the same rotation matrix)
+    seen = []
+    vote_logits(lambda p: seen.append(p) or p, points, 4, axis=axis, scale=(1.0, 1.0))
+    torch.testing.assert_close(seen[1][..., :3], points[..., :3] @ axis_rotation(math.pi / 2, axis))
 
 
 def test_one_vote_is_the_plain_forward_and_votes_average():

@@ -82,6 +82,17 @@ def test_semseg_iou_and_oa_hand_computed():
     assert out["oa"].item() == pytest.approx(4 / 6)
 
 
+def test_iou_from_confmat_hand_built_names_its_fields():
+    cm = torch.tensor([[3, 1, 0], [2, 4, 0], [0, 0, 0]])  # rows truth, columns prediction; class 2 absent
+    out = M.iou_from_confmat(cm)
+    # class 0: TP 3, FP 2, FN 1 -> 3/6; class 1: TP 4, FP 1, FN 2 -> 4/7
+    assert out.per_class_iou[:2].tolist() == pytest.approx([3 / 6, 4 / 7])
+    assert math.isnan(out.per_class_iou[2].item())
+    assert out.miou.item() == pytest.approx((3 / 6 + 4 / 7) / 2)
+    assert out.oa.item() == pytest.approx(7 / 10)
+    assert out._fields == ("miou", "oa", "per_class_iou")
+
+
 def test_mean_class_accuracy_from_confmat():
     cm = torch.tensor([[3, 1], [0, 0]])  # class 1 has no samples: left out
     assert M.mean_class_accuracy(cm).item() == pytest.approx(0.75)

@@ -1,6 +1,8 @@
 """One tiny fit per task on the embedded datasets, in process; the engine's test metrics are recomputed by hand
 from the best checkpoint with the plain references."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -49,9 +51,16 @@ def test_semantic_segmentation_oa_by_hand(tmp_path):
     cfg, result = _fit(tmp_path, "model.name=pointnet_semseg", "data.name=synthetic_rooms",
                        "data.num_points=256")
     module, batch, logits = _test_logits(result, cfg)
-    oa = (logits.argmax(-1) == batch["seg"]).double().mean().item()
+    pred, truth = logits.argmax(-1), batch["seg"]
+    oa = (pred == truth).double().mean().item()
     assert result["test"]["oa"] == pytest.approx(oa, abs=1e-6)
-    assert 0 <= result["test"]["miou"] <= 1
+    ious = []  # the S3DIS protocol point by point: TP / (TP + FP + FN) of each class seen in truth or prediction
+    for c in range(module.info["num_classes"]):
+        tp = ((pred == c) & (truth == c)).sum().item()
+        union = ((pred == c) | (truth == c)).sum().item()
+        if union:
+            ious.append(tp / union)
+    assert result["test"]["miou"] == pytest.approx(float(np.mean(ious)), abs=1e-6)
 
 
 def test_point_classification_with_votes_and_critical_points(tmp_path):
@@ -62,5 +71,5 @@ def test_point_classification_with_votes_and_critical_points(tmp_path):
     assert result["test"]["acc"] == pytest.approx(acc, abs=1e-6)
     names = {p.rsplit("/", 1)[-1] for p in result["plots"]}
     assert names == {"curves.png", "confusion_matrix.png", "critical_points.png"}
-    saved = load_config(tmp_path / cfg["run"]["name"] / "config.yaml") if cfg["run"]["name"] else None
-    assert saved is None or saved == cfg
+    assert result["run_dir"] == str(tmp_path / "pointnet_cls-synthetic_shapes")  # run.name unset: model-data
+    assert load_config(Path(result["run_dir"]) / "config.yaml") == cfg

@@ -113,14 +113,3 @@ class MaxPool(nn.Module):
         """``n - 1`` comparisons for each output of a max over ``n`` values."""
         return {"macs": 0, "flops": inputs[0].numel() - output.numel()}
 
-
-def classifier(in_channels: int, widths: Sequence[int], num_classes: int, dropout: Sequence[float]) -> nn.Sequential:
-    """The fully connected head of the classification and segmentation nets: hidden layers (Linear, BN, ReLU,
-    dropout) and a last ``Linear`` to ``num_classes`` logits without BN or ReLU; ``[..., C] -> [..., K]``."""
-    hidden = SharedMLP(in_channels, widths, dropout=dropout)
-    return nn.Sequential(hidden, nn.Linear(hidden.out_channels, num_classes))
-
-
-def check_classes(name: str, num_classes: int) -> None:
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"{name}={num_classes!r} must be a positive integer")

@@ -28,58 +28,18 @@ makes it equal to the split form.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from dlparts.errors import ConfigError
+from dlparts.layers.heads import check_classes
 from dlparts.layers.lrn import LocalResponseNorm
-from dlparts.models.registry import register_model
+from dlparts.models.registry import random_inputs, register_model
 
 PAPER = "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural Networks. NeurIPS 2012"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A training recipe in plain numbers, for the training engine to read (``model_info.extra["recipe"]``).
-
-    ``lr_schedule`` is ``"plateau"`` (divide by ``lr_factor`` when the validation error stops improving) or
-    ``"cosine"`` (cosine decay to 0 over ``epochs``, after ``warmup_epochs`` of linear warm-up).
-    """
-
-    optimizer: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    batch_size: int
-    epochs: int
-    lr_schedule: str
-    lr_factor: float
-    image_size: int
-    crop_size: int
-    augmentation: tuple[str, ...]
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-
-
-#: Section 5 of the paper: SGD, momentum 0.9, weight decay 0.0005, batch 128, lr 0.01 divided by 10 when the
-#: validation error stopped improving (three times in all), about 90 epochs; 256px images, random 227 crops (see
-#: the module docstring), flips, PCA lighting with std 0.1, per-pixel mean subtraction; dropout 0.5.
-PAPER_RECIPE = Recipe(
-    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=90, lr_schedule="plateau",
-    lr_factor=0.1, image_size=256, crop_size=227,
-    augmentation=("random_crop", "horizontal_flip", "pca_lighting(0.1)", "mean_image"),
-)
-
-#: ``alexnet_small`` on the embedded synthetic images (``dlparts.data.synthetic_images``), 2 CPU threads: reaches
-#: >= 90% validation top-1 within 5 minutes; measured by ``benchmarks/alexnet_small_recipe.py``.
-SMALL_CPU_RECIPE = Recipe(
-    optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=5e-4, batch_size=32, epochs=12, lr_schedule="cosine",
-    lr_factor=0.0, image_size=48, crop_size=40, warmup_epochs=1,
-    augmentation=("random_crop", "horizontal_flip", "pca_lighting(0.1)", "mean_channel"),
-)
 
 
 @dataclass(frozen=True)
@@ -93,15 +53,16 @@ class TowerSpec:
     conv: tuple[tuple[int, int, int, int, int], ...]
     fc: tuple[int, int]
     pool_out: int | None  # adaptive average pool to this size before the FC layers (None: no pool)
+    input_size: int  # the side of the square input images it is designed for
 
 
 PAPER_SPEC = TowerSpec(
     conv=((96, 11, 4, 0, 1), (256, 5, 1, 2, 2), (384, 3, 1, 1, 1), (384, 3, 1, 1, 2), (256, 3, 1, 1, 2)),
-    fc=(4096, 4096), pool_out=None,
+    fc=(4096, 4096), pool_out=None, input_size=227,
 )
 SMALL_SPEC = TowerSpec(
     conv=((48, 5, 2, 2, 1), (128, 5, 1, 2, 2), (192, 3, 1, 1, 1), (192, 3, 1, 1, 2), (128, 3, 1, 1, 2)),
-    fc=(512, 512), pool_out=2,
+    fc=(512, 512), pool_out=2, input_size=40,
 )
 
 
@@ -161,11 +122,6 @@ def init_kaiming_(model: nn.Module) -> nn.Module:
 _INITS = ("paper", "kaiming", "default")
 
 
-def _check_classes(num_classes: int) -> None:
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes={num_classes!r} must be a positive integer")
-
-
 class AlexNetPaper(nn.Module):
     """The paper's AlexNet in one module: ``[B, 3, 227, 227] -> [B, num_classes]`` logits (``alexnet_small``: 64).
 
@@ -176,7 +132,7 @@ class AlexNetPaper(nn.Module):
     def __init__(self, num_classes: int = 1000, *, spec: TowerSpec = PAPER_SPEC, towers: int = 2,
                  dropout: float = 0.5, init: str = "paper", generator: torch.Generator | None = None):
         super().__init__()
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         if init not in _INITS:
             raise ConfigError(f"init={init!r} must be 'paper' (N(0, 0.01), section 5), 'kaiming' or 'default' "
                               "(PyTorch's)")
@@ -202,9 +158,15 @@ class AlexNetPaper(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None,
+                       **kwargs) -> tuple[torch.Tensor]:
+        """``(images [batch, 3, H, W],)``, by default of the spec's side (227 for the paper, 40 for the small net)."""
+        side = self.spec.input_size
+        return random_inputs(batch, shape or (3, side, side), **kwargs)
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc8 by a fresh ``Linear(fc7 width, num_classes)`` (paper init: ``N(0, 0.01)``, bias 0)."""
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         fc8 = nn.Linear(self.classifier.fc8.in_features, num_classes, device=self.classifier.fc8.weight.device)
         if self.init == "paper":
             nn.init.normal_(fc8.weight, 0.0, 0.01)
@@ -225,7 +187,7 @@ class AlexNetPaperSplit(nn.Module):
     def __init__(self, num_classes: int = 1000, *, devices: Sequence[str | torch.device] = ("cpu", "cpu"),
                  dropout: float = 0.5, init: str = "paper", generator: torch.Generator | None = None):
         super().__init__()
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         if len(devices) != 2:
             raise ConfigError(f"devices={devices!r} must name exactly two devices, one per tower")
         self.devices = tuple(torch.device(d) for d in devices)
@@ -293,8 +255,14 @@ class AlexNetPaperSplit(nn.Module):
         a, b = self._towers(x)
         return self._head(self._both(torch.flatten(a, 1), torch.flatten(b, 1)))  # [B, 4608] halves -> [B, K]
 
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None,
+                       **kwargs) -> tuple[torch.Tensor]:
+        """``(images [batch, 3, 227, 227],)`` (the paper's side)."""
+        side = PAPER_SPEC.input_size
+        return random_inputs(batch, shape or (3, side, side), **kwargs)
+
     def reset_classifier(self, num_classes: int) -> None:
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         fc8 = nn.Linear(self.fc8.in_features, num_classes, device=self.devices[0])
         if self.init == "paper":
             nn.init.normal_(fc8.weight, 0.0, 0.01)
@@ -347,7 +315,7 @@ class AlexNet(nn.Module):
 
     def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5):
         super().__init__()
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
@@ -376,8 +344,13 @@ class AlexNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None,
+                       **kwargs) -> tuple[torch.Tensor]:
+        """``(images [batch, 3, 224, 224],)`` (torchvision's side)."""
+        return random_inputs(batch, shape or (3, 224, 224), **kwargs)
+
     def reset_classifier(self, num_classes: int) -> None:
-        _check_classes(num_classes)
+        check_classes("num_classes", num_classes)
         self.classifier[-1] = nn.Linear(4096, num_classes, device=self.classifier[-1].weight.device)
 
 
@@ -385,10 +358,12 @@ def _default_devices() -> tuple[str, str]:
     return ("cuda:0", "cuda:1") if torch.cuda.device_count() >= 2 else ("cpu", "cpu")
 
 
+#: ``extra["recipe"]`` names the shipped training recipe of each model (``dlparts.train.config.load_config(name)``,
+#: ``dlparts fit --config NAME``): section 5 of the paper for the full-size nets, the CPU recipe for the small one.
 _COMMON = dict(family="alexnet", task="image_cls", paper=PAPER, num_classes=1000)
 
 
-@register_model("alexnet_paper", num_params=60_965_224, input_spec=(3, 227, 227), recipe=asdict(PAPER_RECIPE),
+@register_model("alexnet_paper", num_params=60_965_224, input_spec=(3, 227, 227), recipe="alexnet_imagenet",
                 **_COMMON)
 def alexnet_paper(*, num_classes: int = 1000, dropout: float = 0.5, init: str = "paper",
                   generator: torch.Generator | None = None) -> AlexNetPaper:
@@ -396,7 +371,7 @@ def alexnet_paper(*, num_classes: int = 1000, dropout: float = 0.5, init: str = 
     return AlexNetPaper(num_classes, dropout=dropout, init=init, generator=generator)
 
 
-@register_model("alexnet_paper_split", num_params=60_965_224, input_spec=(3, 227, 227), recipe=asdict(PAPER_RECIPE),
+@register_model("alexnet_paper_split", num_params=60_965_224, input_spec=(3, 227, 227), recipe="alexnet_imagenet",
                 **_COMMON)
 def alexnet_paper_split(*, num_classes: int = 1000, devices: Sequence[str] | None = None, dropout: float = 0.5,
                         init: str = "paper", generator: torch.Generator | None = None) -> AlexNetPaperSplit:
@@ -405,17 +380,17 @@ def alexnet_paper_split(*, num_classes: int = 1000, devices: Sequence[str] | Non
                              generator=generator)
 
 
-@register_model("alexnet", num_params=61_100_840, input_spec=(3, 224, 224), recipe=asdict(PAPER_RECIPE), **_COMMON)
+@register_model("alexnet", num_params=61_100_840, input_spec=(3, 224, 224), recipe="alexnet_imagenet", **_COMMON)
 def alexnet(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
     """torchvision-compatible AlexNet: loads ``torchvision.models.alexnet().state_dict()`` as is."""
     return AlexNet(num_classes, dropout=dropout)
 
 
 @register_model("alexnet_small", family="alexnet", task="image_cls", paper=PAPER, num_params=1_109_194,
-                input_spec=(3, 40, 40), num_classes=10, recipe=asdict(SMALL_CPU_RECIPE))
+                input_spec=(3, 40, 40), num_classes=10, recipe="alexnet_small_cpu")
 def alexnet_small(*, num_classes: int = 10, dropout: float = 0.5, init: str = "kaiming",
                   generator: torch.Generator | None = None) -> AlexNetPaper:
     """The paper's design for 32-64 px images: conv1 5x5 stride 2, widths 48-128-192-192-128, FC 512-512, average
     pooling to 2x2 before fc6; He initialization (the paper's N(0, 0.01) stalls at this size).  40 px crops of 48 px
-    images train to >= 90% on the embedded shapes in minutes (``SMALL_CPU_RECIPE``)."""
+    images train to >= 90% on the embedded shapes in minutes (the ``alexnet_small_cpu`` recipe)."""
     return AlexNetPaper(num_classes, spec=SMALL_SPEC, dropout=dropout, init=init, generator=generator)

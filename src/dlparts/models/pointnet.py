@@ -32,9 +32,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from dlparts.errors import ConfigError, ShapeError
-from dlparts.layers.mlp import MaxPool, SharedMLP, check_classes, classifier
+from dlparts.layers.heads import ClassifierHead, check_classes
+from dlparts.layers.mlp import MaxPool, SharedMLP
 from dlparts.layers.tnet import REG_WEIGHT, TNet, orthogonality_loss
-from dlparts.models.registry import register_model
+from dlparts.models.registry import random_inputs, register_model
 
 PAPER = "Qi, Su, Mo, Guibas. PointNet: Deep Learning on Point Sets for 3D Classification and Segmentation. CVPR 2017"
 
@@ -61,7 +62,6 @@ class PointNetCls(nn.Module):
     def __init__(self, num_classes: int = 40, *, in_channels: int = 3, input_transform: bool = True,
                  feature_transform: bool = True, dropout: float = 0.3):
         super().__init__()
-        check_classes("num_classes", num_classes)
         if in_channels < 3:
             raise ConfigError(f"in_channels={in_channels} must be at least 3 (xyz)")
         self.in_channels = in_channels
@@ -70,7 +70,7 @@ class PointNetCls(nn.Module):
         self.feature_tnet = TNet(64) if feature_transform else None
         self.mlp2 = SharedMLP(64, (64, 128, 1024))
         self.pool = MaxPool(dim=1)
-        self.head = classifier(1024, (512, 256), num_classes, (dropout, dropout))
+        self.head = ClassifierHead(1024, (512, 256), num_classes, (dropout, dropout))
         self._reg = torch.zeros(())
 
     def point_features(self, points: torch.Tensor, transforms: tuple | None = None):
@@ -101,7 +101,7 @@ class PointNetCls(nn.Module):
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``[B, 1024] -> [B, K]`` logits (or the ``[B, 256]`` last hidden layer with ``pre_logits``)."""
-        return self.head[0](features) if pre_logits else self.head(features)
+        return self.head(features, pre_logits)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(points))
@@ -111,8 +111,15 @@ class PointNetCls(nn.Module):
         return self._reg
 
     def reset_classifier(self, num_classes: int) -> None:
-        check_classes("num_classes", num_classes)
-        self.head[1] = nn.Linear(self.head[1].in_features, num_classes, device=self.head[1].weight.device)
+        self.head.reset(num_classes)
+
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None, **kwargs) -> tuple[torch.Tensor]:
+        """``(points [batch, N, C],)``, by default 1024 points (:func:`~dlparts.models.registry.random_inputs`)."""
+        return random_inputs(batch, shape or (1024, self.in_channels), **kwargs)
+
+    def critical_points(self, points: torch.Tensor) -> tuple[list[torch.Tensor], tuple]:
+        """The critical point set of each cloud of ``points [B, N, C]`` (see :func:`critical_points`)."""
+        return critical_points(self, points)
 
 
 class PointNetPartSeg(nn.Module):
@@ -121,7 +128,6 @@ class PointNetPartSeg(nn.Module):
     def __init__(self, num_classes: int = 50, *, num_categories: int = 16, in_channels: int = 3,
                  input_transform: bool = True, feature_transform: bool = True, dropout: float = 0.2):
         super().__init__()
-        check_classes("num_classes", num_classes)
         check_classes("num_categories", num_categories)
         self.in_channels, self.num_categories = in_channels, num_categories
         self.input_tnet = TNet(3, fcs=(128, 128)) if input_transform else None
@@ -133,7 +139,7 @@ class PointNetPartSeg(nn.Module):
         self.conv5 = SharedMLP(512, (2048,))
         self.pool = MaxPool(dim=1)
         width = 2048 + num_categories + 64 + 128 + 128 + 512 + 2048
-        self.head = classifier(width, (256, 256, 128), num_classes, (dropout, dropout, 0.0))
+        self.head = ClassifierHead(width, (256, 256, 128), num_classes, (dropout, dropout, 0.0))
         self._reg = torch.zeros(())
 
     def forward_features(self, points: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
@@ -161,7 +167,7 @@ class PointNetPartSeg(nn.Module):
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``[B, N, 4944] -> [B, N, P]`` logits (or ``[B, N, 128]`` with ``pre_logits``)."""
-        return self.head[0](features) if pre_logits else self.head(features)
+        return self.head(features, pre_logits)
 
     def forward(self, points: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(points, category))
@@ -171,8 +177,12 @@ class PointNetPartSeg(nn.Module):
         return self._reg
 
     def reset_classifier(self, num_classes: int) -> None:
-        check_classes("num_classes", num_classes)
-        self.head[1] = nn.Linear(self.head[1].in_features, num_classes, device=self.head[1].weight.device)
+        self.head.reset(num_classes)
+
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None,
+                       **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(points [batch, N, C], category [batch])``, by default 2048 points (ShapeNetPart's)."""
+        return random_inputs(batch, shape or (2048, self.in_channels), categories=self.num_categories, **kwargs)
 
 
 class PointNetSemSeg(nn.Module):
@@ -180,12 +190,11 @@ class PointNetSemSeg(nn.Module):
 
     def __init__(self, num_classes: int = 13, *, in_channels: int = 9, dropout: float = 0.3):
         super().__init__()
-        check_classes("num_classes", num_classes)
         self.in_channels = in_channels
         self.mlp = SharedMLP(in_channels, (64, 64, 64, 128, 1024))
         self.pool = MaxPool(dim=1)
         self.global_fc = SharedMLP(1024, (256, 128))
-        self.head = classifier(1024 + 128, (512, 256), num_classes, (0.0, dropout))
+        self.head = ClassifierHead(1024 + 128, (512, 256), num_classes, (0.0, dropout))
 
     def forward_features(self, points: torch.Tensor) -> torch.Tensor:
         """``[B, N, C] -> [B, N, 1152]``: each point's 1024-d feature and the 128-d global feature."""
@@ -195,14 +204,17 @@ class PointNetSemSeg(nn.Module):
         return torch.cat([local, glob[:, None, :].expand(-1, points.shape[1], -1)], dim=-1)  # [B, N, 1152]
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head[0](features) if pre_logits else self.head(features)
+        return self.head(features, pre_logits)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(points))
 
     def reset_classifier(self, num_classes: int) -> None:
-        check_classes("num_classes", num_classes)
-        self.head[1] = nn.Linear(self.head[1].in_features, num_classes, device=self.head[1].weight.device)
+        self.head.reset(num_classes)
+
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None, **kwargs) -> tuple[torch.Tensor]:
+        """``(points [batch, N, C],)``, by default an S3DIS block of 4096 points."""
+        return random_inputs(batch, shape or (4096, self.in_channels), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- critical points (Sec. 4.3)

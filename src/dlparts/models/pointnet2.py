@@ -3,7 +3,8 @@ NeurIPS 2017; layer settings from the authors' TensorFlow code (``models/pointne
 
 Every variant is a row of :data:`VARIANTS`: set abstraction levels ``(npoint, radii, nsamples, mlps)`` (one radius for
 SSG, several for MSG, ``npoint=None`` for the group-all level), feature propagation MLPs (segmentation only, coarsest
-first), the head's hidden widths and dropout.  One class, :class:`PointNet2`, reads a row for every task:
+first), the head's hidden widths and dropout.  A builder's ``variant`` argument replaces its row by another of the
+same form (:func:`table`; the CPU recipes' narrower tables).  One class, :class:`PointNet2`, reads a row for every task:
 
 * ``point_cls``: ``points [B, N, C] -> logits [B, K]``; the global feature of the group-all level, then MLP
   (512, 256) with batch norm and dropout 0.5, ``Linear -> K`` (40 ModelNet classes).
@@ -24,16 +25,16 @@ go through ``torch.export.export`` (tested), with sampling and grouping as opaqu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from dlparts.errors import ConfigError, ShapeError
-from dlparts.layers.mlp import check_classes, classifier
+from dlparts.layers.heads import ClassifierHead
 from dlparts.layers.pointnet2 import FeaturePropagation, GroupAll, SetAbstraction
-from dlparts.models.registry import register_model
+from dlparts.models.registry import random_inputs, register_model
 
 PAPER = ("Qi, Yi, Su, Guibas. PointNet++: Deep Hierarchical Feature Learning on Point Sets in a Metric Space. "
          "NeurIPS 2017")
@@ -101,7 +102,6 @@ class PointNet2(nn.Module):
                  num_categories: int = 16, normalize_xyz: bool = False, start: int | str = 0, order: str = "index",
                  fused_first_layer: bool = True):
         super().__init__()
-        check_classes("num_classes", num_classes)
         if in_channels < 3:
             raise ConfigError(f"in_channels={in_channels} must be at least 3 (xyz)")
         if task not in ("point_cls", "point_partseg", "point_semseg"):
@@ -127,7 +127,7 @@ class PointNet2(nn.Module):
             self.fp.append(FeaturePropagation(coarse + skip, mlp))
             coarse = self.fp[-1].out_channels
         dropout = (variant.dropout,) * len(variant.head)
-        self.head = classifier(coarse, variant.head, num_classes, dropout)
+        self.head = ClassifierHead(coarse, variant.head, num_classes, dropout)
 
     def _check(self, points: torch.Tensor, category: torch.Tensor | None) -> None:
         if points.dim() != 3 or points.shape[-1] != self.in_channels:
@@ -159,25 +159,73 @@ class PointNet2(nn.Module):
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``[..., F] -> [..., K]`` logits (or the last hidden layer with ``pre_logits``)."""
-        return self.head[0](features) if pre_logits else self.head(features)
+        return self.head(features, pre_logits)
 
     def forward(self, points: torch.Tensor, category: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_head(self.forward_features(points, category))
 
     def reset_classifier(self, num_classes: int) -> None:
-        check_classes("num_classes", num_classes)
-        self.head[1] = nn.Linear(self.head[1].in_features, num_classes, device=self.head[1].weight.device)
+        self.head.reset(num_classes)
+
+    def example_inputs(self, batch: int = 1, shape: tuple[int, ...] | None = None,
+                       **kwargs) -> tuple[torch.Tensor, ...]:
+        """``(points [batch, N, C],)`` and for part segmentation ``category [batch]``; by default the task's point
+        count of the paper (1024 ModelNet, 2048 ShapeNetPart, 4096 S3DIS points)."""
+        shape = shape or (_NUM_POINTS[self.task], self.in_channels)
+        categories = self.num_categories if self.task == "point_partseg" else 0
+        return random_inputs(batch, shape, categories=categories, **kwargs)
 
 
-def _register(variant: str, task: str, num_params: int, input_spec: tuple[int, int], num_classes: int, doc: str):
-    def builder(*, num_classes: int = num_classes, in_channels: int = input_spec[1], num_categories: int = 16,
+_NUM_POINTS = {"point_cls": 1024, "point_partseg": 2048, "point_semseg": 4096}
+
+
+def table(base: Variant, spec: Variant | dict | None) -> Variant:
+    """The table row that a builder's ``variant`` argument names: ``None`` is ``base``; a :class:`Variant` is itself;
+    a mapping in the YAML form of the recipes, ``{"levels": [[npoint or None, radii, nsamples, mlps], ...], "fp":
+    [...], "head": [...], "dropout": p}``, replaces ``base``'s levels and, where given, the rest.  A mapping that is
+    not such a table is a :class:`~dlparts.errors.ConfigError` naming ``model.variant``."""
+    if spec is None or isinstance(spec, Variant):
+        return spec or base
+    try:
+        unknown = set(spec) - {"levels", "fp", "head", "dropout"}
+        if unknown:
+            raise KeyError(f"unknown keys {sorted(unknown)}")
+        return replace(base, levels=tuple(_level(row) for row in spec["levels"]),
+                       fp=tuple(_widths(f) for f in spec.get("fp", base.fp)),
+                       head=_widths(spec.get("head", base.head)), dropout=float(spec.get("dropout", base.dropout)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"model.variant {spec!r} is not a PointNet++ table ({type(exc).__name__}: {exc}); "
+                          "levels are [npoint or null, radii, nsamples, mlps] rows") from None
+
+
+def _level(row) -> Level:
+    npoint, radii, nsamples, mlps = row
+    if npoint is not None and (not isinstance(npoint, int) or npoint < 1):
+        raise ValueError(f"npoint {npoint!r} must be a positive integer or null (group all)")
+    level = Level(npoint, tuple(float(r) for r in radii), _widths(nsamples), tuple(_widths(m) for m in mlps))
+    scales = 1 if npoint is None else len(level.radii)
+    if not len(level.mlps) == len(level.nsamples) + (npoint is None) == scales:
+        raise ValueError(f"row {row!r} needs one radius, neighbour count and MLP per scale")
+    return level
+
+
+def _widths(values) -> tuple[int, ...]:
+    widths = tuple(values)
+    if not all(isinstance(w, int) and w > 0 for w in widths):
+        raise ValueError(f"{values!r} must be positive integers")
+    return widths
+
+
+def _register(key: str, task: str, num_params: int, input_spec: tuple[int, int], num_classes: int, doc: str):
+    def builder(*, variant: Variant | dict | None = None, num_classes: int = num_classes,
+                in_channels: int = input_spec[1], num_categories: int = 16,
                 normalize_xyz: bool = False, start: int | str = 0, order: str = "index",
                 fused_first_layer: bool = True) -> PointNet2:
-        return PointNet2(VARIANTS[variant], task, num_classes, in_channels=in_channels,
+        return PointNet2(table(VARIANTS[key], variant), task, num_classes, in_channels=in_channels,
                          num_categories=num_categories, normalize_xyz=normalize_xyz, start=start, order=order,
                          fused_first_layer=fused_first_layer)
 
-    name = f"pointnet2_{variant}"
+    name = f"pointnet2_{key}"
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = doc
     extra = {"num_categories": 16} if task == "point_partseg" else {}

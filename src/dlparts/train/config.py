@@ -1,5 +1,8 @@
 """Recipe configs: YAML sets the defaults, ``key=value`` on the command line overrides any key.
 
+The recipes ship with the package (``dlparts/configs/*.yaml``, one file per recipe; the repository's ``configs/`` is a
+link to them): ``load_config`` takes a recipe by bare name (``pointnet2_cls_ssg_cpu``) as well as any YAML path.
+
 The schema is :data:`DEFAULTS`; every key a config or an override names must be in it (the mappings named in
 :data:`OPEN_KEYS` take any sub-key and pass them through to a builder).  Values are checked against the default's type
 (an int is accepted where a float is expected) and against :data:`CHOICES`, so a typo is one clear
@@ -147,17 +150,39 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+#: The folder of the recipes shipped with dlparts (package data).
+RECIPES = Path(__file__).resolve().parent.parent / "configs"
+
+
+def list_recipes() -> list[str]:
+    """The names of the shipped recipes, sorted (``alexnet_imagenet``, ..., ``pointnet_semseg_s3dis``)."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def recipe_path(name: str | Path) -> Path:
+    """The config file ``name`` names: a YAML file at that path, else the shipped recipe of that bare name (with or
+    without ``.yaml``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.parent != Path(".") or path.suffix not in ("", ".yaml"):
+        raise DataNotFoundError(f"config file {path} does not exist")
+    shipped = RECIPES / f"{path.stem}.yaml"
+    if not shipped.is_file():
+        raise DataNotFoundError(f"config file {path} does not exist and is not a recipe name (one of "
+                                f"{', '.join(list_recipes())})")
+    return shipped
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None,
                 tree: dict | None = None) -> dict:
-    """The resolved config: :data:`DEFAULTS` (or ``base``), then the YAML file ``path`` (or the mapping ``tree``),
-    then ``overrides``."""
+    """The resolved config: :data:`DEFAULTS` (or ``base``), then the YAML file or recipe name ``path`` (see
+    :func:`recipe_path`) or the mapping ``tree``, then ``overrides``."""
     cfg = copy.deepcopy(base if base is not None else DEFAULTS)
     if tree is not None:
         _merge(cfg, tree, "config")
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise DataNotFoundError(f"config file {path} does not exist")
+        path = recipe_path(path)
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

@@ -21,17 +21,15 @@ class ExportReport:
 
 
 def example_inputs(module, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random inputs of the model's task and the run's sizes: ``images [B,3,H,W]`` or ``points [B,N,C]`` (plus
-    ``category [B]`` for part segmentation)."""
+    """The model's example inputs (``model.example_inputs``) at the run's sizes, by name: ``images [B,3,H,W]``, or
+    ``points [B,N,C]`` (plus ``category [B]`` for part segmentation)."""
     info, cfg = module.info, module.cfg
     g = torch.Generator().manual_seed(seed)
     if info["task"] == "image_cls":
-        return {"images": torch.randn(batch, *info["input_spec"], generator=g)}
-    channels = info["input_spec"][-1]
-    inputs = {"points": torch.rand(batch, cfg["data"]["num_points"], channels, generator=g) * 2 - 1}
-    if info["task"] == "point_partseg":
-        inputs["category"] = torch.randint(0, len(info["categories"]), (batch,), generator=g)
-    return inputs
+        names, shape = ("images",), tuple(info["input_spec"])
+    else:
+        names, shape = ("points", "category"), (cfg["data"]["num_points"], info["input_spec"][-1])
+    return dict(zip(names, module.model.example_inputs(batch, shape, generator=g)))
 
 
 def export(module, path: str | Path, fmt: str, batch: int = 2) -> ExportReport:

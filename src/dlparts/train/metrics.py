@@ -14,6 +14,8 @@ equal and check all of them on hand-computed cases.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -94,7 +96,15 @@ class PartSegIoU(Metric):
                 "per_category": torch.where(seen, per_category, torch.full_like(per_category, float("nan")))}
 
 
-def iou_from_confmat(confmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+class ConfmatIoU(NamedTuple):
+    """What :func:`iou_from_confmat` reads off a confusion matrix; float64 tensors."""
+
+    miou: torch.Tensor  # [] mean over the classes with a non-empty union
+    oa: torch.Tensor  # [] overall accuracy
+    per_class_iou: torch.Tensor  # [K], NaN where a class is in neither truth nor prediction
+
+
+def iou_from_confmat(confmat: torch.Tensor) -> ConfmatIoU:
     """``(miou, oa, per_class_iou)`` from a ``[K, K]`` confusion matrix (rows truth, columns prediction); classes
     with an empty union get NaN and are left out of the mean."""
     cm = confmat.double()
@@ -102,7 +112,7 @@ def iou_from_confmat(confmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     union = cm.sum(dim=0) + cm.sum(dim=1) - tp
     iou = torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
     oa = tp.sum() / cm.sum().clamp_min(1)
-    return iou.nanmean(), oa, iou
+    return ConfmatIoU(iou.nanmean(), oa, iou)
 
 
 def mean_class_accuracy(confmat: torch.Tensor) -> torch.Tensor:
@@ -117,5 +127,4 @@ class SemSegMetrics(MulticlassConfusionMatrix):
 
     def compute(self) -> dict[str, torch.Tensor]:
         confmat = super().compute()
-        miou, oa, per_class = iou_from_confmat(confmat)
-        return {"miou": miou, "oa": oa, "per_class_iou": per_class, "confmat": confmat}
+        return {**iou_from_confmat(confmat)._asdict(), "confmat": confmat}

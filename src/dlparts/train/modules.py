@@ -1,4 +1,5 @@
-"""Lightning modules, one per task, each wrapping any registered model of that task (``docs/contracts.md``).
+"""Lightning modules, one per task, each wrapping any registered model of that task (``docs/contracts.md``); the
+optimizers come from :mod:`dlparts.train.optim`, voting from :mod:`dlparts.train.voting`.
 
 The loss is cross-entropy (with optional label smoothing) plus the model's ``regularization_loss()`` when it has one
 (PointNet's feature-transform term, section 4.2 / appendix B).  Validation and test update torchmetrics objects whose
@@ -8,8 +9,6 @@ The module keeps a per-epoch ``history`` (saved in checkpoints) that the plot ca
 
 from __future__ import annotations
 
-import math
-
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
@@ -17,16 +16,15 @@ from torchmetrics import MeanMetric
 
 from dlparts.errors import ConfigError
 from dlparts.train import metrics as M
+from dlparts.train.optim import build_optimizer
+from dlparts.train.voting import vote_logits
 
 
 def build_model(cfg: dict, info: dict) -> torch.nn.Module:
     """The registered model ``cfg["model"]["name"]`` sized for the dataset ``info`` (``num_classes``, input
-    channels, and for part segmentation ``num_categories``); ``model.args`` go to the builder.
-
-    ``model.variant`` (PointNet++ only) replaces the paper's table row with another one of the same form, e.g. the
-    narrower SSG of the CPU presets: ``{"levels": [[npoint or None, radii, nsamples, mlps], ...], "head": [...]}``.
-    """
-    from dlparts.models import create_model, get_model_info
+    channels, and for part segmentation ``num_categories``); ``model.args`` go to the builder, and so does
+    ``model.variant`` when set (a table row of the model's family, e.g. the narrower PointNet++ of the CPU recipes)."""
+    from dlparts.models import create_model
 
     kwargs = dict(cfg["model"]["args"])
     kwargs.setdefault("num_classes", info["num_classes"])
@@ -34,56 +32,9 @@ def build_model(cfg: dict, info: dict) -> torch.nn.Module:
         kwargs.setdefault("in_channels", info["input_spec"][-1])
     if info["task"] == "point_partseg":
         kwargs.setdefault("num_categories", len(info["categories"]))
-    if cfg["model"]["variant"] is None:
-        return create_model(cfg["model"]["name"], **kwargs)
-    return _pointnet2_variant(cfg["model"]["variant"], get_model_info(cfg["model"]["name"]), kwargs)
-
-
-def _pointnet2_variant(spec: dict, info, kwargs: dict) -> torch.nn.Module:
-    from dataclasses import replace
-
-    from dlparts.models import pointnet2 as P
-
-    if info.family != "pointnet2":
-        raise ConfigError(f"model.variant is for PointNet++ models; model.name={info.name!r} is {info.family}")
-    try:
-        levels = tuple(P.Level(row[0], tuple(row[1]), tuple(row[2]), tuple(tuple(m) for m in row[3]))
-                       for row in spec["levels"])
-        base = P.VARIANTS[info.name.removeprefix("pointnet2_")]
-        variant = replace(base, levels=levels, fp=tuple(tuple(f) for f in spec.get("fp", base.fp)),
-                          head=tuple(spec.get("head", base.head)), dropout=spec.get("dropout", base.dropout))
-        model = P.PointNet2(variant, info.task, **kwargs)
-    except (KeyError, TypeError, IndexError) as exc:
-        raise ConfigError(f"model.variant {spec!r} is not a PointNet++ table ({type(exc).__name__}: {exc}); "
-                          f"levels are [npoint, radii, nsamples, mlps] rows") from None
-    model.model_info = replace(info, num_params=sum(p.numel() for p in model.parameters()),
-                               extra={**info.extra, "variant": spec})
-    return model
-
-
-def vote_logits(forward, points: torch.Tensor, votes: int, axis: int = 2, scale: tuple[float, float] = (0.8, 1.25),
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Voting evaluation (PointNet section 5.1, PointNet++ section 4.1): the mean of ``forward`` over ``votes`` copies
-    of ``points [B, N, C]``, copy ``i`` rotated by ``2 pi i / votes`` about the up ``axis`` and, for ``i > 0``, scaled
-    by a factor drawn uniformly from ``scale``.  ``votes=1`` is the plain forward."""
-    total = None
-    for i in range(votes):
-        angle = 2 * math.pi * i / votes
-        factor = 1.0 if i == 0 else float(torch.empty(()).uniform_(*scale, generator=generator))
-        copy = points.clone()
-        copy[..., :3] = rotate_about(points[..., :3], angle, axis) * factor
-        logits = forward(copy)
-        total = logits if total is None else total + logits
-    return total / votes
-
-
-def rotate_about(xyz: torch.Tensor, angle: float, axis: int) -> torch.Tensor:
-    """``xyz [..., 3]`` rotated by ``angle`` radians about coordinate ``axis`` (0, 1 or 2)."""
-    c, s = math.cos(angle), math.sin(angle)
-    i, j = (axis + 1) % 3, (axis + 2) % 3  # cyclic, so the rotation is right-handed about every axis
-    rot = torch.eye(3, dtype=xyz.dtype, device=xyz.device)
-    rot[i, i], rot[i, j], rot[j, i], rot[j, j] = c, -s, s, c
-    return xyz @ rot.T
+    if cfg["model"]["variant"] is not None:
+        kwargs["variant"] = cfg["model"]["variant"]
+    return create_model(cfg["model"]["name"], **kwargs)
 
 
 class TaskModule(pl.LightningModule):
@@ -253,46 +204,6 @@ class SemSegModule(TaskModule):
 
 MODULES = {"point_cls": ClassificationModule, "image_cls": ImageClassificationModule,
            "point_partseg": PartSegModule, "point_semseg": SemSegModule}
-
-
-def build_optimizer(cfg: dict, params, monitor: str, steps_per_epoch: int):
-    """The optimizer and schedule of ``cfg["optim"]`` / ``cfg["sched"]``, in Lightning's return format.
-
-    ``step``: lr x ``gamma`` every ``step_size`` epochs, floored at ``min_lr`` (PointNet: 0.001 x 0.7 every ~20
-    epochs, floor 1e-5).  ``plateau``: lr x ``factor`` when the validation metric stops improving for ``patience``
-    epochs (AlexNet section 5 divides by 10).  ``cosine``: linear warm-up for ``warmup_epochs`` then cosine decay to
-    ``min_lr``, per step (the PointNeXt recipe).
-    """
-    o, s = cfg["optim"], cfg["sched"]
-    if o["name"] == "sgd":
-        opt = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
-    elif o["name"] == "adam":
-        opt = torch.optim.Adam(params, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
-    else:
-        opt = torch.optim.AdamW(params, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
-    if s["name"] == "none":
-        return opt
-    if s["name"] == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=s["factor"],
-                                                           patience=s["patience"])
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": monitor, "interval": "epoch"}}
-    floor = s["min_lr"] / o["lr"]
-    if s["name"] == "step":
-        def step_factor(epoch: int) -> float:
-            return max(s["gamma"] ** (epoch // s["step_size"]), floor)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, step_factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-    warm = s["warmup_epochs"] * steps_per_epoch
-    total = max(cfg["trainer"]["max_epochs"] * steps_per_epoch, warm + 1)
-
-    def cosine_factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_factor)
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def build_module(cfg: dict, info: dict) -> TaskModule:

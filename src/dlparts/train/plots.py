@@ -1,4 +1,5 @@
-"""The test-time figures of a run: confusion matrix, example segmentations, PointNet critical points."""
+"""The test-time figures of a run: confusion matrix, example segmentations, and the critical points of models that
+offer them (``model.critical_points(points)``, PointNet's Sec. 4.3)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,6 @@ def _examples(dataset, count: int) -> dict[str, torch.Tensor]:
     picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().long().tolist()
     items = [dataset[i] for i in picks]
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
-
-
-def _is_pointnet(model) -> bool:
-    from dlparts.models.pointnet import PointNetCls
-
-    return isinstance(model, PointNetCls)
 
 
 @torch.no_grad()
@@ -50,10 +45,8 @@ def test_plots(module, dataset, folder: Path, examples: int) -> list[Path]:
             accuracy = float((truth == guess).mean())
             clouds += [(points[i], truth, f"#{i} truth"), (points[i], guess, f"#{i} predicted ({accuracy:.0%} right)")]
         written.append(viz.plot_point_clouds(clouds, folder / "segmentations.png", columns=2))
-    if info["task"] == "point_cls" and _is_pointnet(module.model):
-        from dlparts.models.pointnet import critical_points
-
-        sets, _ = critical_points(module.model, batch["points"])
+    if info["task"] == "point_cls" and hasattr(module.model, "critical_points"):
+        sets, _ = module.model.critical_points(batch["points"])
         names = info["classes"]
         items = [(points[i], sets[i].cpu().numpy(), f"{names[int(batch['label'][i])]} -> {names[int(pred[i])]}")
                  for i in range(len(points))]
