@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlparts.data._cache import (cache_file, holdout, load_npz, progress, report_skipped, rng_for, save_npz,
-                                 single_thread)
+from dlparts.data._cache import cache_file, load_npz, save_npz
+from dlparts.data._progress import progress, report_skipped
+from dlparts.data._threads import single_thread
+from dlparts.data.splits import holdout, rng_for
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
 SPLITS = ("train", "val", "test")
@@ -105,7 +107,7 @@ def sample_files(files: list[tuple[Path, int]], num_points: int, fps: bool, seed
     points = np.empty((len(files), num_points, 6), dtype=np.float32)  # filled in place: no second copy at the end
     good, skipped = [], []
     with single_thread():
-        for i, (path, label) in enumerate(progress(files, f"sampling {what}", len(files))):
+        for i, (path, label) in enumerate(progress(files, f"sampling {what}")):
             gen = torch.Generator().manual_seed(int(rng_for(seed, i).integers(2**62)))
             try:
                 cloud = load_points(path, num_points, normals=True, fps=fps, generator=gen)

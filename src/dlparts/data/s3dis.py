@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlparts.data._cache import cache_file, load_npz, report_skipped, rng_for, save_npz, progress
+from dlparts.data._cache import cache_file, load_npz, save_npz
+from dlparts.data._progress import progress, report_skipped
 from dlparts.data.points import read_table
+from dlparts.data.splits import rng_for
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
 CLASSES = ["ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa", "bookcase",
@@ -98,7 +100,7 @@ def _area_rooms(root: Path, area: int) -> dict[str, np.ndarray]:
         return cached
     skipped: list = []
     rooms = [r for r in sorted(folder.iterdir()) if (r / "Annotations").is_dir()]
-    read = [read_room(r, skipped) for r in progress(rooms, f"S3DIS Area_{area}", len(rooms))]
+    read = [read_room(r, skipped) for r in progress(rooms, f"S3DIS Area_{area}")]
     report_skipped(f"S3DIS Area_{area}", skipped)
     read = [r for r in read if r is not None]
     if not read:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlparts.data._cache import report_skipped, rng_for
+from dlparts.data._progress import report_skipped
 from dlparts.data.points import read_table
+from dlparts.data.splits import rng_for
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
 CATEGORIES = ["Airplane", "Bag", "Cap", "Car", "Chair", "Earphone", "Guitar", "Knife", "Lamp", "Laptop", "Motorbike",

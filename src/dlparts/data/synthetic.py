@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlparts.data._cache import cache_file, load_npz, rng_for, save_npz, single_thread
+from dlparts.data._cache import cache_file, load_npz, save_npz
+from dlparts.data._threads import single_thread
 from dlparts.data.meshes import Mesh, face_areas, sample_surface
+from dlparts.data.splits import rng_for
 from dlparts.errors import ConfigError
 
 SPLITS = ("train", "val", "test")

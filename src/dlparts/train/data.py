@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from dlparts.data.splits import holdout
 from dlparts.errors import ConfigError
 
 
@@ -78,15 +79,6 @@ class EpochSampler(Sampler[int]):
         if self.shuffle:
             return self.n // self.world
         return len(range(self.rank, self.n, self.world))
-
-
-def holdout(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded split of ``range(n)`` into (train, val) index lists, ``round(n * fraction)`` (at least 1) for val."""
-    if not 0 < fraction < 1:
-        raise ConfigError(f"data.val_fraction={fraction} must be between 0 and 1")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    k = max(1, round(n * fraction))
-    return sorted(perm[k:]), sorted(perm[:k])
 
 
 # ------------------------------------------------------------------------------------------------ image datasets
