@@ -25,6 +25,8 @@ from torch.utils.data import Dataset
 from dlparts.data._cache import cache_file, load_npz, save_npz
 from dlparts.data._progress import progress, report_skipped
 from dlparts.data._threads import single_thread
+from dlparts.data.clouds import load_points
+from dlparts.data.points import read_table
 from dlparts.data.splits import holdout, rng_for
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
@@ -102,8 +104,6 @@ def sample_files(files: list[tuple[Path, int]], num_points: int, fps: bool, seed
                  what: str = "ModelNet") -> dict[str, np.ndarray]:
     """Sample every mesh of ``files`` (path, label): ``points float32 [M, n, 6]``, ``labels``, ``files``; bad files
     are logged and skipped.  Each file's randomness comes from ``(seed, its position)``."""
-    from dlparts.data.meshes import load_points
-
     points = np.empty((len(files), num_points, 6), dtype=np.float32)  # filled in place: no second copy at the end
     good, skipped = [], []
     with single_thread():
@@ -137,8 +137,6 @@ class ModelNet40Normal(_Clouds):
 
     def __init__(self, root: str | Path, split: str = "train", *, num_points: int = 1024, normals: bool = False,
                  num_classes: int = 40, val_fraction: float = 0.1, seed: int = 0, transform=None):
-        from dlparts.data.points import read_table
-
         root = Path(root)
         _check_split(split)
         if num_classes not in (10, 40):

@@ -1,10 +1,11 @@
-"""Seeded randomness of the datasets: per-sample generators and the validation hold-out of a training split."""
+"""Seeded randomness of the datasets: per-sample generators, torch generators from a seed and the validation hold-out of a training split."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from dlparts.errors import ConfigError
 
@@ -12,6 +13,13 @@ from dlparts.errors import ConfigError
 def rng_for(seed: int, *keys: int) -> np.random.Generator:
     """A numpy generator determined by ``seed`` and ``keys`` alone (e.g. a sample index)."""
     return np.random.default_rng([int(seed), *map(int, keys)])
+
+
+def torch_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
+    """``generator`` when given, else a new one seeded by ``seed`` (0 when None)."""
+    if generator is not None:
+        return generator
+    return torch.Generator().manual_seed(0 if seed is None else int(seed))
 
 
 class Holdout(NamedTuple):
