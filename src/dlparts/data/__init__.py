@@ -12,7 +12,8 @@ from dlparts.data.modelnet import ModelNet, ModelNet40H5, ModelNet40Normal
 from dlparts.data.points import read_points
 from dlparts.data.s3dis import S3DIS
 from dlparts.data.shapenetpart import ShapeNetPart
-from dlparts.data.synthetic import Parts, Rooms, Shapes
+from dlparts.data.synthetic import Parts, Shapes
+from dlparts.data.synthetic_rooms import Rooms
 from dlparts.data.synthetic_images import make_synthetic_images
 from dlparts.data.transforms import build_transforms
 

@@ -1,4 +1,5 @@
-"""Reading files: bytes (missing and empty files named), text tables of numbers, and point files: ``.xyz`` / ``.txt`` / ``.pts`` (whitespace or comma separated), ``.npy``, ``.npz``, HDF5.
+"""Reading files: bytes (missing and empty files named), text tables of numbers, and point files: ``.xyz`` /
+``.txt`` / ``.pts`` (whitespace or comma separated), ``.npy``, ``.npz``, HDF5.
 
 Columns are read by their number: 3 = xyz, 4 = xyz + label, 6 = xyz + normals, 7 = xyz + normals + label (the
 layout of ShapeNetPart's ``.txt`` files; ModelNet40's ``modelnet40_normal_resampled`` has 6).  Arrays in ``.npz``

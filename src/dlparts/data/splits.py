@@ -1,4 +1,5 @@
-"""Seeded randomness of the datasets: per-sample generators, torch generators from a seed and the validation hold-out of a training split."""
+"""Seeded randomness of the datasets: per-sample generators, torch generators from a seed, and the validation
+hold-out of a training split."""
 
 from __future__ import annotations
 

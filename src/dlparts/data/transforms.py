@@ -55,7 +55,7 @@ def _rotate(sample: dict, matrix: torch.Tensor, normals: bool) -> dict:
     return {**sample, "points": torch.cat(parts, dim=1)}
 
 
-def _axis_rotation(angle: float, axis: int) -> torch.Tensor:
+def axis_rotation(angle: float, axis: int) -> torch.Tensor:
     """``float64 [3, 3]`` rotation by ``angle`` about coordinate ``axis``, for row vectors."""
     c, s = math.cos(angle), math.sin(angle)
     i, j = [a for a in range(3) if a != axis]
@@ -76,7 +76,7 @@ class RotateUp(_Transform):
 
     def __call__(self, sample: dict) -> dict:
         angle = float(self._rand(1)) * self.max_angle
-        return _rotate(sample, _axis_rotation(angle, _AXES[self.axis]), self.normals)
+        return _rotate(sample, axis_rotation(angle, _AXES[self.axis]), self.normals)
 
 
 class RotateSO3(_Transform):
@@ -106,7 +106,7 @@ class RotatePerturb(_Transform):
 
     def __call__(self, sample: dict) -> dict:
         angles = (self._randn(3) * self.sigma).clamp(-self.clip, self.clip).tolist()
-        m = _axis_rotation(angles[0], 0) @ _axis_rotation(angles[1], 1) @ _axis_rotation(angles[2], 2)
+        m = axis_rotation(angles[0], 0) @ axis_rotation(angles[1], 1) @ axis_rotation(angles[2], 2)
         return _rotate(sample, m, self.normals)
 
 

@@ -201,7 +201,7 @@ def synthetic_parts(cfg: dict) -> Splits:
 
 def synthetic_rooms(cfg: dict) -> Splits:
     """The embedded Rooms: S3DIS's 13 classes in 1 m blocks of xyz + rgb + normalized location."""
-    from dlparts.data.synthetic import Rooms
+    from dlparts.data.synthetic_rooms import Rooms
 
     args = _dataset_args(cfg, ("rooms", "density", "tiny", "seed"))
     if "rooms" in args:
