@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
-from dlparts.errors import DlpartsError
+from dlparts import __version__, arith, report, stacks
+from dlparts.errors import ConfigError, DlpartsError, ModelNotFoundError
 
 _STARTED = time.time()  # for the time-to-first-step figure of `dlparts fit`
 
@@ -26,15 +28,6 @@ class _Parser(argparse.ArgumentParser):
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
-def _console():
-    """A rich console; when the output is not a terminal, wide enough that tables are not folded."""
-    import shutil
-
-    from rich.console import Console
-
-    return Console(width=shutil.get_terminal_size((160, 40)).columns, highlight=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------- conv
@@ -81,109 +74,45 @@ def _add_conv(sub) -> None:
     p.add_argument("--format", default="table", choices=["table", "json"], help="output format")
 
 
-def _sizes(text: str, name: str):
-    from dlparts.errors import ConfigError
-
-    try:
-        values = tuple(int(v) for v in str(text).replace(",", "x").split("x"))
-    except ValueError:
-        raise ConfigError(f"--{name} {text!r} is not an integer or sizes like 3x5") from None
-    return values[0] if len(values) == 1 else values
-
-
-def _padding_arg(text: str):
-    from dlparts.errors import ConfigError
-
-    if text.lower() in ("valid", "same", "full"):
-        return text.lower()
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"--padding {text!r} is not valid, same, full or integers") from None
-    return values[0] if len(values) == 1 else values
-
-
 def _single_layer(args):
-    from dlparts import arith
-    from dlparts.errors import ConfigError
-
-    kernel, dilation = _sizes(args.kernel, "kernel"), _sizes(args.dilation, "dilation")
-    padding = _padding_arg(args.padding)
+    kernel, dilation = stacks.parse_sizes(args.kernel, "kernel"), stacks.parse_sizes(args.dilation, "dilation")
+    padding = stacks.parse_padding(args.padding)
     kind = "convT" if args.transposed else args.type
     if kind in ("conv", "convT"):
         if args.filters is None:
             raise ConfigError("--filters is required for a convolution (or give --stack)")
-        return arith.Conv(args.filters, kernel, _sizes(args.stride or "1", "stride"), padding, dilation,
-                          args.groups, not args.no_bias, kind == "convT", _sizes(args.output_padding, "output-padding"))
+        stride, output_padding = (stacks.parse_sizes(args.stride or "1", "stride"),
+                                  stacks.parse_sizes(args.output_padding, "output-padding"))
+        return arith.Conv(args.filters, kernel, stride, padding, dilation, args.groups, not args.no_bias,
+                          kind == "convT", output_padding)
     if kind == "lrn":
         return arith.LRN(args.lrn_size)
-    stride = _sizes(args.stride, "stride") if args.stride else None
+    stride = stacks.parse_sizes(args.stride, "stride") if args.stride else None
     return arith.Pool(kind[:3], kernel, stride, padding, dilation, args.ceil_mode)
 
 
 def _run_conv(args) -> int:
-    from rich.table import Table
-
-    from dlparts import arith, report
-    from dlparts.errors import ConfigError
-
-    stack_spec = args.stack
-    if args.stack_file:
-        stack_spec = _read_stack_file(args.stack_file)
+    stack_spec = stacks.read_stack_file(args.stack_file) if args.stack_file else args.stack
     input_text = args.input
-    if input_text is None and isinstance(stack_spec, str) and stack_spec.strip().lower() in arith.STACK_INPUTS:
-        input_text = arith.STACK_INPUTS[stack_spec.strip().lower()]
+    if input_text is None and isinstance(stack_spec, str) and stack_spec.strip().lower() in stacks.STACK_INPUTS:
+        input_text = stacks.STACK_INPUTS[stack_spec.strip().lower()]
     if input_text is None:
         raise ConfigError("--input is required, e.g. --input 55x55x3")
     volume = arith.parse_volume(input_text, channels_first=args.channels_first, batch=args.batch)
-    console = _console()
     if stack_spec is None:
         layer = _single_layer(args)
         cost, _ = layer.apply(volume)
         if args.format == "json":
-            stack = arith.StackReport(volume, [arith.StackRow(1, args.type, cost)], args.dtype)
-            print(report.stack_json(stack))
-            return 0
-        table = Table(show_header=False, box=None)
-        table.add_column(style="bold")
-        table.add_column()
-        for label, value in report.single_layer_lines(layer, cost, volume, args.dtype, args.channels_first):
-            table.add_row(label, value)
-        console.print(table)
+            print(report.stack_json(stacks.StackReport(volume, [stacks.StackRow(1, args.type, cost)], args.dtype)))
+        else:
+            report.print_single_layer(report.console(), layer, cost, volume, args.dtype, args.channels_first)
         return 0
-    result = arith.apply_stack(arith.parse_stack(stack_spec), volume, args.dtype)
+    result = stacks.apply_stack(stacks.parse_stack(stack_spec), volume, args.dtype)
     if args.format == "json":
         print(report.stack_json(result))
-        return 0
-    table = Table(title=f"input {volume.chw() if args.channels_first else volume.hwc()}")
-    for col in report.STACK_COLUMNS:
-        table.add_column(col, justify="left" if col == "layer" else "right")
-    for row in report.stack_table_rows(result, args.channels_first):
-        table.add_row(*row)
-    console.print(table)
-    console.print(f"total parameters {result.params:,} ({report.human_bytes(result.params * arith.dtype_bytes(args.dtype))}"
-                  f" as {args.dtype}); MACs {result.macs:,}; FLOPs {result.flops:,}; "
-                  f"activations {report.human_bytes(result.activation_bytes)}", soft_wrap=True)
+    else:
+        report.print_stack(report.console(), result, args.channels_first)
     return 0
-
-
-def _read_stack_file(path: str):
-    import yaml
-
-    from dlparts.errors import ConfigError, DataNotFoundError
-
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"stack file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"stack file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if isinstance(data, dict) and "layers" in data:
-        data = data["layers"]
-    if not isinstance(data, list):
-        raise ConfigError(f"stack file {path} must hold a list of layers (or a mapping with 'layers')")
-    return data
 
 
 # -------------------------------------------------------------------------------------------------------------- summary
@@ -214,7 +143,6 @@ def _load_model(spec: str):
 
     import torch
 
-    from dlparts.errors import ConfigError, ModelNotFoundError
     from dlparts.models import list_models
     from dlparts.models.registry import create_model_for_counting
 
@@ -235,10 +163,6 @@ def _load_model(spec: str):
 
 
 def _run_summary(args) -> int:
-    from rich.table import Table
-
-    from dlparts.errors import ConfigError
-    from dlparts.report import human_bytes
     from dlparts.summary import summarize
 
     model = _load_model(args.model)
@@ -255,27 +179,10 @@ def _run_summary(args) -> int:
     result = summarize(model, shape, batch_size=args.batch, device=args.device)
     if args.format == "json":
         print(result.to_json())
-        return 0
-    if args.format == "csv":
+    elif args.format == "csv":
         print(result.to_csv(), end="")
-        return 0
-    table = Table(title=f"{result.model} on {args.batch}x{'x'.join(map(str, shape))} ({result.device} device)")
-    for col in ("layer", "type", "output", "params", "MACs", "FLOPs", "RF", "activations"):
-        table.add_column(col, justify="left" if col in ("layer", "type") else "right")
-    for r in result.rows:
-        if args.depth is not None and r.depth > args.depth:
-            continue
-        table.add_row(r.name, r.type, "x".join(map(str, r.output_shape or [])) or "-", f"{r.params:,}",
-                      f"{r.macs:,}", f"{r.flops:,}", "-" if r.rf is None else str(r.rf),
-                      human_bytes(r.activation_bytes))
-    console = _console()
-    console.print(table)
-    t = result.totals()
-    console.print(f"parameters {t['params']:,} (trainable {t['trainable_params']:,}, frozen {t['frozen_params']:,}; "
-                  f"{human_bytes(t['param_bytes'])}); MACs {t['macs']:,}; FLOPs {t['flops']:,}; "
-                  f"activations {human_bytes(t['activation_bytes'])}", soft_wrap=True)
-    if result.uncounted:
-        console.print(f"not counted (unknown layer types): {', '.join(result.uncounted)}")
+    else:
+        report.print_summary(report.console(), result, shape, args.batch, args.depth)
     return 0
 
 
@@ -291,17 +198,9 @@ def _add_models(sub) -> None:
 
 
 def _run_models(args) -> int:
-    from rich.table import Table
-
     from dlparts.models import get_model_info, list_models
 
-    table = Table(title="dlparts models")
-    for col in ("name", "task", "parameters", "input", "paper"):
-        table.add_column(col, justify="right" if col == "parameters" else "left")
-    for name in list_models(args.pattern):
-        info = get_model_info(name)
-        table.add_row(name, info.task, f"{info.num_params:,}", "x".join(map(str, info.input_spec)), info.paper)
-    _console().print(table)
+    report.print_models(report.console(), ((name, get_model_info(name)) for name in list_models(args.pattern)))
     return 0
 
 
@@ -327,7 +226,6 @@ def _add_fit(sub) -> None:
 
 
 def _run_fit(args) -> int:
-    from dlparts.errors import ConfigError
     from dlparts.train import engine
     from dlparts.train.config import load_config
 
@@ -340,26 +238,14 @@ def _run_fit(args) -> int:
     result = engine.fit(cfg, resume=args.resume)
     _print_results([result])
     if result.get("first_step_at") is not None:
-        _console().print(f"time to the first training step: {result['first_step_at'] - _STARTED:.1f} s after start")
+        report.console().print(f"time to the first training step: {result['first_step_at'] - _STARTED:.1f} s after start")
     return 0
 
 
 def _print_results(results: list[dict]) -> None:
-    from rich.table import Table
-
     from dlparts.train.report import result_rows
 
-    table = Table(title="results")
-    for col in ("model", "data", "epochs", "best val", "test", "time"):
-        table.add_column(col, justify="left" if col in ("model", "data", "best val", "test") else "right")
-    for row in result_rows(results):
-        table.add_row(*row)
-    console = _console()
-    console.print(table)
-    for r in results:
-        console.print(f"run folder {r['run_dir']} (best checkpoint {r.get('best_ckpt', r.get('ckpt'))})", soft_wrap=True)
-        if r.get("plots"):
-            console.print(f"plots: {', '.join(r['plots'])}", soft_wrap=True)
+    report.print_results(report.console(), result_rows(results), results)
 
 
 # ----------------------------------------------------------------------------------------------------------------- test
@@ -380,13 +266,17 @@ def _run_test(args) -> int:
 
 
 # -------------------------------------------------------------------------------------------------------------- predict
+#: What ``predict`` reads (``dlparts.data.points.POINT_SUFFIXES`` and ``dlparts.data.meshes.MESH_SUFFIXES``; written
+#: out here so that ``dlparts --help`` does not import torch, and tested against them).
+_PREDICT_FILES = ("Images: any format Pillow reads; point files: .xyz .txt .pts (text rows), .npy .npz .h5 .hdf5;\n"
+                  "meshes: .off .ply .obj .stl")
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="top-5 classes of images/clouds, or coloured segmentations (PLY + PNG)",
                        formatter_class=_formatter,
                        description="Predict.\n\nexamples:\n  dlparts predict --ckpt best.ckpt photo.jpg cat.png\n"
                                    "  dlparts predict --ckpt cls.ckpt chair.off cloud.npy points.txt\n"
                                    "  dlparts predict --ckpt partseg.ckpt --category airplane plane.ply --out seg/\n"
-                                   "Point files: .npy or text rows (.txt .xyz .pts .csv); meshes: .off .ply .obj .stl.")
+                                   f"{_PREDICT_FILES}.")
     p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
     p.add_argument("files", nargs="+", metavar="FILE", help="images, point files or meshes")
     p.add_argument("--category", help="object category of the shapes (part segmentation)")
@@ -399,7 +289,7 @@ def _run_predict(args) -> int:
     from dlparts.train.predict import predict_file
 
     module, _ = load_checkpoint(args.ckpt)
-    console = _console()
+    console = report.console()
     for path in args.files:
         result = predict_file(module, path, category=args.category, out_dir=args.out, seed=args.seed)
         if result.top:
@@ -425,17 +315,15 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args) -> int:
-    from pathlib import Path
-
     from dlparts.train.engine import load_checkpoint
     from dlparts.train.export import export
 
     module, _ = load_checkpoint(args.ckpt)
     output = args.output or str(Path(args.ckpt).with_suffix(".onnx" if args.format == "onnx" else ".pt"))
-    report = export(module, output, args.format, args.batch)
-    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in report.inputs.items())
-    _console().print(f"wrote {report.path} ({report.format}); checked on {shapes}: max abs difference from PyTorch "
-                     f"{report.max_abs_diff:.3g}", soft_wrap=True)
+    done = export(module, output, args.format, args.batch)
+    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in done.inputs.items())
+    report.console().print(f"wrote {done.path} ({done.format}); checked on {shapes}: max abs difference from "
+                           f"PyTorch {done.max_abs_diff:.3g}", soft_wrap=True)
     return 0
 
 
@@ -479,8 +367,6 @@ def _add_sample(sub) -> None:
 
 
 def _run_sample(args) -> int:
-    from pathlib import Path
-
     import numpy as np
 
     from dlparts.data import load_points
@@ -514,8 +400,6 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
         description="dlparts: convolution arithmetic, AlexNet, PointNet and PointNet++, faithful and fast.",
     )
-    from dlparts import __version__
-
     parser.add_argument("--version", action="version", version=f"dlparts {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     runners = {}
