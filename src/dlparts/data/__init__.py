@@ -4,6 +4,7 @@
 Point-cloud and image datasets return dict items (``docs/contracts.md``); none of them downloads anything.
 """
 
+from dlparts.data._cache import cache_root
 from dlparts.data.clouds import load_points, normalize_unit_sphere
 from dlparts.data.imagefolder import ImageFolderDataset
 from dlparts.data.images import RGBStats, compute_rgb_stats, ten_crop, ten_crop_predict
@@ -20,4 +21,4 @@ from dlparts.data.transforms import build_transforms
 __all__ = ["Mesh", "read_mesh", "load_points", "read_points", "sample_surface", "normalize_unit_sphere",
            "ModelNet", "ModelNet40Normal", "ModelNet40H5", "ShapeNetPart", "S3DIS", "Shapes", "Parts", "Rooms",
            "build_transforms", "ImageFolderDataset", "RGBStats", "compute_rgb_stats", "ten_crop", "ten_crop_predict",
-           "make_synthetic_images"]
+           "make_synthetic_images", "cache_root"]
