@@ -83,8 +83,8 @@ def test_predict_help_lists_exactly_what_predict_reads():
 
 
 def test_arithmetic_commands_do_not_import_torch():
-    code = "import sys; from dlparts.cli import main; main(['conv', '--stack', 'alexnet-paper', '--format', 'json']); " \
-           "print('torch' in sys.modules)"
+    code = ("import sys; from dlparts.cli import main; main(['conv', '--stack', 'alexnet-paper', '--format', 'json']); "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
