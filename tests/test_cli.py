@@ -71,6 +71,25 @@ def test_user_errors_are_one_line_exit_2(args, message):
     assert message in lines[0]
 
 
+def test_predict_help_lists_exactly_what_predict_reads():
+    from dlparts.data.meshes import MESH_SUFFIXES
+    from dlparts.data.points import POINT_SUFFIXES
+
+    out = run("predict", "--help")
+    assert out.returncode == 0, out.stderr
+    files = out.stdout[out.stdout.index("Images:"):out.stdout.index("positional arguments")]
+    listed = {word.rstrip(".;,)") for word in files.split() if word.startswith(".")}
+    assert listed == set(POINT_SUFFIXES) | set(MESH_SUFFIXES)  # no .csv: load_points refuses it
+
+
+def test_arithmetic_commands_do_not_import_torch():
+    code = ("import sys; from dlparts.cli import main; main(['conv', '--stack', 'alexnet-paper', '--format', 'json']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_summary_torchvision_alexnet_json():
     out = run("summary", "torchvision.models:alexnet", "--input", "3x224x224", "--format", "json")
     assert out.returncode == 0, out.stderr

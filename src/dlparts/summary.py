@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from dlparts.arith import effective_kernel, lrn_flops_per_element
+from dlparts.arith import Field, field_after, lrn_flops_per_element
 from dlparts.errors import ConfigError, ShapeError
 from dlparts.models.registry import random_inputs
 
@@ -183,10 +183,7 @@ def _field_after(module: nn.Module, x: torch.Tensor | None, out: Any, rf: int | 
         return None, None
     if isinstance(module, (*_CONVS, *_POOLS, *_CONVTS)):
         k, s, d = (_first(getattr(module, a, 1)) for a in ("kernel_size", "stride", "dilation"))
-        k_eff = effective_kernel(k, d)
-        if isinstance(module, _CONVTS):
-            return rf + (math.ceil(k_eff / s) - 1) * int(jump), jump / s
-        return int(rf + (k_eff - 1) * jump), jump * s
+        return field_after(Field(rf, jump), k, s, d, transposed=isinstance(module, _CONVTS))
     if isinstance(module, _ADAPTIVE) and isinstance(out, torch.Tensor) and x is not None:
         i, o = x.shape[2], out.shape[2]
         if o == i:
@@ -194,7 +191,7 @@ def _field_after(module: nn.Module, x: torch.Tensor | None, out: Any, rf: int | 
         if o == 1:
             return None, None
         stride = i // o
-        return int(rf + (i - (o - 1) * stride - 1) * jump), jump * stride
+        return field_after(Field(rf, jump), i - (o - 1) * stride, stride)  # the adaptive window: i - (o - 1) s
     return rf, jump
 
 

@@ -26,10 +26,10 @@ class Prediction:
 def read_cloud(path: Path, num_points: int, channels: int, seed: int = 0) -> np.ndarray:
     """``float32 [num_points, channels]`` from a mesh or point file, centred and inside the unit sphere.
 
-    3 channels are xyz, 6 are xyz + normals (:func:`dlparts.data.meshes.load_points`); other counts (S3DIS blocks'
+    3 channels are xyz, 6 are xyz + normals (:func:`dlparts.data.clouds.load_points`); other counts (S3DIS blocks'
     9) are read as the first ``channels`` columns of a text or ``.npy`` table, prepared the way the dataset was.
     """
-    from dlparts.data.meshes import load_points
+    from dlparts.data.clouds import load_points
     from dlparts.data.points import read_table
 
     if channels in (3, 6):
