@@ -83,14 +83,14 @@ def test_reference_is_greedy_by_definition():
 
 @pytest.mark.parametrize("n,m,leaf,grid", [(2000, 300, 8, None), (1500, 1500, 16, 0.1), (800, 200, 4, 0.02)])
 def test_bucket_fps_equals_plain_sequence(n, m, leaf, grid):
-    from dlparts.ops._fps_buckets import fps_buckets
+    from dlparts.ops._numba.buckets import fps_buckets
 
     x = cloud(2, n, seed=n, grid=grid)
     x[1, :, 2] *= 0.01  # a nearly flat cloud: thin buckets
     lengths = torch.tensor([n, n - 37]) if m < n - 37 else torch.tensor([n, n])
     start = torch.tensor([5, n // 3])
     want = ops.farthest_point_sample(x, m, start=start, lengths=lengths, backend="reference")
-    assert torch.equal(fps_buckets(x, lengths, m, start, leaf=leaf), want)
+    assert torch.equal(torch.from_numpy(fps_buckets(x.numpy(), lengths.numpy(), m, start.numpy(), leaf=leaf)), want)
 
 
 def test_cpu_dispatches_large_clouds_to_buckets(monkeypatch):
