@@ -1,14 +1,13 @@
-"""Shared MLP, max pool, T-Net and the PointNet++ layers: exact values, parity with dlparts.ops, the fused first layer
-against the plain order, invariances."""
+"""Shared MLP, max pool, T-Net and the PointNet++ layers: exact values, the first layer per point against the plain
+order, invariances."""
 
 import pytest
 import torch
 from torch import nn
 
-from dlparts import ops
 from dlparts.errors import ConfigError
 from dlparts.layers.mlp import MaxPool, PointBatchNorm, SharedMLP
-from dlparts.layers.pointnet2 import FeaturePropagation, GroupAll, SetAbstraction, group, interpolate
+from dlparts.layers.pointnet2 import FeaturePropagation, GroupAll, SetAbstraction
 from dlparts.layers.tnet import TNet, orthogonality_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,24 +61,6 @@ def test_orthogonality_loss_exact_values():
     assert orthogonality_loss(two).item() == 27.0
     rot_and_scale = torch.stack([torch.eye(3), torch.diag(torch.tensor([1.0, 1.0, 3.0]))])  # 0 and 8^2, mean 32
     assert orthogonality_loss(rot_and_scale).item() == 32.0
-
-
-def test_group_equals_ops_group_points():
-    pts = torch.randn(3, 20, 5, generator=_gen())
-    idx = torch.randint(0, 20, (3, 7, 4), generator=_gen(1))
-    torch.testing.assert_close(group(pts, idx), ops.group_points(pts, idx), rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("m", [1, 2, 9])
-def test_interpolate_equals_ops_three_interpolate(m):
-    unknown = torch.rand(2, 12, 3, generator=_gen(), dtype=torch.float64)
-    known = torch.rand(2, m, 3, generator=_gen(1), dtype=torch.float64)
-    unknown[0, 0] = known[0, 0]  # a point that coincides with a known point gets its features
-    feats = torch.randn(2, m, 4, generator=_gen(2), dtype=torch.float64)
-    idx = ops.knn(unknown, known, min(3, m)).idx
-    ours = interpolate(unknown, known, feats, idx)
-    torch.testing.assert_close(ours, ops.three_interpolate(unknown, known, feats))
-    torch.testing.assert_close(ours[0, 0], feats[0, 0])
 
 
 def test_feature_propagation_from_one_point_broadcasts():
