@@ -78,16 +78,16 @@ def _cloud(b=2, n=64, d=4, seed=0, dtype=torch.float64):
 
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("with_features", [False, True])
-def test_fused_first_layer_equals_plain_order_values_and_gradients(normalize, with_features):
+def test_first_layer_per_point_equals_plain_order_values_and_gradients(normalize, with_features):
     xyz, feats = _cloud()
     feats = feats if with_features else None
     d = 4 if with_features else 0
     plain = SetAbstraction(16, (0.2, 0.4), (8, 16), ((8, 8), (6, 10)), d, normalize_xyz=normalize,
-                           fused_first_layer=False).double()
-    fused = SetAbstraction(16, (0.2, 0.4), (8, 16), ((8, 8), (6, 10)), d, normalize_xyz=normalize).double()
-    fused.load_state_dict(plain.state_dict())
+                           first_layer_per_point=False).double()
+    per_point = SetAbstraction(16, (0.2, 0.4), (8, 16), ((8, 8), (6, 10)), d, normalize_xyz=normalize).double()
+    per_point.load_state_dict(plain.state_dict())
     results = []
-    for layer in (plain, fused):
+    for layer in (plain, per_point):
         x = xyz.clone().requires_grad_()
         centres, out = layer(x, feats)
         out.square().sum().backward()
@@ -104,7 +104,7 @@ def test_fused_first_layer_equals_plain_order_values_and_gradients(normalize, wi
 def test_set_abstraction_groups_relative_coordinates_exactly():
     # one cloud on a line; centre 0 is point 0 (the paper's start); radius 1.5 holds points 0 and 1 only
     xyz = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [5, 0, 0], [9, 0, 0]]])
-    sa = SetAbstraction(2, (1.5,), (3,), ((1,),), fused_first_layer=False)
+    sa = SetAbstraction(2, (1.5,), (3,), ((1,),), first_layer_per_point=False)
     grouped = sa._grouped(xyz, xyz[:, [0, 3]], None, torch.tensor([[[0, 1, 0], [3, 3, 3]]]), 1.0)
     assert grouped[0, 0].tolist() == [[0, 0, 0], [1, 0, 0], [0, 0, 0]]
     assert grouped[0, 1].tolist() == [[0, 0, 0]] * 3
@@ -130,10 +130,10 @@ def test_group_all_is_a_pointnet_over_xyz_and_features():
 
 def test_set_abstraction_cost_by_hand():
     sa = SetAbstraction(4, (0.2,), (8,), ((16,),), 2)
-    # FPS 10 * S * N, ball query 9 * S * N, fused first layer: S * 3 * C1 MACs and S * k * C1 subtractions
+    # FPS 10 * S * N, ball query 9 * S * N, first layer per point: S * 3 * C1 MACs and S * k * C1 subtractions
     assert sa.dlparts_cost((torch.zeros(1, 32, 3),), None) == {
         "macs": 4 * 3 * 16, "flops": 4 * 32 * 19 + 4 * 8 * 16 + 2 * 4 * 3 * 16}
-    sa.fused_first_layer = False
+    sa.first_layer_per_point = False
     assert sa.dlparts_cost((torch.zeros(1, 32, 3),), None) == {"macs": 0, "flops": 4 * 32 * 19 + 4 * 8 * 3}
 
 

@@ -10,10 +10,11 @@ three-NN are ``dlparts.ops``.
 neighbour's features), so ``W [(x_j - c_i) / r, f_j] + b = (W [x_j / r, f_j] + b) - W_xyz c_i / r``: the first term
 is computed once per *point* and gathered, the second once per *centre*, instead of the whole product once per
 (centre, neighbour) pair: ``k`` times fewer multiply-adds on that layer (32-64x at the paper's settings) and the same
-values up to float rounding.  ``fused_first_layer=False`` selects the plain order (group, concatenate, MLP).
+values up to float rounding.  ``first_layer_per_point=False`` selects the plain order (group, concatenate, MLP).
 
 **Training on the CPU.**  The shared MLPs run each ``Linear -> BatchNorm -> ReLU`` and, last, the max over the
-neighbours through :mod:`dlparts.layers.fused` (fewer passes over the ``[B, S, k, C]`` activations, same values).
+neighbours through the kernels of :mod:`dlparts.layers.fused` where :mod:`dlparts.layers.route` finds they apply
+(fewer passes over the ``[B, S, k, C]`` activations, same values).
 
 **Export.**  Sampling, ball query, grouping and interpolation are the public :mod:`dlparts.ops` functions, which
 trace (their index searches are custom ops with fake implementations), so ``torch.export`` and ``dlparts.summary``
@@ -30,8 +31,8 @@ from torch.nn import functional as F
 
 from dlparts import ops
 from dlparts.errors import ConfigError
-from dlparts.layers import fused
-from dlparts.layers.mlp import MaxPool, PointBatchNorm, SharedMLP
+from dlparts.layers import route
+from dlparts.layers.mlp import MaxPool, SharedMLP
 
 STARTS = (0, "centroid-farthest")
 
@@ -58,7 +59,7 @@ class SetAbstraction(nn.Module):
 
     def __init__(self, npoint: int, radii: Sequence[float], nsamples: Sequence[int], mlps: Sequence[Sequence[int]],
                  in_channels: int = 0, *, normalize_xyz: bool = False, start: int | str = 0, order: str = "index",
-                 fused_first_layer: bool = True):
+                 first_layer_per_point: bool = True):
         super().__init__()
         if not (len(radii) == len(nsamples) == len(mlps) >= 1):
             raise ConfigError(f"SetAbstraction: radii {list(radii)}, nsamples {list(nsamples)} and mlps "
@@ -66,7 +67,7 @@ class SetAbstraction(nn.Module):
         _check_start_order(start, order)
         self.npoint, self.radii, self.nsamples = int(npoint), tuple(float(r) for r in radii), tuple(nsamples)
         self.normalize_xyz, self.start, self.order = normalize_xyz, start, order
-        self.fused_first_layer = fused_first_layer
+        self.first_layer_per_point = first_layer_per_point
         self.mlps = nn.ModuleList(SharedMLP(3 + in_channels, widths) for widths in mlps)
         self.pool = MaxPool(dim=2)
         self.out_channels = sum(m.out_channels for m in self.mlps)
@@ -77,8 +78,8 @@ class SetAbstraction(nn.Module):
         for radius, k, mlp in zip(self.radii, self.nsamples, self.mlps):
             idx = ops.ball_query(xyz, centres, radius, k, order=self.order).idx  # [B, S, k]
             scale = radius if self.normalize_xyz else 1.0
-            if self.fused_first_layer:
-                outs.append(self._fused(mlp, self.pool, xyz, centres, features, idx, scale))  # [B, S, C]
+            if self.first_layer_per_point:
+                outs.append(self._per_point(mlp, self.pool, xyz, centres, features, idx, scale))  # [B, S, C]
             else:
                 outs.append(mlp.forward_max(self._grouped(xyz, centres, features, idx, scale), self.pool))
         return centres, torch.cat(outs, dim=-1)
@@ -90,25 +91,20 @@ class SetAbstraction(nn.Module):
         return offsets if features is None else torch.cat([offsets, ops.group_points(features, idx)], dim=-1)
 
     @staticmethod
-    def _fused(mlp: SharedMLP, pool: MaxPool, xyz, centres, features, idx, scale: float) -> torch.Tensor:
+    def _per_point(mlp: SharedMLP, pool: MaxPool, xyz, centres, features, idx, scale: float) -> torch.Tensor:
         """The first layer per point and per centre (module docstring), then the rest of ``mlp`` per pair and the
         max over the neighbours: ``[B, S, C]``."""
         first = mlp.layers[0]
         inputs = xyz / scale if features is None else torch.cat([xyz / scale, features], dim=-1)  # [B, N, 3 + D]
         per_point = first(inputs)  # [B, N, C1]
         per_centre = F.linear(centres / scale, first.weight[:, :3])  # [B, S, C1]
-        modules = list(mlp)
-        if (len(modules) >= 3 and isinstance(modules[1], PointBatchNorm) and isinstance(modules[2], nn.ReLU)
-                and fused.applies(per_point.view(-1, per_point.shape[-1]), modules[1])):
-            h = fused.pair_bn_relu(per_point, idx, per_centre, modules[1]).view(*idx.shape, -1)  # [B, S, k, C1]
-            return mlp.forward_max(h, pool, skip=3)  # [B, S, C]
-        pairs = ops.group_points(per_point, idx) - per_centre[:, :, None, :]  # [B, S, k, C1]
-        return mlp.forward_max(pairs, pool, skip=1)  # [B, S, C]
+        h, skip = route.grouped_first_layer(per_point, idx, per_centre, list(mlp))  # [B, S, k, C1]
+        return mlp.forward_max(h, pool, skip=skip)  # [B, S, C]
 
     def dlparts_cost(self, inputs: tuple, output) -> dict:
         """FPS (9 flops per centre-point distance update, 1 per argmax step), ball query (9 per centre-point test),
-        offsets (3 per pair) or, fused, the per-centre product and its subtraction per pair.  The MLPs and the max
-        pool are counted on their own rows."""
+        offsets (3 per pair) or, with the first layer per point, the per-centre product and its subtraction per
+        pair.  The MLPs and the max pool are counted on their own rows."""
         b, n = inputs[0].shape[:2]
         s = self.npoint
         flops = b * s * n * 10
@@ -116,7 +112,7 @@ class SetAbstraction(nn.Module):
         for k, mlp in zip(self.nsamples, self.mlps):
             flops += b * s * n * 9
             c1 = mlp.layers[0].out_features
-            if self.fused_first_layer:
+            if self.first_layer_per_point:
                 macs += b * s * 3 * c1
                 flops += b * s * k * c1
             else:
