@@ -77,8 +77,8 @@ def local_response_norm(x: torch.Tensor, size: int = 5, alpha: float = 1e-4, bet
     """Equation (3) in a few tensor operations; see :func:`local_response_norm_reference` for the arguments.
 
     The window runs over maps ``i - n/2 .. i + n/2`` as the formula says (``n + 1`` maps when ``n`` is even, where
-    PyTorch takes ``n``).  About 2.5x faster than ``torch.nn.functional.local_response_norm`` for a training step on
-    the CPU, because the gradient is written out instead of traced through an average pool.
+    PyTorch takes ``n``).  Faster than ``torch.nn.functional.local_response_norm`` for a training step on the CPU
+    (``benchmarks/alexnet.py``), because the gradient is written out instead of traced through an average pool.
     """
     if x.dim() < 3:
         raise ShapeError(f"local response norm needs [B, C, ...] input, got shape {list(x.shape)}")

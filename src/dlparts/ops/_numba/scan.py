@@ -102,7 +102,8 @@ def _morton(px, py, pz, box, scale):
     qz = min(max(int((pz - box[2]) * scale), 0), 1023)
     code = 0
     for bit in range(10):
-        code |= (((qx >> bit) & 1) << (3 * bit)) | (((qy >> bit) & 1) << (3 * bit + 1)) | (((qz >> bit) & 1) << (3 * bit + 2))
+        code |= ((((qx >> bit) & 1) << (3 * bit)) | (((qy >> bit) & 1) << (3 * bit + 1))
+                 | (((qz >> bit) & 1) << (3 * bit + 2)))
     return code
 
 
