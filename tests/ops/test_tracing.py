@@ -1,5 +1,5 @@
-"""The public operators under torch.export and on the meta device: the index searches are opaque custom ops with
-the right output shapes, and the exported graph computes what the eager call does."""
+"""The public operators under torch.export, torch.compile and on the meta device: the index searches are opaque
+custom ops with the right output shapes, and the traced graphs compute what the eager calls do."""
 
 import pytest
 import torch
@@ -34,6 +34,13 @@ def test_export_equals_eager_on_other_inputs():
     assert {"dlparts.fps.default", "dlparts.ball_query.default", "dlparts.knn.default"} <= targets
     other = _inputs(1)
     for got, want in zip(program.module()(*other), model(*other)):
+        assert torch.equal(got, want)
+
+
+def test_compiles_without_graph_breaks():
+    model = _Ops()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)  # fullgraph: a break (e.g. a value check) fails
+    for got, want in zip(compiled(*_inputs(2)), model(*_inputs(2))):
         assert torch.equal(got, want)
 
 
