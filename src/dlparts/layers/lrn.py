@@ -52,7 +52,8 @@ class _LRN(torch.autograd.Function):
     """Eq. (3) with its gradient written by hand: one window sum forward, one backward, few temporaries.
 
     With ``D[i] = k + alpha * sum_{j in W(i)} a[j]^2`` and ``b[i] = a[i] D[i]^-beta``, the windows are symmetric
-    (``j in W(i)`` iff ``i in W(j)``), so ``dL/da[j] = g[j] D[j]^-beta - 2 alpha beta a[j] sum_{i in W(j)} g[i] b[i] / D[i]``.
+    (``j in W(i)`` iff ``i in W(j)``), so
+    ``dL/da[j] = g[j] D[j]^-beta - 2 alpha beta a[j] sum_{i in W(j)} g[i] b[i] / D[i]``.
     """
 
     @staticmethod
