@@ -33,6 +33,24 @@ def _add_fit(sub) -> None:
     p.add_argument("--config", "-c", help="a recipe YAML (configs/*.yaml)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.ckpt")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.01")
+    p.set_defaults(_unknown_hint=override_hint)
+
+
+def override_hint(unknown: list[str], argv: list[str]) -> str:
+    """For options that are config keys written the argparse way (``--max_epochs 1``), the ``key=value`` form to
+    use instead (``; config keys are set as key=value: trainer.max_epochs=1``); empty when none is."""
+    from dlparts.train.config import DEFAULTS
+
+    forms = []
+    for token in (t for t in unknown if t.startswith("--")):
+        name, sep, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        if not sep:
+            at = argv.index(token) + 1
+            value = argv[at] if at < len(argv) and not argv[at].startswith("-") else "VALUE"
+        keys = [f"{section}.{name}" for section, keys in DEFAULTS.items() if isinstance(keys, dict) and name in keys]
+        forms += [f"{key}={value}" for key in keys or ([name] if name in DEFAULTS else [])]
+    return f"; config keys are set as key=value: {' '.join(forms)}" if forms else ""
 
 
 def _run_fit(args) -> int:
@@ -67,6 +85,7 @@ def _add_test(sub) -> None:
                                    "Overrides apply to the config saved in the checkpoint (voting, data root, batch).")
     p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. eval.votes=12")
+    p.set_defaults(_unknown_hint=override_hint)
 
 
 def _run_test(args) -> int:
