@@ -311,8 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._runners[args.command](args) or 0)
     except DlpartsError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message's own layout
-        print(f"dlparts {args.command}: error: {message}", file=sys.stderr)
+        print(f"dlparts {args.command}: error: {report.one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dlparts {args.command}: interrupted", file=sys.stderr)

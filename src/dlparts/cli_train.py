@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from dlparts import report
-from dlparts.errors import ConfigError
+from dlparts.errors import ConfigError, DlpartsError
 
 _STARTED = time.time()  # for the time-to-first-step figure of `dlparts fit` (imported when the command starts)
 
@@ -121,14 +122,25 @@ def _run_predict(args) -> int:
 
     module, _ = load_checkpoint(args.ckpt)
     console = report.console()
+    failed = []
     for path in args.files:
-        result = predict_file(module, path, category=args.category, out_dir=args.out, seed=args.seed)
+        try:
+            result = predict_file(module, path, category=args.category, out_dir=args.out, seed=args.seed)
+        except DlpartsError as exc:  # one bad file is reported, the others still predicted
+            failed.append(path)
+            print(f"dlparts predict: error: {report.one_line(exc)}", file=sys.stderr)
+            continue
         if result.top:
             console.print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top), soft_wrap=True)
         else:
             counts = ", ".join(f"{name} {n}" for name, n in result.counts.items())
             console.print(f"{path}: {counts} -> {', '.join(result.outputs)}", soft_wrap=True)
-    return 0
+        for note in result.notes:
+            console.print(f"  {note}", soft_wrap=True)
+    if failed:
+        print(f"dlparts predict: {len(failed)} of {len(args.files)} files failed: {', '.join(failed)}",
+              file=sys.stderr)
+    return 2 if failed else 0
 
 
 # --------------------------------------------------------------------------------------------------------------- export
