@@ -104,7 +104,7 @@ _PREDICT_FILES = ("Images: any format Pillow reads; point files: .xyz .txt .pts 
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or coloured segmentations (PLY + PNG)",
+    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or coloured segmentations (PLY, PNG, HTML)",
                        description="Predict.\n\nexamples:\n  dlparts predict --ckpt best.ckpt photo.jpg cat.png\n"
                                    "  dlparts predict --ckpt cls.ckpt chair.off cloud.npy points.txt\n"
                                    "  dlparts predict --ckpt partseg.ckpt --category airplane plane.ply --out seg/\n"
@@ -112,7 +112,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
     p.add_argument("files", nargs="+", metavar="FILE", help="images, point files or meshes")
     p.add_argument("--category", help="object category of the shapes (part segmentation)")
-    p.add_argument("--out", help="folder for segmentation PLY/PNG files (default: beside each input)")
+    p.add_argument("--out", help="folder for segmentation PLY/PNG/HTML files (default: beside each input)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling points from meshes (default 0)")
 
 

@@ -4,6 +4,7 @@ the rest (an untrained part segmentation model with normals, built from its conf
 import numpy as np
 import pytest
 import trimesh
+from PIL import Image
 
 import dlparts.train.engine
 from dlparts.cli import main
@@ -58,8 +59,11 @@ def test_predict_goes_on_past_bad_files(module_and_cfg, files, monkeypatch, caps
     lines = out.splitlines()
     assert lines[0].startswith(f"{names[1]}: ") and "normals estimated" in lines[1]
     assert lines[2].startswith(f"{names[3]}: ") and len(lines) == 3
-    assert {p.name for p in (files / "seg").iterdir()} >= {"ball.seg.ply", "ball.seg.png", "box.seg.ply",
-                                                           "box.seg.png"}
+    assert {p.name for p in (files / "seg").iterdir()} == {f"{stem}.seg.{kind}" for stem in ("ball", "box")
+                                                           for kind in ("ply", "png", "html")}
+    assert min(Image.open(files / "seg" / "ball.seg.png").size) >= 800
+    names = module_and_cfg[0].info["classes"]
+    assert any(name in (files / "seg" / "ball.seg.html").read_text() for name in names)  # the legend
 
 
 def test_predict_of_good_files_exits_0(module_and_cfg, files, monkeypatch, capsys):

@@ -1,7 +1,7 @@
 """Predictions of a trained model on files: images, point files or meshes.
 
-Classification gives the top-5 classes with probabilities; segmentation writes a coloured PLY and a PNG render next
-to the input (or into ``out_dir``).  Point clouds are resampled to the run's ``data.num_points`` and brought to the
+Classification gives the top-5 classes with probabilities; segmentation writes a coloured PLY, a PNG render with a
+legend and an interactive HTML view next to the input (or into ``out_dir``).  Point clouds are resampled to the run's ``data.num_points`` and brought to the
 frame the datasets use (centred, inside the unit sphere).
 """
 
@@ -130,12 +130,17 @@ def _category_index(info: dict, category: str | None, path: Path) -> int:
 
 def _write_segmentation(path: Path, points: np.ndarray, labels: np.ndarray, classes: list[str],
                         out_dir: str | Path | None) -> Prediction:
-    from dlparts.viz import plot_point_clouds
+    """``<stem>.seg.ply``, a PNG render (at least 800 px, a legend of the labels) and the interactive
+    ``<stem>.seg.html`` beside it."""
+    from dlparts.viz import plot_point_clouds, write_cloud_html
 
     folder = Path(out_dir) if out_dir else path.parent
     folder.mkdir(parents=True, exist_ok=True)
+    title = f"{path.name}: predicted labels"
     ply = write_ply(folder / f"{path.stem}.seg.ply", points[:, :3], labels)
-    png = plot_point_clouds([(points[:, :3], labels, f"{path.name}: predicted labels")], folder / f"{path.stem}.seg.png")
+    png = plot_point_clouds([(points[:, :3], labels, title)], folder / f"{path.stem}.seg.png", names=classes,
+                            panel=10.0)
+    html = write_cloud_html(points[:, :3], labels, folder / f"{path.stem}.seg.html", names=classes, title=title)
     values, counts = np.unique(labels, return_counts=True)
-    return Prediction(str(path), outputs=[str(ply), str(png)],
+    return Prediction(str(path), outputs=[str(ply), str(png), str(html)],
                       counts={classes[int(v)]: int(c) for v, c in zip(values, counts)})
