@@ -205,7 +205,8 @@ def _add_models(sub) -> None:
     p = sub.add_parser(
         "models",
         help="list the registered models with their parameter counts",
-        description="List registered models.\n\nexamples:\n  dlparts models\n  dlparts models 'pointnet2_*'",
+        description="List registered models.\n\nexamples:\n  dlparts models\n  dlparts models 'pointnet2_*'\n"
+                    "A pattern that matches no model is an error (one line, exit code 2).",
     )
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'alexnet*'")
 

@@ -47,14 +47,13 @@ def _example_metric(module, task: str, truth: torch.Tensor, guess: torch.Tensor,
 
 def _metrics_note(task: str, last: dict) -> str:
     """The test set's figures as the results table gives them; when part segmentation's class and instance mIoU
-    coincide, why (every category has as many test shapes: the mean over shapes is then the mean of the categories'
-    means)."""
+    coincide, why that is no bug."""
     keys = ("instance_miou", "class_miou") if task == "point_partseg" else ("miou", "oa")
     values = {k: float(last[k]) for k in keys if k in last}
     note = "test set: " + ", ".join(f"{LABELS[k]} {v:.1%}" for k, v in values.items())
     if task == "point_partseg" and len(values) == 2 and abs(values["instance_miou"] - values["class_miou"]) < 5e-5:
-        note += (" (class and instance mIoU coincide: every category has as many test shapes, so the mean over "
-                 "shapes equals the mean over categories)")
+        note += (" (class and instance mIoU coincide, as they must when every category has as many test shapes: "
+                 "the mean over shapes is then the mean over categories; the embedded data is balanced)")
     return note
 
 
