@@ -118,7 +118,8 @@ def test_no_command_prints_help_and_exits_2():
 @pytest.mark.parametrize(
     "args, warning",
     [
-        (["--input", "1x3x224x224", "--channels-first"], "if the leading 1 is a batch, write --input 3x224x224 --batch 1"),
+        (["--input", "1x3x224x224", "--channels-first"],
+         "if the leading 1 is a batch, write --input 3x224x224 --batch 1"),
         (["--input", "1x224x224x3"], "if the leading 1 is a batch, write --input 224x224x3 --batch 1"),
         (["--input", "224x224"], "1-D signal of length 224 with 224 channels; for a one-channel image write "
                                  "--input 224x224x1"),
@@ -139,7 +140,8 @@ def test_conv_warns_about_likely_misread_inputs(args, warning, capsys):
 def test_conv_plain_inputs_do_not_warn(text, channels_first, capsys):
     from dlparts.cli import main
 
-    assert main(["conv", "--input", text, "--filters", "4", "--kernel", "1"] + ["--channels-first"] * channels_first) == 0
+    flags = ["--channels-first"] if channels_first else []
+    assert main(["conv", "--input", text, "--filters", "4", "--kernel", "1", *flags]) == 0
     assert capsys.readouterr().err == ""
 
 

@@ -13,7 +13,8 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from dlparts.arith import LRN, Activation, BatchNorm, Conv, Dropout, Field, LayerCost, Layer, Linear, Pool, Volume, dtype_bytes
+from dlparts.arith import (LRN, Activation, BatchNorm, Conv, Dropout, Field, Layer, LayerCost, Linear, Pool, Volume,
+                           dtype_bytes)
 from dlparts.errors import ConfigError, DataNotFoundError, ShapeError
 
 

@@ -85,7 +85,8 @@ def test_plots(module, dataset, folder: Path, examples: int) -> list[Path]:
             truth, guess = batch["seg"][i].cpu(), pred[i].cpu()
             category = batch["category"][i].cpu() if task == "point_partseg" else None
             score = _example_metric(module, task, truth, guess, category)
-            clouds += [(points[i], truth.numpy(), f"#{i} truth"), (points[i], guess.numpy(), f"#{i} predicted: {score}")]
+            clouds += [(points[i], truth.numpy(), f"#{i} truth"),
+                       (points[i], guess.numpy(), f"#{i} predicted: {score}")]
         written.append(viz.plot_point_clouds(clouds, folder / "segmentations.png", columns=2, names=info["classes"],
                                              title=run_title(module, folder, "test segmentations"),
                                              note=_metrics_note(task, last)))

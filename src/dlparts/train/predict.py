@@ -1,8 +1,9 @@
 """Predictions of a trained model on files: images, point files or meshes.
 
 Classification gives the top-5 classes with probabilities; segmentation writes a coloured PLY, a PNG render with a
-legend and an interactive HTML view next to the input (or into ``out_dir``).  Point clouds are resampled to the run's ``data.num_points`` and brought to the
-frame the datasets use (centred, inside the unit sphere).
+legend and an interactive HTML view next to the input (or into ``out_dir``).  Point clouds are resampled to the run's
+``data.num_points`` and brought to the frame the datasets use (centred, inside the unit sphere); a model that takes
+normals gets them estimated for files that hold only xyz.
 """
 
 from __future__ import annotations
