@@ -174,12 +174,14 @@ def test_argparse_style_config_keys_hint_at_key_value(args, hint, capsys):
     assert hint in err
 
 
-def test_unknown_option_that_is_no_config_key_has_no_hint(capsys):
+@pytest.mark.parametrize("args, line", [(["fit", "--bogus", "1"], "dlparts fit: error: unrecognized arguments: --bogus"),
+                                        (["--bogus"], "dlparts: error: unrecognized arguments: --bogus")])
+def test_unknown_option_that_is_no_config_key_has_no_hint(args, line, capsys):
     from dlparts.cli import main
 
-    with pytest.raises(SystemExit):
-        main(["fit", "--bogus", "1"])
-    assert capsys.readouterr().err == "dlparts fit: error: unrecognized arguments: --bogus\n"
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2 and capsys.readouterr().err == line + "\n"
 
 
 def test_summary_passes_a_batch_first_input_unchanged(monkeypatch, capsys):

@@ -302,13 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse's own message, plus the key=value form where the options are config keys (fit, test)
+        hint = getattr(args, "_unknown_hint", None)
+        where = f"dlparts {args.command}" if args.command else "dlparts"
+        parser.exit(2, f"{where}: error: unrecognized arguments: {' '.join(unknown)}"
+                       f"{hint(unknown, argv) if hint else ''}\n")
     if args.command is None:
         parser.print_help()
         return 2
-    if unknown:
-        hint = getattr(args, "_unknown_hint", None)
-        parser.exit(2, f"dlparts {args.command}: error: unrecognized arguments: {' '.join(unknown)}"
-                       f"{hint(unknown, argv) if hint else ''}\n")
     try:
         return int(args._runners[args.command](args) or 0)
     except DlpartsError as exc:
