@@ -116,6 +116,19 @@ def test_large_k_runs_the_reference():
     assert torch.equal(cuda.knn(query, ref, lengths, k)[1], reference.knn(query, ref, lengths, k)[1])
 
 
+@pytest.mark.parametrize("nearest", [False, True])
+@interpreted
+def test_large_k_ball_query_runs_the_reference(monkeypatch, nearest):
+    # order="index" keeps [16, next_pow2(k)] indices per program: k = 2^16 + 1 is beyond Triton's largest tensor.
+    xyz, centers, lengths = _inputs(1, 300, 3, seed=6, ragged_lengths=False)
+    k = 2**16 + 1
+    want = reference.ball_query(xyz, centers, lengths, 0.09, k, nearest)
+    calls = []
+    monkeypatch.setattr(cuda.reference, "ball_query", lambda *a: calls.append(a[4]) or want)
+    got = cuda.ball_query(xyz, centers, lengths, 0.09, k, nearest)
+    assert calls == [k] and got is want
+
+
 @pytest.mark.skipif(INTERPRETER, reason="the interpreter accepts CPU tensors")
 def test_cpu_tensors_refused_without_the_interpreter():
     assert cuda.DEVICE_TYPES == ("cuda",)

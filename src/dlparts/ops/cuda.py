@@ -21,6 +21,9 @@ check the PTX for FMAs.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -34,7 +37,8 @@ from dlparts.ops import reference
 _FPS_REGISTER_MAX = 8192
 _FPS_STREAM_MAX = 65536
 _FPS_CHUNK = 2048
-# The nearest-neighbour kernels keep the best k keys per query in registers; beyond this k the reference runs instead.
+# The neighbour kernels keep [_QUERY_BLOCK, next_pow2(k)] keys or indices per program in registers; beyond this k
+# (Triton refuses tensors above 2^16 elements long before registers run out) the reference runs instead.
 _TOPK_MAX = 256
 # Each program of the neighbour kernels handles _QUERY_BLOCK queries against chunks of _POINT_BLOCK points.
 _QUERY_BLOCK = 16
@@ -47,6 +51,19 @@ DEVICE_TYPES: tuple[str, ...] = ("cuda", "cpu") if triton.knobs.runtime.interpre
 
 def _pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
+
+
+def _on_input_device(entry):
+    """Run a backend entry with the device of its first tensor current: Triton launches on
+    ``torch.cuda.current_device()``, so inputs on ``cuda:1`` while ``cuda:0`` is current would otherwise be read
+    through the wrong GPU.  CPU tensors (the interpreter) need no guard."""
+
+    @functools.wraps(entry)
+    def guarded(first: torch.Tensor, *args):
+        with torch.cuda.device(first.device) if first.device.type == "cuda" else contextlib.nullcontext():
+            return entry(first, *args)
+
+    return guarded
 
 
 # ---------------------------------------------------------------------------------------------------------------- FPS
@@ -114,13 +131,15 @@ def _fps_step(xyz_ptr, lengths_ptr, idx_ptr, mind_ptr, top_ptr, arg_ptr, n, m, i
               CHUNK: tl.constexpr, PARTS: tl.constexpr):
     """Step ``i`` of FPS, one program per (cloud, chunk of ``CHUNK`` points): many programs share one cloud.
 
+    Program ``pid = b * parts + c`` (all on grid axis 0, whose limit is 2^31 - 1; axis 1 stops at 65,535 chunks).
     ``top_ptr``/``arg_ptr [2, B, PARTS]`` hold each chunk's largest distance and its index, double-buffered: step
     ``i`` reads the maxima of step ``i - 1`` from buffer ``(i + 1) % 2`` (the host seeds it with the start) and writes
     its own to ``i % 2``.  Every program reduces the maxima to the chosen point itself, so no step needs a grid sync.
     """
-    b = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
-    nb = tl.num_programs(0)
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // parts
+    c = pid % parts
+    nb = tl.num_programs(0) // parts
     length = tl.load(lengths_ptr + b)
     j = tl.arange(0, PARTS)
     prev = ((i + 1) % 2 * nb + b) * PARTS + j
@@ -145,6 +164,7 @@ def _fps_step(xyz_ptr, lengths_ptr, idx_ptr, mind_ptr, top_ptr, arg_ptr, n, m, i
     tl.store(arg_ptr + out, c * CHUNK + arg.to(tl.int64))
 
 
+@_on_input_device
 def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -> torch.Tensor:
     """Farthest point sampling (PointNet++ Sec. 3.2): ``xyz [B, N, 3]`` -> ``idx int64 [B, m]``; see the reference.
 
@@ -182,7 +202,7 @@ def _fps_steps(xyz, lengths, m: int, start, idx, chunk: int) -> None:
     top[1, :, 0] = 0.0  # step 0 reads buffer 1: its only maximum is the start
     arg[1, :, 0] = start
     for i in range(m):
-        _fps_step[(b, parts)](xyz, lengths, idx, mind, top, arg, n, m, i, parts, CHUNK=chunk, PARTS=_pow2(parts),
+        _fps_step[(b * parts,)](xyz, lengths, idx, mind, top, arg, n, m, i, parts, CHUNK=chunk, PARTS=_pow2(parts),
                               num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
 
 
@@ -190,9 +210,11 @@ def _fps_steps(xyz, lengths, m: int, start, idx, chunk: int) -> None:
 @triton.jit
 def _ball_index(xyz_ptr, centers_ptr, lengths_ptr, idx_ptr, count_ptr, n, s, radius2, k,
                 BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr):
-    """Ball query in index order: the first ``k`` points with ``d2 < radius2``; one program per ``BQ`` centers."""
-    b = tl.program_id(0).to(tl.int64)
-    q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    """Ball query in index order: the first ``k`` points with ``d2 < radius2``; one program per ``BQ`` centers of a
+    cloud, numbered ``b * cdiv(s, BQ) + j`` on grid axis 0."""
+    blocks = tl.cdiv(s, BQ)
+    b = tl.program_id(0).to(tl.int64) // blocks  # program b * blocks + j: B and S share axis 0 (limit 2^31 - 1)
+    q = tl.program_id(0).to(tl.int64) % blocks * BQ + tl.arange(0, BQ)
     qmask = q < s
     length = tl.load(lengths_ptr + b)
     base = xyz_ptr + b * n * 3
@@ -238,13 +260,15 @@ def _ball_index(xyz_ptr, centers_ptr, lengths_ptr, idx_ptr, count_ptr, n, s, rad
 def _nearest(xyz_ptr, query_ptr, lengths_ptr, idx_ptr, dist_ptr, count_ptr, n, s, radius2, k,
              BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr, IN_BALL: tl.constexpr):
     """The ``k`` nearest points by ``(d2, index)``; with ``IN_BALL`` only those with ``d2 < radius2`` (ball query).
+    One program per ``BQ`` queries of a cloud, numbered ``b * cdiv(s, BQ) + j`` on grid axis 0.
 
     Keeps the best keys of each query, ascending, in registers (``[BQ, KP]``, padded with ``NEVER``) and inserts
     into them the keys of each chunk of ``BN`` points that beat the ``k``-th best.
     """
     NEVER: tl.constexpr = 0x7FFFFFFFFFFFFFFF  # larger than the key of every real point
-    b = tl.program_id(0).to(tl.int64)
-    q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    blocks = tl.cdiv(s, BQ)
+    b = tl.program_id(0).to(tl.int64) // blocks  # program b * blocks + j: B and S share axis 0 (limit 2^31 - 1)
+    q = tl.program_id(0).to(tl.int64) % blocks * BQ + tl.arange(0, BQ)
     qmask = q < s
     length = tl.load(lengths_ptr + b)
     base = xyz_ptr + b * n * 3
@@ -294,16 +318,17 @@ def _nearest(xyz_ptr, query_ptr, lengths_ptr, idx_ptr, dist_ptr, count_ptr, n, s
     tl.store(idx_ptr + row, found, mask=(slots[None, :] < k) & qmask[:, None])
 
 
+@_on_input_device
 def ball_query(xyz: torch.Tensor, centers: torch.Tensor, lengths: torch.Tensor, radius2: float, k: int,
                nearest: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Ball query (PointNet++ Sec. 3.2): ``idx int64 [B, S, k]``, ``count int64 [B, S]``; see the reference."""
     b, n, _ = xyz.shape
     s = centers.shape[1]
-    if nearest and k > _TOPK_MAX:
+    if k > _TOPK_MAX:
         return reference.ball_query(xyz, centers, lengths, radius2, k, nearest)
     idx = torch.empty(b, s, k, dtype=torch.int64, device=xyz.device)
     count = torch.empty(b, s, dtype=torch.int64, device=xyz.device)
-    grid = (b, triton.cdiv(s, _QUERY_BLOCK))
+    grid = (b * triton.cdiv(s, _QUERY_BLOCK),)
     blocks = {"BQ": _QUERY_BLOCK, "BN": _POINT_BLOCK, "KP": _pow2(k)}
     if nearest:
         # dist_ptr is never read or written with IN_BALL (the branch is compiled out); idx only fills its place.
@@ -313,6 +338,7 @@ def ball_query(xyz: torch.Tensor, centers: torch.Tensor, lengths: torch.Tensor, 
     return idx, count
 
 
+@_on_input_device
 def knn(query: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest neighbours: ``dists float32 [B, S, k]`` (squared), ``idx int64 [B, S, k]``, by ``(d2, index)``."""
     b, n, _ = ref.shape
@@ -321,7 +347,7 @@ def knn(query: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, k: int) -
         return reference.knn(query, ref, lengths, k)
     idx = torch.empty(b, s, k, dtype=torch.int64, device=ref.device)
     dists = torch.empty(b, s, k, dtype=torch.float32, device=ref.device)
-    grid = (b, triton.cdiv(s, _QUERY_BLOCK))
+    grid = (b * triton.cdiv(s, _QUERY_BLOCK),)
     # count_ptr is never read or written without IN_BALL (the branch is compiled out); idx only fills its place.
     _nearest[grid](ref, query, lengths, idx, dists, idx, n, s, 0.0, k, IN_BALL=False, BQ=_QUERY_BLOCK,
                    BN=_POINT_BLOCK, KP=_pow2(k), **_LAUNCH)
