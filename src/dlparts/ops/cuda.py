@@ -16,7 +16,8 @@ Testing without a GPU.  ``TRITON_INTERPRET=1`` makes Triton run the same kernels
 reads the flag when a function is decorated with ``triton.jit``, its own library functions (``tl.min``, ``tl.argmax``,
 ...) included, so it must be set before ``triton`` is first imported in the process; ``DEVICE_TYPES`` then admits CPU
 tensors as well.  The tests also compile every kernel for sm_90 with Triton's bundled toolchain (no GPU needed) and
-check the PTX for FMAs.
+check the PTX, and the SASS of every specialisation the launches produce, for FMAs; they record the grid and the
+current device of every launch on fake CUDA tensors (tests/ops/test_gpu_launches.py).
 """
 
 from __future__ import annotations
