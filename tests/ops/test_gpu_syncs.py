@@ -103,7 +103,8 @@ def test_no_host_reads_on_the_gpu_path(gpu_path, name):
 def test_interpolation_reads_device_lengths_once(gpu_path):
     # Lengths given on the GPU: the smallest cloud sizes the output (3 neighbours, or all of fewer), one read.
     xyz, centers, feats = cloud(2, 30, 0), cloud(2, 5, 1), torch.randn(2, 30, 4)
-    assert _reads(lambda: ops.three_interpolate(centers, xyz, feats, lengths=torch.tensor([30, 2]), backend="cuda")) == 1
+    lengths = torch.tensor([30, 2])
+    assert _reads(lambda: ops.three_interpolate(centers, xyz, feats, lengths=lengths, backend="cuda")) == 1
 
 
 @interpreted

@@ -76,7 +76,7 @@ def _start_indices(fn: str, start, xyz: torch.Tensor, lens: _checks.Lengths, gen
     else:
         first = _checks.integer(fn, "start", start, 0)
         s = torch.full((b,), first, dtype=torch.int64, device=xyz.device)
-        # With the smallest cloud known on the host, a valid start needs no read; a bad one is read only for the message.
+        # With the smallest cloud known on the host a valid start needs no read; a bad one is read for the message.
         on_host = lens.fewest is not None
         if on_host and first < lens.fewest:
             return s
