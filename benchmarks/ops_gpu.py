@@ -134,16 +134,18 @@ def case_fps(b: int, n: int, m: int) -> dict:
     run = {be: (lambda be=be, t=t: ops.farthest_point_sample(t, m, backend=be))
            for be, t in (("cuda", g), ("reference", g), ("cpu", x))}
     peers = {"torch loop (GPU)": lambda: torch_loop_fps(g, m)}
-    if n > cuda._FPS_REGISTER_MAX:  # both large-cloud kernels, whichever fps() picks, to place _FPS_STREAM_MAX
+    # Both large-cloud kernels, whichever fps() picks, to place _FPS_STREAM_MAX; and the steps replayed from a CUDA
+    # graph (DLPARTS_FPS_GRAPH=1; the first call captures).  The streaming kernel is the one-block-per-cloud design.
+    paths = ("_fps_streaming", "_fps_steps", "_fps_steps_graphed")
+    if n > cuda._FPS_REGISTER_MAX:
         lens = torch.full((b,), n, device=g.device)
         start = torch.zeros(b, dtype=torch.int64, device=g.device)
-        for path in ("_fps_streaming", "_fps_steps"):
+        for path in paths:
             peers[f"cuda {path}"] = lambda path=path: fps_path(path, g, lens, m, start)
     row = measure(f"fps B={b} N={n:,} m={m:,}", run, peers, lambda r: (r,))
     if n > cuda._FPS_REGISTER_MAX:
         want = run["reference"]()
-        row["equal_reference"] &= all(torch.equal(fps_path(p, g, lens, m, start), want)
-                                      for p in ("_fps_streaming", "_fps_steps"))
+        row["equal_reference"] &= all(torch.equal(fps_path(p, g, lens, m, start), want) for p in paths)
     return row
 
 

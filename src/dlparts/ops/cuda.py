@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -45,6 +47,11 @@ _TOPK_MAX = 256
 _QUERY_BLOCK = 16
 _POINT_BLOCK = 64
 _LAUNCH = {"enable_fp_fusion": False}
+# With DLPARTS_FPS_GRAPH=1 the step launches of large-cloud FPS are captured once per (device, B, N, m, chunk) in a CUDA
+# graph and replayed: one host launch per call instead of m.  Prepared before any GPU was lent: unverified on hardware.
+GRAPH_VAR = "DLPARTS_FPS_GRAPH"
+_GRAPHS_KEPT = 4
+_graphs: dict[tuple, tuple] = {}  # insertion-ordered: the oldest capture is dropped first
 
 # Under Triton's interpreter the kernels run with numpy on CPU tensors too.
 DEVICE_TYPES: tuple[str, ...] = ("cuda", "cpu") if triton.knobs.runtime.interpret else ("cuda",)
@@ -170,7 +177,8 @@ def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -
     """Farthest point sampling (PointNet++ Sec. 3.2): ``xyz [B, N, 3]`` -> ``idx int64 [B, m]``; see the reference.
 
     Small clouds run in registers, one program per cloud; medium ones stream through one program per cloud; large
-    ones run one launch per step over all of the GPU (launch overhead instead of one multiprocessor's bandwidth).
+    ones run one launch per step over all of the GPU (launch overhead instead of one multiprocessor's bandwidth), or
+    with ``DLPARTS_FPS_GRAPH=1`` one replay of those launches from a CUDA graph (unverified on hardware).
     """
     b, n, _ = xyz.shape
     idx = torch.empty(b, m, dtype=torch.int64, device=xyz.device)
@@ -180,6 +188,8 @@ def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -
                              **_LAUNCH)
     elif n <= _FPS_STREAM_MAX:
         _fps_streaming(xyz, lengths, m, start, idx, _FPS_CHUNK)
+    elif os.environ.get(GRAPH_VAR, "") == "1":
+        _fps_steps_graphed(xyz, lengths, m, start, idx, _FPS_CHUNK)
     else:
         _fps_steps(xyz, lengths, m, start, idx, _FPS_CHUNK)
     return idx
@@ -193,18 +203,70 @@ def _fps_streaming(xyz, lengths, m: int, start, idx, chunk: int) -> None:
                        **_LAUNCH)
 
 
+class _Steps(NamedTuple):
+    """The tensors of one FPS by :func:`_fps_step`: inputs, output ``idx [B, m]`` and the state it carries."""
+
+    xyz: torch.Tensor
+    lengths: torch.Tensor
+    start: torch.Tensor
+    idx: torch.Tensor
+    mind: torch.Tensor  # [B, N] distance to the chosen set
+    top: torch.Tensor  # [2, B, PARTS] each chunk's largest distance, double-buffered
+    arg: torch.Tensor  # [2, B, PARTS] its index
+
+
+def _steps(xyz, lengths, start, idx, chunk: int) -> _Steps:
+    b, n, _ = xyz.shape
+    parts = _pow2(triton.cdiv(n, chunk))
+    f32 = dict(dtype=torch.float32, device=xyz.device)
+    return _Steps(xyz, lengths, start, idx, torch.empty((b, n), **f32), torch.empty((2, b, parts), **f32),
+                  torch.empty((2, b, parts), dtype=torch.int64, device=xyz.device))
+
+
+def _reset(st: _Steps) -> None:
+    st.mind.fill_(float("inf"))
+    st.top.fill_(-2.0)
+    st.arg.zero_()
+    st.top[1, :, 0] = 0.0  # step 0 reads buffer 1: its only maximum is the start
+    st.arg[1, :, 0] = st.start
+
+
+def _launch_steps(st: _Steps, m: int, chunk: int) -> None:
+    b, n, _ = st.xyz.shape
+    parts = triton.cdiv(n, chunk)
+    for i in range(m):
+        _fps_step[(b * parts,)](st.xyz, st.lengths, st.idx, st.mind, st.top, st.arg, n, m, i, parts, CHUNK=chunk,
+                                PARTS=_pow2(parts), num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
+
+
 def _fps_steps(xyz, lengths, m: int, start, idx, chunk: int) -> None:
     """FPS by ``m`` launches of :func:`_fps_step` into ``idx [B, m]`` (``chunk`` a power of two)."""
-    b, n, _ = xyz.shape
-    parts = triton.cdiv(n, chunk)
-    mind = torch.full((b, n), float("inf"), dtype=torch.float32, device=xyz.device)
-    top = torch.full((2, b, _pow2(parts)), -2.0, dtype=torch.float32, device=xyz.device)
-    arg = torch.zeros((2, b, _pow2(parts)), dtype=torch.int64, device=xyz.device)
-    top[1, :, 0] = 0.0  # step 0 reads buffer 1: its only maximum is the start
-    arg[1, :, 0] = start
-    for i in range(m):
-        _fps_step[(b * parts,)](xyz, lengths, idx, mind, top, arg, n, m, i, parts, CHUNK=chunk, PARTS=_pow2(parts),
-                              num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
+    st = _steps(xyz, lengths, start, idx, chunk)
+    _reset(st)
+    _launch_steps(st, m, chunk)
+
+
+def _fps_steps_graphed(xyz, lengths, m: int, start, idx, chunk: int) -> None:
+    """:func:`_fps_steps` with the ``m`` launches replayed from a CUDA graph of the shape (captured at first use on
+    copies of the inputs, after one eager run that compiles the kernel); the state is reset outside the graph."""
+    key = (xyz.device, *xyz.shape, m, chunk)
+    if key not in _graphs:
+        st = _steps(xyz.clone(), lengths.clone(), start.clone(), idx.clone(), chunk)
+        _reset(st)
+        _launch_steps(st, m, chunk)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            _launch_steps(st, m, chunk)
+        while len(_graphs) >= _GRAPHS_KEPT:
+            _graphs.pop(next(iter(_graphs)))
+        _graphs[key] = graph, st
+    graph, st = _graphs[key]
+    st.xyz.copy_(xyz)
+    st.lengths.copy_(lengths)
+    st.start.copy_(start)
+    _reset(st)
+    graph.replay()
+    idx.copy_(st.idx)
 
 
 # --------------------------------------------------------------------------------------------------------- ball query
