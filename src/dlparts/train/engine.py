@@ -163,15 +163,23 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     best = trainer.checkpoint_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_val = _best_row(module.history, module.monitor)
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-    result = {"run_dir": str(folder), "best_ckpt": str(best), "last_ckpt": str(folder / "checkpoints" / "last.ckpt"),
+    result = {"run_dir": str(folder), "best_ckpt": str(best), "ckpt_kind": checkpoint_kind(best),
+              "last_ckpt": str(folder / "checkpoints" / "last.ckpt"),
               "task": splits.info["task"], "model": cfg["model"]["name"], "data": cfg["data"]["name"],
-              "epochs": trainer.current_epoch, "best_val": best_val,
+              "epochs": trainer.current_epoch, "max_epochs": cfg["trainer"]["max_epochs"],
+              "time_cap": _time_cap_hit(trainer, cfg), "best_val": best_val,
               "test": {k.removeprefix("test/"): float(v) for k, v in test_metrics.items()},
               "fit_seconds": fit_s, "first_step_at": first.at, "setup_seconds": (first.at or time.time()) - started,
               "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written]}
     if trainer.is_global_zero:
         (folder / "results.json").write_text(json.dumps(result, indent=2))
     return {**result, "module": module}
+
+
+def _time_cap_hit(trainer, cfg: dict) -> float | None:
+    """``trainer.max_time`` in seconds when it ended the fit before ``max_epochs``, else None."""
+    cap = cfg["trainer"]["max_time"]
+    return cap if cap is not None and trainer.current_epoch < cfg["trainer"]["max_epochs"] else None
 
 
 def _best_row(history: list[dict], monitor: str) -> dict:
@@ -208,22 +216,42 @@ def load_checkpoint(path: str | Path, overrides: list[str] = ()):
     return module, cfg
 
 
+def checkpoint_kind(path: str | Path) -> str:
+    """What a checkpoint of a run holds: ``"best"`` (on validation), ``"last"`` (the last finished epoch),
+    ``"interrupted"`` (Ctrl-C), or its file name for any other."""
+    from dlparts.train.callbacks import INTERRUPTED
+
+    name = Path(path).name
+    return {"best.ckpt": "best", "last.ckpt": "last", INTERRUPTED: "interrupted"}.get(name, name)
+
+
 def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
-    """Evaluate a checkpoint on its dataset's test split; plots go beside the checkpoint's run folder."""
+    """Evaluate a checkpoint on its dataset's test split.  Its outputs go beside the fit's without replacing them:
+    ``<run>/test-<checkpoint>.json`` and ``<run>/plots/test-<checkpoint>/``."""
     from dlparts.train.data import DataModule, build_splits
 
     _quiet_lightning()
+    started = time.time()
     module, cfg = load_checkpoint(ckpt, overrides)
     splits = build_splits(cfg)
     check_task(cfg, splits.info)
     folder = Path(ckpt).resolve().parent.parent
     cfg = {**cfg, "trainer": {**cfg["trainer"], "devices": 1, "strategy": "auto", "num_nodes": 1}}
-    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], logs=False)
+    stem = Path(ckpt).stem
+    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], logs=False,
+                            plots=folder / "plots" / f"test-{stem}")
     metrics = trainer.test(module, datamodule=DataModule(cfg, splits), verbose=False)[0]
-    return {"ckpt": str(ckpt), "task": splits.info["task"], "model": cfg["model"]["name"],
-            "test": {k.removeprefix("test/"): float(v) for k, v in metrics.items()},
-            "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written],
-            "run_dir": str(folder)}
+    result = {"ckpt": str(ckpt), "ckpt_kind": checkpoint_kind(ckpt), "task": splits.info["task"],
+              "model": cfg["model"]["name"], "data": cfg["data"]["name"],
+              "epochs": module.history[-1]["epoch"] + 1 if module.history else 0,
+              "best_val": _best_row(module.history, module.monitor),
+              "test": {k.removeprefix("test/"): float(v) for k, v in metrics.items()},
+              "test_seconds": time.time() - started,
+              "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written],
+              "run_dir": str(folder)}
+    if folder.is_dir():
+        (folder / f"test-{stem}.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 def resume_checkpoint(run_dir: str | Path) -> Path:
