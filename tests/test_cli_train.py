@@ -78,6 +78,16 @@ def test_test_command_writes_beside_the_fit_and_says_which_checkpoint(run, capsy
     assert checkpoint_line(result).endswith("last.ckpt: the last epoch's)")
 
 
+def test_default_run_names_do_not_collide_and_progress_is_told(tmp_path, capsys):
+    quick = [*TINY, "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", f"run.dir={tmp_path}"]
+    assert main(["fit", *quick]) == 0
+    assert main(["fit", *quick, "trainer.progress=true"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pointnet_cls_vanilla-synthetic_shapes",
+                                                         "pointnet_cls_vanilla-synthetic_shapes-2"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dlparts: ")]
+    assert [line.split(" ")[1] for line in lines] == ["preparing", "data", "training;", "first"]
+
+
 def test_a_time_cap_that_ended_the_fit_is_said_in_the_table():
     from dlparts.train.report import result_rows
 

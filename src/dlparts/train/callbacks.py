@@ -57,14 +57,19 @@ class Throughput(pl.Callback):
 
 
 class FirstStep(pl.Callback):
-    """Records the wall-clock time (``time.time()``) at which the first training step ended: the start-up figure."""
+    """Records the wall-clock time (``time.time()``) at which the first training step ended: the start-up figure;
+    with ``say``, also tells it (the first step is where kernels compile)."""
 
-    def __init__(self):
+    def __init__(self, say=None):
         self.at: float | None = None
+        self.say = say
+        self.began = time.time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.at is None:
             self.at = time.time()
+            if self.say is not None:
+                self.say(f"first training step done after {self.at - self.began:.0f} s")
 
 
 class Plots(pl.Callback):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -144,7 +145,11 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     cfg = {**cfg, "run": {**cfg["run"], "dir": str(folder.parent), "name": folder.name}}  # saved as resolved
     pl.seed_everything(cfg["seed"], verbose=False)
     started = time.time()
+    say = _progress(cfg)
+    say(f"preparing {cfg['data']['name']} (the embedded datasets are generated on first use, then cached)")
     splits = build_splits(cfg)
+    say(f"data ready after {time.time() - started:.0f} s: {len(splits.train)} train, {len(splits.val)} validation, "
+        f"{len(splits.test)} test samples")
     check_task(cfg, splits.info)
     module = build_module(cfg, splits.info)
     module.extra_state = splits.extra_state
@@ -152,12 +157,14 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     save_config(cfg, folder / "config.yaml")
     from dlparts.train.callbacks import FirstStep, Interrupted
 
-    first = FirstStep()
+    first = FirstStep(say)
     resumed = None if ckpt is None else torch.load(ckpt, map_location="cpu", weights_only=False)
     trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]],
                             [first, Interrupted(folder), *callbacks], resumed=resumed)
     del resumed
     datamodule = DataModule(cfg, splits)
+    say("training; the first step compiles the point kernels when their cache is cold (up to a minute)"
+        if splits.info["task"].startswith("point") else "training")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     fit_s = time.time() - started
     best = trainer.checkpoint_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
@@ -174,6 +181,15 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     if trainer.is_global_zero:
         (folder / "results.json").write_text(json.dumps(result, indent=2))
     return {**result, "module": module}
+
+
+def _progress(cfg: dict):
+    """A function printing one progress line to stderr, or doing nothing when ``trainer.progress`` is off."""
+    def say(line: str) -> None:
+        if cfg["trainer"]["progress"]:
+            print(f"dlparts: {line}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def _time_cap_hit(trainer, cfg: dict) -> float | None:
