@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dlparts import arith
-from dlparts.arith import Conv, LRN, Pool, Volume, apply_stack, parse_stack, parse_volume
+from dlparts.arith import LRN, Conv, Field, Pool, Volume, field_after, parse_volume
+from dlparts.stacks import apply_stack, parse_stack
 from dlparts.errors import ConfigError, ShapeError
 
 
@@ -113,6 +114,15 @@ def test_alexnet_torchvision_stack_totals():
     report = apply_stack(parse_stack("alexnet-torchvision"), parse_volume("224x224x3"))
     assert report.params == 61_100_840
     assert report.macs == 714_188_480
+
+
+def test_field_after_by_hand():
+    # conv k=3 s=1 on the input: r = 1 + 2 * 1 = 3; then pool k=2 s=2: r = 3 + 1 * 1 = 4, jump 2
+    f = field_after(field_after(Field(), 3, 1), 2, 2)
+    assert f == Field(4, 2)
+    assert field_after(f, 3, 1, dilation=2) == Field(4 + 4 * 2, 2)  # k_eff = 5
+    assert field_after(Field(7, 4), 4, 2, transposed=True) == Field(7 + 1 * 4, 2)  # ceil(4 / 2) - 1 = 1 step of 4
+    assert field_after(Field(None, None), 3, 1) == Field(None, None)
 
 
 def test_lrn_and_pool_flops_are_counted():

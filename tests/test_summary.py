@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from dlparts import arith
+from dlparts import arith, stacks
 from dlparts.errors import ConfigError, ShapeError
 from dlparts.summary import summarize
 
@@ -24,7 +24,7 @@ def test_torchvision_alexnet_counts():
     assert result.device == "meta"
     assert result.total_params == 61_100_840
     assert result.macs == 714_188_480
-    stack = arith.apply_stack(arith.parse_stack("alexnet-torchvision"), arith.parse_volume("224x224x3"))
+    stack = stacks.apply_stack(stacks.parse_stack("alexnet-torchvision"), arith.parse_volume("224x224x3"))
     assert result.macs == stack.macs and result.total_params == stack.params
     pool5 = next(r for r in result.rows if r.name == "features.12")
     assert (pool5.rf, pool5.jump) == (195, 32.0)
@@ -47,7 +47,7 @@ def test_paper_alexnet_summary_equals_spec_arithmetic():
     with torch.device("meta"):
         model = _paper_alexnet_sequential()
     result = summarize(model, (3, 227, 227))
-    stack = arith.apply_stack(arith.parse_stack("alexnet-paper"), arith.parse_volume("227x227x3"))
+    stack = stacks.apply_stack(stacks.parse_stack("alexnet-paper"), arith.parse_volume("227x227x3"))
     assert result.total_params == stack.params == 60_965_224
     assert result.macs == stack.macs == 724_406_816
     assert result.flops == stack.flops  # pooling, LRN and ReLU FLOPs counted the same way in both

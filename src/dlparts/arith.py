@@ -19,15 +19,17 @@ deep learning" (2016), and PyTorch's layer semantics:
 * Receptive field ``r`` and jump ``j`` (distance in input pixels between adjacent outputs) compose as
   ``r_out = r_in + (k_eff - 1) j_in`` and ``j_out = j_in s`` (Araujo et al., "Computing receptive fields of
   convolutional neural networks", Distill 2019).
+
+Layer-spec strings (``"conv(96, k=11, s=4), relu"``) and the named stacks are parsed in :mod:`dlparts.stacks`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable, Sequence, Union
+from typing import NamedTuple, Sequence, Union
 
 from dlparts.errors import ConfigError, ShapeError
 
@@ -196,8 +198,10 @@ class LayerCost:
         return self.output.numel * dtype_bytes(dtype)
 
 
-@dataclass(frozen=True)
-class _Field:
+class Field(NamedTuple):
+    """Receptive field ``rf`` (input pixels) and ``jump`` (input pixels between adjacent outputs) along the first
+    spatial dimension; both None once a layer mixes every position (a fully connected layer)."""
+
     rf: int | None = 1
     jump: Fraction | None = Fraction(1)
 
@@ -222,7 +226,7 @@ class Conv:
     transposed: bool = False
     output_padding: int | tuple[int, ...] = 0
 
-    def apply(self, v: Volume, field_in: _Field = _Field()) -> tuple[LayerCost, _Field]:
+    def apply(self, v: Volume, field_in: Field = Field()) -> tuple[LayerCost, Field]:
         dims = len(v.spatial)
         k = _per_dim(self.kernel, dims, "kernel")
         s = _per_dim(self.stride, dims, "stride")
@@ -249,7 +253,7 @@ class Conv:
             macs = math.prod(out) * self.filters * (v.channels // self.groups) * math.prod(k)
         batch = v.batch or 1
         out_v = Volume(out, self.filters, v.batch)
-        field_out = _field_after(field_in, k, s, d, transposed=self.transposed)
+        field_out = field_after(field_in, k[0], s[0], d[0], transposed=self.transposed)
         notes = _padding_notes(pads, self.padding)
         cost = LayerCost("convT" if self.transposed else "conv", out_v, weights + (self.filters if self.bias else 0),
                          macs * batch, 2 * macs * batch, pads, field_out.rf, field_out.jump, notes)
@@ -267,7 +271,7 @@ class Pool:
     dilation: int | tuple[int, ...] = 1
     ceil_mode: bool = False
 
-    def apply(self, v: Volume, field_in: _Field = _Field()) -> tuple[LayerCost, _Field]:
+    def apply(self, v: Volume, field_in: Field = Field()) -> tuple[LayerCost, Field]:
         if self.mode not in ("max", "avg"):
             raise ConfigError(f"pooling mode {self.mode!r} is not max or avg")
         dims = len(v.spatial)
@@ -282,7 +286,7 @@ class Pool:
         out_v = Volume(out, v.channels, v.batch)
         window = math.prod(k)
         flops = out_v.numel * (window - 1 if self.mode == "max" else window)
-        field_out = _field_after(field_in, k, s, d)
+        field_out = field_after(field_in, k[0], s[0], d[0])
         return LayerCost(f"{self.mode}pool", out_v, 0, 0, flops, pads, field_out.rf, field_out.jump,
                          _padding_notes(pads, self.padding)), field_out
 
@@ -301,7 +305,7 @@ class LRN:
     beta: float = 0.75
     k: float = 2.0
 
-    def apply(self, v: Volume, field_in: _Field = _Field()) -> tuple[LayerCost, _Field]:
+    def apply(self, v: Volume, field_in: Field = Field()) -> tuple[LayerCost, Field]:
         if self.size <= 0:
             raise ConfigError(f"LRN size {self.size} must be positive")
         return LayerCost("lrn", v, 0, 0, v.numel * lrn_flops_per_element(self.size), (), field_in.rf,
@@ -313,12 +317,22 @@ def lrn_flops_per_element(size: int) -> int:
 
 
 @dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalization (Ioffe & Szegedy 2015) at inference, folded to ``y = a x + b`` per channel: 2 FLOPs per
+    element, as :mod:`dlparts.summary` counts it.  Parameters ``2 C`` (gamma and beta; the running mean and variance
+    are buffers, not parameters); MACs 0."""
+
+    def apply(self, v: Volume, field_in: Field = Field()) -> tuple[LayerCost, Field]:
+        return LayerCost("bn", v, 2 * v.channels, 0, 2 * v.numel, (), field_in.rf, field_in.jump), field_in
+
+
+@dataclass(frozen=True)
 class Activation:
     """Elementwise activation (ReLU etc.): one FLOP per element, no parameters."""
 
     name: str = "relu"
 
-    def apply(self, v: Volume, field_in: _Field = _Field()) -> tuple[LayerCost, _Field]:
+    def apply(self, v: Volume, field_in: Field = Field()) -> tuple[LayerCost, Field]:
         return LayerCost(self.name, v, 0, 0, v.numel, (), field_in.rf, field_in.jump), field_in
 
 
@@ -328,7 +342,7 @@ class Dropout:
 
     p: float = 0.5
 
-    def apply(self, v: Volume, field_in: _Field = _Field()) -> tuple[LayerCost, _Field]:
+    def apply(self, v: Volume, field_in: Field = Field()) -> tuple[LayerCost, Field]:
         if not 0 <= self.p < 1:
             raise ConfigError(f"dropout probability {self.p} must be in [0, 1)")
         return LayerCost("dropout", v, 0, 0, 0, (), field_in.rf, field_in.jump), field_in
@@ -341,27 +355,29 @@ class Linear:
     features: int
     bias: bool = True
 
-    def apply(self, v: Volume, field_in: _Field = _Field()) -> tuple[LayerCost, _Field]:
+    def apply(self, v: Volume, field_in: Field = Field()) -> tuple[LayerCost, Field]:
         if self.features <= 0:
             raise ConfigError(f"fc features {self.features} must be positive")
         fan_in = math.prod(v.spatial) * v.channels
         out_v = Volume((), self.features, v.batch)
         macs = fan_in * self.features * (v.batch or 1)
         params = fan_in * self.features + (self.features if self.bias else 0)
-        return LayerCost("fc", out_v, params, macs, 2 * macs), _Field(None, None)
+        return LayerCost("fc", out_v, params, macs, 2 * macs), Field(None, None)
 
 
-Layer = Union[Conv, Pool, LRN, Activation, Dropout, Linear]
+Layer = Union[Conv, Pool, LRN, BatchNorm, Activation, Dropout, Linear]
 
 
-def _field_after(f: _Field, k, s, d, transposed: bool = False) -> _Field:
-    """Receptive field after a layer; only the first spatial dimension is tracked (square layers are the norm)."""
+def field_after(f: Field, kernel: int, stride: int, dilation: int = 1, transposed: bool = False) -> Field:
+    """:class:`Field` after a layer of ``kernel``, ``stride`` and ``dilation`` along one dimension: ``r + (k_eff - 1)
+    j`` and ``j s``; a transposed layer's output sees ``ceil(k_eff / s)`` neighbouring inputs and is ``s`` times
+    denser (``j / s``).  Only the first spatial dimension is tracked (square layers are the norm)."""
     if f.rf is None:
         return f
-    k_eff = effective_kernel(k[0], d[0])
-    if transposed:  # each output sees ceil(k_eff / s) neighbouring inputs; outputs are s times denser
-        return _Field(f.rf + (math.ceil(k_eff / s[0]) - 1) * int(f.jump), f.jump / s[0])
-    return _Field(int(f.rf + (k_eff - 1) * f.jump), f.jump * s[0])
+    k_eff = effective_kernel(kernel, dilation)
+    if transposed:
+        return Field(f.rf + (math.ceil(k_eff / stride) - 1) * int(f.jump), f.jump / stride)
+    return Field(int(f.rf + (k_eff - 1) * f.jump), f.jump * stride)
 
 
 def _padding_notes(pads: tuple[tuple[int, int], ...], spec: PaddingSpec) -> tuple[str, ...]:
@@ -370,200 +386,3 @@ def _padding_notes(pads: tuple[tuple[int, int], ...], spec: PaddingSpec) -> tupl
         return (f"padding {spec!r} is asymmetric {pads}: PyTorch's padding argument is symmetric, so apply "
                 f"F.pad(x, {f_pad}) before a padding=0 layer",)
     return ()
-
-
-# -------------------------------------------------------------------------------------------------------------- stacks
-@dataclass(frozen=True)
-class StackRow:
-    index: int
-    spec: str
-    cost: LayerCost
-
-
-@dataclass
-class StackReport:
-    """A stack of layers applied to an input volume: one row per layer and the totals."""
-
-    input: Volume
-    rows: list[StackRow] = field(default_factory=list)
-    dtype: str = "float32"
-
-    @property
-    def params(self) -> int:
-        return sum(r.cost.params for r in self.rows)
-
-    @property
-    def macs(self) -> int:
-        return sum(r.cost.macs for r in self.rows)
-
-    @property
-    def flops(self) -> int:
-        return sum(r.cost.flops for r in self.rows)
-
-    @property
-    def activation_bytes(self) -> int:
-        return sum(r.cost.activation_bytes(self.dtype) for r in self.rows)
-
-    @property
-    def output(self) -> Volume:
-        return self.rows[-1].cost.output if self.rows else self.input
-
-
-def apply_stack(layers: Iterable[tuple[str, Layer]], volume: Volume, dtype: str = "float32") -> StackReport:
-    """Run ``(spec_text, layer)`` pairs over ``volume``; errors name the layer (1-based) and its spec."""
-    dtype_bytes(dtype)
-    report = StackReport(volume, dtype=dtype)
-    v, f = volume, _Field()
-    for n, (text, layer) in enumerate(layers, start=1):
-        try:
-            cost, f = layer.apply(v, f)
-        except (ConfigError, ShapeError) as exc:
-            raise type(exc)(f"layer {n} ({text}) on input {v.hwc()}: {exc}") from None
-        report.rows.append(StackRow(n, text, cost))
-        v = cost.output
-    return report
-
-
-_LAYER_RE = re.compile(r"^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$", re.IGNORECASE | re.DOTALL)
-_KEYS = {
-    "k": "kernel", "kernel": "kernel", "s": "stride", "stride": "stride", "p": "padding", "pad": "padding",
-    "padding": "padding", "d": "dilation", "dilation": "dilation", "g": "groups", "groups": "groups",
-    "bias": "bias", "op": "output_padding", "output_padding": "output_padding", "ceil": "ceil_mode",
-    "ceil_mode": "ceil_mode", "n": "size", "size": "size", "alpha": "alpha", "beta": "beta", "p_drop": "p",
-}
-
-
-def _parse_value(text: str):
-    t = text.strip()
-    low = t.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if "x" in low and re.fullmatch(r"\d+(x\d+)+", low):
-        return tuple(int(p) for p in low.split("x"))
-    for cast in (int, float):
-        try:
-            return cast(t)
-        except ValueError:
-            pass
-    return t
-
-
-def parse_layer(text: str) -> Layer:
-    """One layer from text: ``conv(96, k=11, s=4)``, ``conv(256, k=5, p=same, g=2)``, ``convT(64, k=4, s=2, p=1)``,
-    ``maxpool(k=3, s=2)``, ``avgpool(2)``, ``lrn`` / ``lrn(n=5, alpha=1e-4, beta=0.75, k=2)``, ``relu``,
-    ``dropout(0.5)``, ``fc(4096)``.  Sizes may be ``3x5``; padding may be valid, same, full or an integer."""
-    m = _LAYER_RE.match(text)
-    if not m:
-        raise ConfigError(f"layer spec {text!r} is malformed; expected e.g. conv(96, k=11, s=4)")
-    name, arg_text = m.group(1).lower(), (m.group(2) or "").strip()
-    positional, kwargs = [], {}
-    for part in filter(None, (a.strip() for a in arg_text.split(",")) if arg_text else ()):
-        if "=" in part:
-            key, _, val = part.partition("=")
-            key = key.strip().lower()
-            if name == "lrn" and key == "k":
-                kwargs["k"] = _parse_value(val)
-                continue
-            if key not in _KEYS:
-                raise ConfigError(f"layer spec {text!r}: unknown option {key!r}")
-            kwargs[_KEYS[key]] = _parse_value(val)
-        else:
-            positional.append(_parse_value(part))
-    try:
-        return _build_layer(name, positional, kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"layer spec {text!r}: {exc}") from None
-
-
-def _build_layer(name: str, positional: list, kwargs: dict) -> Layer:
-    if name in ("conv", "convt", "deconv"):
-        if len(positional) != 1 or not isinstance(positional[0], int):
-            raise ConfigError(f"{name} needs the number of filters first, e.g. {name}(96, k=11, s=4)")
-        return Conv(positional[0], transposed=name != "conv", **kwargs)
-    if name in ("maxpool", "avgpool", "pool"):
-        if positional:
-            kwargs.setdefault("kernel", positional[0])
-        return Pool("avg" if name == "avgpool" else "max", **kwargs)
-    if name == "lrn":
-        return LRN(*positional, **kwargs)
-    if name in ("fc", "linear", "dense"):
-        if len(positional) != 1 or not isinstance(positional[0], int):
-            raise ConfigError(f"{name} needs the number of output features, e.g. fc(4096)")
-        return Linear(positional[0], **kwargs)
-    if name in ("relu", "tanh", "sigmoid", "gelu", "leaky_relu"):
-        return Activation(name)
-    if name == "dropout":
-        return Dropout(*positional, **kwargs)
-    raise ConfigError(f"unknown layer type {name!r}; known: conv, convT, maxpool, avgpool, lrn, relu, dropout, fc")
-
-
-def split_spec(spec: str) -> list[str]:
-    """Split a stack spec at top-level commas, semicolons, newlines or ``->``."""
-    parts, depth, current = [], 0, ""
-    for ch in spec.replace("->", ";"):
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth < 0:
-            raise ConfigError(f"stack spec has an unmatched ')': {spec!r}")
-        if ch in ",;\n" and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    if depth:
-        raise ConfigError(f"stack spec has an unmatched '(': {spec!r}")
-    parts.append(current)
-    return [p.strip() for p in parts if p.strip()]
-
-
-def parse_stack(spec: str | Sequence) -> list[tuple[str, Layer]]:
-    """A stack from a spec string (or a named stack in :data:`STACKS`) or a list of layer strings / dicts (YAML)."""
-    if isinstance(spec, str):
-        spec = STACKS.get(spec.strip().lower(), spec)
-        items: Sequence = split_spec(spec)
-    else:
-        items = spec
-    layers = []
-    for item in items:
-        if isinstance(item, dict):
-            item = dict(item)
-            kind = str(item.pop("type", item.pop("layer", ""))).lower()
-            pos = [item.pop(key)] if (key := next((k for k in ("filters", "features") if k in item), None)) else []
-            text = f"{kind}({', '.join([*map(str, pos), *(f'{k}={v}' for k, v in item.items())])})"
-            kwargs = {(k if kind == "lrn" and k == "k" else _KEYS.get(k, k)): tuple(v) if isinstance(v, list) else v
-                      for k, v in item.items()}
-            try:
-                layers.append((text, _build_layer(kind, pos, kwargs)))
-            except TypeError as exc:
-                raise ConfigError(f"layer {text!r}: {exc}") from None
-        elif isinstance(item, str):
-            layers.append((item, parse_layer(item)))
-        else:
-            raise ConfigError(f"layer {item!r} is neither a spec string nor a mapping")
-    if not layers:
-        raise ConfigError("the stack has no layers")
-    return layers
-
-
-_ALEXNET_PAPER = (
-    "conv(96, k=11, s=4), relu, lrn, maxpool(k=3, s=2), "
-    "conv(256, k=5, p=2, g={g}), relu, lrn, maxpool(k=3, s=2), "
-    "conv(384, k=3, p=1), relu, conv(384, k=3, p=1, g={g}), relu, conv(256, k=3, p=1, g={g}), relu, "
-    "maxpool(k=3, s=2), fc(4096), relu, dropout(0.5), fc(4096), relu, dropout(0.5), fc(1000)"
-)
-
-#: Named stacks usable wherever a spec string is: the AlexNet paper net at 227x227x3 with its two towers (groups=2
-#: on conv2, conv4, conv5), the same widths in one tower, and torchvision's AlexNet at 224x224x3.
-STACKS = {
-    "alexnet-paper": _ALEXNET_PAPER.format(g=2),
-    "alexnet-paper-ungrouped": _ALEXNET_PAPER.format(g=1),
-    "alexnet-torchvision": (
-        "conv(64, k=11, s=4, p=2), relu, maxpool(k=3, s=2), conv(192, k=5, p=2), relu, maxpool(k=3, s=2), "
-        "conv(384, k=3, p=1), relu, conv(256, k=3, p=1), relu, conv(256, k=3, p=1), relu, maxpool(k=3, s=2), "
-        "dropout(0.5), fc(4096), relu, dropout(0.5), fc(4096), relu, fc(1000)"
-    ),
-}
-
-#: The input each named stack is defined on (HWC).
-STACK_INPUTS = {"alexnet-paper": "227x227x3", "alexnet-paper-ungrouped": "227x227x3",
-                "alexnet-torchvision": "224x224x3"}

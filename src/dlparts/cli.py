@@ -1,7 +1,8 @@
 """The ``dlparts`` command: thin argument parsing over the library, printing with rich.
 
 Each sub-command is a pair of functions, ``_add_<name>(subparsers)`` that declares its arguments (with examples in its
-help) and ``_run_<name>(args)`` that does the work; ``COMMANDS`` lists them.  A user's mistake raises a
+help) and ``_run_<name>(args)`` that does the work; ``COMMANDS`` lists them (the training commands come from
+:mod:`dlparts.cli_train`).  A user's mistake raises a
 :class:`dlparts.errors.DlpartsError`, which ``main`` prints as one line on stderr with exit code 2.
 """
 
@@ -9,32 +10,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from collections import Counter
+from pathlib import Path
 from typing import Callable
 
-from dlparts.errors import DlpartsError
-
-_STARTED = time.time()  # for the time-to-first-step figure of `dlparts fit`
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors say ``dlparts <cmd>: error: ...`` in one line and exit 2 (argparse's own code)."""
-
-    def error(self, message: str):  # noqa: D401
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
+from dlparts import __version__, arith, report, stacks
+from dlparts.cli_train import TRAIN_COMMANDS
+from dlparts.errors import ConfigError, DlpartsError, ModelNotFoundError, ShapeError
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def _console():
-    """A rich console; when the output is not a terminal, wide enough that tables are not folded."""
-    import shutil
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors say ``dlparts <cmd>: error: ...`` in one line and exit 2 (argparse's own code),
+    and descriptions keep their line breaks (the examples)."""
 
-    from rich.console import Console
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _formatter)
+        super().__init__(*args, **kwargs)
 
-    return Console(width=shutil.get_terminal_size((160, 40)).columns, highlight=False)
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 # ----------------------------------------------------------------------------------------------------------------- conv
@@ -50,14 +47,15 @@ A stack, from a spec string, a named stack or a YAML file (a list of layer strin
   dlparts conv --input 32x32x3 --stack "conv(32, k=3, p=same), relu, maxpool(2), fc(10)"
   dlparts conv --input 227x227x3 --stack-file net.yaml --format json
 Layer strings: conv(N, k=, s=, p=valid|same|full|int, d=, g=, bias=false), convT(N, k=, s=, p=, op=),
-  maxpool(k=, s=, p=, ceil=true), avgpool(k), lrn(n=5, alpha=1e-4, beta=0.75, k=2), relu, dropout(0.5), fc(N).
+  maxpool(k=, s=, p=, ceil=true), avgpool(k), lrn(n=5, alpha=1e-4, beta=0.75, k=2), bn, relu, dropout(0.5), fc(N).
 Named stacks: alexnet-paper (227x227x3, two towers), alexnet-paper-ungrouped, alexnet-torchvision (224x224x3).
-MACs are multiply-accumulates; FLOPs count 2 per MAC plus pooling, LRN and activation operations."""
+MACs are multiply-accumulates; FLOPs count 2 per MAC plus pooling, LRN, batch norm (2 per element, parameters
+gamma and beta per channel) and activation operations."""
 
 
 def _add_conv(sub) -> None:
     p = sub.add_parser("conv", help="output size, parameters, MACs/FLOPs, receptive field of a layer or stack",
-                       formatter_class=_formatter, description="Convolution arithmetic.\n\n" + _CONV_EXAMPLES)
+                       description="Convolution arithmetic.\n\n" + _CONV_EXAMPLES)
     p.add_argument("--input", "-i", help="input volume, e.g. 55x55x3 (HxWxC), 100x3 (1-D) or 16x112x112x3 (3-D)")
     p.add_argument("--channels-first", action="store_true", help="read and print volumes as CxHxW")
     p.add_argument("--batch", type=int, default=None, help="batch size (counts scale with it)")
@@ -81,109 +79,47 @@ def _add_conv(sub) -> None:
     p.add_argument("--format", default="table", choices=["table", "json"], help="output format")
 
 
-def _sizes(text: str, name: str):
-    from dlparts.errors import ConfigError
-
-    try:
-        values = tuple(int(v) for v in str(text).replace(",", "x").split("x"))
-    except ValueError:
-        raise ConfigError(f"--{name} {text!r} is not an integer or sizes like 3x5") from None
-    return values[0] if len(values) == 1 else values
-
-
-def _padding_arg(text: str):
-    from dlparts.errors import ConfigError
-
-    if text.lower() in ("valid", "same", "full"):
-        return text.lower()
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"--padding {text!r} is not valid, same, full or integers") from None
-    return values[0] if len(values) == 1 else values
-
-
 def _single_layer(args):
-    from dlparts import arith
-    from dlparts.errors import ConfigError
-
-    kernel, dilation = _sizes(args.kernel, "kernel"), _sizes(args.dilation, "dilation")
-    padding = _padding_arg(args.padding)
+    kernel, dilation = stacks.parse_sizes(args.kernel, "kernel"), stacks.parse_sizes(args.dilation, "dilation")
+    padding = stacks.parse_padding(args.padding)
     kind = "convT" if args.transposed else args.type
     if kind in ("conv", "convT"):
         if args.filters is None:
             raise ConfigError("--filters is required for a convolution (or give --stack)")
-        return arith.Conv(args.filters, kernel, _sizes(args.stride or "1", "stride"), padding, dilation,
-                          args.groups, not args.no_bias, kind == "convT", _sizes(args.output_padding, "output-padding"))
+        stride, output_padding = (stacks.parse_sizes(args.stride or "1", "stride"),
+                                  stacks.parse_sizes(args.output_padding, "output-padding"))
+        return arith.Conv(args.filters, kernel, stride, padding, dilation, args.groups, not args.no_bias,
+                          kind == "convT", output_padding)
     if kind == "lrn":
         return arith.LRN(args.lrn_size)
-    stride = _sizes(args.stride, "stride") if args.stride else None
+    stride = stacks.parse_sizes(args.stride, "stride") if args.stride else None
     return arith.Pool(kind[:3], kernel, stride, padding, dilation, args.ceil_mode)
 
 
 def _run_conv(args) -> int:
-    from rich.table import Table
-
-    from dlparts import arith, report
-    from dlparts.errors import ConfigError
-
-    stack_spec = args.stack
-    if args.stack_file:
-        stack_spec = _read_stack_file(args.stack_file)
+    stack_spec = stacks.read_stack_file(args.stack_file) if args.stack_file else args.stack
     input_text = args.input
-    if input_text is None and isinstance(stack_spec, str) and stack_spec.strip().lower() in arith.STACK_INPUTS:
-        input_text = arith.STACK_INPUTS[stack_spec.strip().lower()]
+    if input_text is None and isinstance(stack_spec, str) and stack_spec.strip().lower() in stacks.STACK_INPUTS:
+        input_text = stacks.STACK_INPUTS[stack_spec.strip().lower()]
     if input_text is None:
         raise ConfigError("--input is required, e.g. --input 55x55x3")
     volume = arith.parse_volume(input_text, channels_first=args.channels_first, batch=args.batch)
-    console = _console()
+    for warning in stacks.input_warnings(input_text, volume, args.channels_first):
+        print(f"dlparts conv: warning: {warning}", file=sys.stderr)
     if stack_spec is None:
         layer = _single_layer(args)
         cost, _ = layer.apply(volume)
         if args.format == "json":
-            stack = arith.StackReport(volume, [arith.StackRow(1, args.type, cost)], args.dtype)
-            print(report.stack_json(stack))
-            return 0
-        table = Table(show_header=False, box=None)
-        table.add_column(style="bold")
-        table.add_column()
-        for label, value in report.single_layer_lines(layer, cost, volume, args.dtype, args.channels_first):
-            table.add_row(label, value)
-        console.print(table)
+            print(report.stack_json(stacks.StackReport(volume, [stacks.StackRow(1, args.type, cost)], args.dtype)))
+        else:
+            report.print_single_layer(report.console(), layer, cost, volume, args.dtype, args.channels_first)
         return 0
-    result = arith.apply_stack(arith.parse_stack(stack_spec), volume, args.dtype)
+    result = stacks.apply_stack(stacks.parse_stack(stack_spec), volume, args.dtype)
     if args.format == "json":
         print(report.stack_json(result))
-        return 0
-    table = Table(title=f"input {volume.chw() if args.channels_first else volume.hwc()}")
-    for col in report.STACK_COLUMNS:
-        table.add_column(col, justify="left" if col == "layer" else "right")
-    for row in report.stack_table_rows(result, args.channels_first):
-        table.add_row(*row)
-    console.print(table)
-    console.print(f"total parameters {result.params:,} ({report.human_bytes(result.params * arith.dtype_bytes(args.dtype))}"
-                  f" as {args.dtype}); MACs {result.macs:,}; FLOPs {result.flops:,}; "
-                  f"activations {report.human_bytes(result.activation_bytes)}", soft_wrap=True)
+    else:
+        report.print_stack(report.console(), result, args.channels_first)
     return 0
-
-
-def _read_stack_file(path: str):
-    import yaml
-
-    from dlparts.errors import ConfigError, DataNotFoundError
-
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"stack file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"stack file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if isinstance(data, dict) and "layers" in data:
-        data = data["layers"]
-    if not isinstance(data, list):
-        raise ConfigError(f"stack file {path} must hold a list of layers (or a mapping with 'layers')")
-    return data
 
 
 # -------------------------------------------------------------------------------------------------------------- summary
@@ -199,7 +135,7 @@ models default to their declared input. MACs are multiply-accumulates; FLOPs cou
 
 def _add_summary(sub) -> None:
     p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs/FLOPs, memory of a model",
-                       formatter_class=_formatter, description="Model summary.\n\n" + _SUMMARY_EXAMPLES)
+                       description="Model summary.\n\n" + _SUMMARY_EXAMPLES)
     p.add_argument("model", help="a registered model name or module:callable returning an nn.Module")
     p.add_argument("--input", "-i", help="input shape without batch, e.g. 3x224x224 or 1024x3")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
@@ -214,7 +150,6 @@ def _load_model(spec: str):
 
     import torch
 
-    from dlparts.errors import ConfigError, ModelNotFoundError
     from dlparts.models import list_models
     from dlparts.models.registry import create_model_for_counting
 
@@ -235,10 +170,6 @@ def _load_model(spec: str):
 
 
 def _run_summary(args) -> int:
-    from rich.table import Table
-
-    from dlparts.errors import ConfigError
-    from dlparts.report import human_bytes
     from dlparts.summary import summarize
 
     model = _load_model(args.model)
@@ -252,30 +183,20 @@ def _run_summary(args) -> int:
         shape = list(info.input_spec)
     else:
         raise ConfigError("--input is required for a model that is not registered, e.g. --input 3x224x224")
-    result = summarize(model, shape, batch_size=args.batch, device=args.device)
+    try:
+        result = summarize(model, shape, batch_size=args.batch, device=args.device)
+    except ShapeError as exc:
+        if len(shape) < 2:
+            raise
+        without = "x".join(map(str, shape[1:]))
+        raise ShapeError(f"{exc}; --input is the shape without the batch: if {shape[0]} is the batch, write "
+                         f"--input {without} --batch {shape[0]}") from None
     if args.format == "json":
         print(result.to_json())
-        return 0
-    if args.format == "csv":
+    elif args.format == "csv":
         print(result.to_csv(), end="")
-        return 0
-    table = Table(title=f"{result.model} on {args.batch}x{'x'.join(map(str, shape))} ({result.device} device)")
-    for col in ("layer", "type", "output", "params", "MACs", "FLOPs", "RF", "activations"):
-        table.add_column(col, justify="left" if col in ("layer", "type") else "right")
-    for r in result.rows:
-        if args.depth is not None and r.depth > args.depth:
-            continue
-        table.add_row(r.name, r.type, "x".join(map(str, r.output_shape or [])) or "-", f"{r.params:,}",
-                      f"{r.macs:,}", f"{r.flops:,}", "-" if r.rf is None else str(r.rf),
-                      human_bytes(r.activation_bytes))
-    console = _console()
-    console.print(table)
-    t = result.totals()
-    console.print(f"parameters {t['params']:,} (trainable {t['trainable_params']:,}, frozen {t['frozen_params']:,}; "
-                  f"{human_bytes(t['param_bytes'])}); MACs {t['macs']:,}; FLOPs {t['flops']:,}; "
-                  f"activations {human_bytes(t['activation_bytes'])}", soft_wrap=True)
-    if result.uncounted:
-        console.print(f"not counted (unknown layer types): {', '.join(result.uncounted)}")
+    else:
+        report.print_summary(report.console(), result, shape, args.batch, args.depth)
     return 0
 
 
@@ -284,177 +205,19 @@ def _add_models(sub) -> None:
     p = sub.add_parser(
         "models",
         help="list the registered models with their parameter counts",
-        formatter_class=_formatter,
-        description="List registered models.\n\nexamples:\n  dlparts models\n  dlparts models 'pointnet2_*'",
+        description="List registered models.\n\nexamples:\n  dlparts models\n  dlparts models 'pointnet2_*'\n"
+                    "A pattern that matches no model is an error (one line, exit code 2).",
     )
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'alexnet*'")
 
 
 def _run_models(args) -> int:
-    from rich.table import Table
-
     from dlparts.models import get_model_info, list_models
 
-    table = Table(title="dlparts models")
-    for col in ("name", "task", "parameters", "input", "paper"):
-        table.add_column(col, justify="right" if col == "parameters" else "left")
-    for name in list_models(args.pattern):
-        info = get_model_info(name)
-        table.add_row(name, info.task, f"{info.num_params:,}", "x".join(map(str, info.input_spec)), info.paper)
-    _console().print(table)
-    return 0
-
-
-# ------------------------------------------------------------------------------------------------------------------ fit
-_FIT_EXAMPLES = """\
-examples:
-  dlparts fit --config configs/pointnet2_cls_ssg_cpu.yaml
-  dlparts fit --config configs/pointnet_cls_modelnet40.yaml data.root=/data/modelnet40 trainer.max_epochs=2 optim.lr=0.01
-  dlparts fit --config configs/alexnet_small_cpu.yaml run.name=try2 trainer.devices=2 trainer.strategy=ddp
-  dlparts fit --resume runs/alexnet_small-synthetic_images trainer.max_epochs=12
-  torchrun --nproc_per_node 2 -m dlparts.cli fit --config X.yaml trainer.devices=2 trainer.strategy=ddp
-Overrides are key=value with dotted keys of the config (values read as YAML); an unknown key or a bad value stops
-before training.  The run folder (run.dir/run.name) receives config.yaml, checkpoints/last.ckpt and best.ckpt (best
-on validation, a hold-out of the training split), logs/metrics.csv, TensorBoard files in tb/, plots/ and results.json."""
-
-
-def _add_fit(sub) -> None:
-    p = sub.add_parser("fit", help="train a model from a recipe config, then test its best checkpoint",
-                       formatter_class=_formatter, description="Train.\n\n" + _FIT_EXAMPLES)
-    p.add_argument("--config", "-c", help="a recipe YAML (configs/*.yaml)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.ckpt")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.01")
-
-
-def _run_fit(args) -> int:
-    from dlparts.errors import ConfigError
-    from dlparts.train import engine
-    from dlparts.train.config import load_config
-
-    if args.resume:
-        cfg = engine.resume_config(args.resume, args.overrides)
-    elif args.config or args.overrides:
-        cfg = load_config(args.config, args.overrides)
-    else:
-        raise ConfigError("give --config FILE (a recipe), model.name=... data.name=... overrides, or --resume RUN_DIR")
-    result = engine.fit(cfg, resume=args.resume)
-    _print_results([result])
-    if result.get("first_step_at") is not None:
-        _console().print(f"time to the first training step: {result['first_step_at'] - _STARTED:.1f} s after start")
-    return 0
-
-
-def _print_results(results: list[dict]) -> None:
-    from rich.table import Table
-
-    from dlparts.train.report import result_rows
-
-    table = Table(title="results")
-    for col in ("model", "data", "epochs", "best val", "test", "time"):
-        table.add_column(col, justify="left" if col in ("model", "data", "best val", "test") else "right")
-    for row in result_rows(results):
-        table.add_row(*row)
-    console = _console()
-    console.print(table)
-    for r in results:
-        console.print(f"run folder {r['run_dir']} (best checkpoint {r.get('best_ckpt', r.get('ckpt'))})", soft_wrap=True)
-        if r.get("plots"):
-            console.print(f"plots: {', '.join(r['plots'])}", soft_wrap=True)
-
-
-# ----------------------------------------------------------------------------------------------------------------- test
-def _add_test(sub) -> None:
-    p = sub.add_parser("test", help="evaluate a checkpoint on its dataset's test split", formatter_class=_formatter,
-                       description="Test.\n\nexamples:\n  dlparts test --ckpt runs/X/checkpoints/best.ckpt\n"
-                                   "  dlparts test --ckpt best.ckpt eval.votes=12 data.root=/data/modelnet40\n"
-                                   "Overrides apply to the config saved in the checkpoint (voting, data root, batch).")
-    p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. eval.votes=12")
-
-
-def _run_test(args) -> int:
-    from dlparts.train import engine
-
-    _print_results([engine.test(args.ckpt, args.overrides)])
-    return 0
-
-
-# -------------------------------------------------------------------------------------------------------------- predict
-def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or coloured segmentations (PLY + PNG)",
-                       formatter_class=_formatter,
-                       description="Predict.\n\nexamples:\n  dlparts predict --ckpt best.ckpt photo.jpg cat.png\n"
-                                   "  dlparts predict --ckpt cls.ckpt chair.off cloud.npy points.txt\n"
-                                   "  dlparts predict --ckpt partseg.ckpt --category airplane plane.ply --out seg/\n"
-                                   "Point files: .npy or text rows (.txt .xyz .pts .csv); meshes: .off .ply .obj .stl.")
-    p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
-    p.add_argument("files", nargs="+", metavar="FILE", help="images, point files or meshes")
-    p.add_argument("--category", help="object category of the shapes (part segmentation)")
-    p.add_argument("--out", help="folder for segmentation PLY/PNG files (default: beside each input)")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling points from meshes (default 0)")
-
-
-def _run_predict(args) -> int:
-    from dlparts.train.engine import load_checkpoint
-    from dlparts.train.predict import predict_file
-
-    module, _ = load_checkpoint(args.ckpt)
-    console = _console()
-    for path in args.files:
-        result = predict_file(module, path, category=args.category, out_dir=args.out, seed=args.seed)
-        if result.top:
-            console.print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top), soft_wrap=True)
-        else:
-            counts = ", ".join(f"{name} {n}" for name, n in result.counts.items())
-            console.print(f"{path}: {counts} -> {', '.join(result.outputs)}", soft_wrap=True)
-    return 0
-
-
-# --------------------------------------------------------------------------------------------------------------- export
-def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="export a checkpoint's model to ONNX or TorchScript, checked against PyTorch",
-                       formatter_class=_formatter,
-                       description="Export.\n\nexamples:\n  dlparts export --ckpt best.ckpt --format onnx\n"
-                                   "  dlparts export --ckpt best.ckpt --format torchscript --output model.pt\n"
-                                   "The exported file is run on random inputs (onnxruntime for ONNX) and the largest\n"
-                                   "absolute difference from the PyTorch outputs is reported.")
-    p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
-    p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"], help="output format (default onnx)")
-    p.add_argument("--output", "-o", help="output file (default: beside the checkpoint, .onnx or .pt)")
-    p.add_argument("--batch", type=int, default=2, help="batch of the check inputs (default 2)")
-
-
-def _run_export(args) -> int:
-    from pathlib import Path
-
-    from dlparts.train.engine import load_checkpoint
-    from dlparts.train.export import export
-
-    module, _ = load_checkpoint(args.ckpt)
-    output = args.output or str(Path(args.ckpt).with_suffix(".onnx" if args.format == "onnx" else ".pt"))
-    report = export(module, output, args.format, args.batch)
-    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in report.inputs.items())
-    _console().print(f"wrote {report.path} ({report.format}); checked on {shapes}: max abs difference from PyTorch "
-                     f"{report.max_abs_diff:.3g}", soft_wrap=True)
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------------------------- demo
-def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="train and test three models on the embedded datasets (CPU, under 10 minutes)",
-                       formatter_class=_formatter,
-                       description="Demo: PointNet++ SSG classification, part segmentation and alexnet_small on the\n"
-                                   "embedded datasets, each trained then tested, with a results table and plots.\n\n"
-                                   "examples:\n  dlparts demo\n  dlparts demo --only alexnet_small --out /tmp/demo")
-    p.add_argument("--out", default="runs/demo", help="folder for the three runs (default runs/demo)")
-    p.add_argument("--only", action="append", help="run only this part (repeatable): pointnet2, partseg, alexnet_small")
-
-
-def _run_demo(args) -> int:
-    from dlparts.train.demo import run_demo
-
-    results = run_demo(args.out, only=args.only)
-    _print_results(results)
+    names = list_models(args.pattern)
+    if not names:
+        raise ModelNotFoundError(f"no model matches {args.pattern!r}; `dlparts models` lists them all")
+    report.print_models(report.console(), ((name, get_model_info(name)) for name in names))
     return 0
 
 
@@ -464,12 +227,13 @@ examples:
   dlparts sample chair_0001.off --points 1024 --out clouds/
   dlparts sample meshes/*.ply scans/*.xyz --points 2048 --normals --fps --out clouds/
 Meshes (OFF, PLY, OBJ, STL) are sampled uniformly on their surfaces; point files (.xyz .txt .pts .npy .npz .h5) are
-subsampled.  Each cloud is centred and scaled into the unit sphere and written as OUT/<name>.npy ([N, 3] or [N, 6])."""
+subsampled.  Each cloud is centred and scaled into the unit sphere and written as OUT/<stem>.npy ([N, 3] or [N, 6]);
+files that share a stem keep their suffix (table.off -> OUT/table.off.npy, table.ply -> OUT/table.ply.npy)."""
 
 
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="sample point clouds from meshes or point files into .npy files",
-                       formatter_class=_formatter, description="Surface sampling.\n\n" + _SAMPLE_EXAMPLES)
+                       description="Surface sampling.\n\n" + _SAMPLE_EXAMPLES)
     p.add_argument("files", nargs="+", metavar="FILE", help="mesh or point files")
     p.add_argument("--points", "-n", type=int, default=1024, help="points per cloud (default 1024)")
     p.add_argument("--out", "-o", required=True, help="output folder (created if missing)")
@@ -479,31 +243,40 @@ def _add_sample(sub) -> None:
 
 
 def _run_sample(args) -> int:
-    from pathlib import Path
-
     import numpy as np
 
     from dlparts.data import load_points
 
     out = Path(args.out)
+    targets = _sample_targets(args.files, out)
     out.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(args.files):
+    for i, (name, target) in enumerate(zip(args.files, targets)):
         cloud = load_points(name, args.points, normals=args.normals, fps=args.fps, seed=args.seed + i)
-        target = out / (Path(name).stem + ".npy")
+        replaced = " (replaced the file there)" if target.exists() else ""
         np.save(target, cloud.numpy())
-        print(f"{name} -> {target} {list(cloud.shape)}")
+        print(f"{name} -> {target} {list(cloud.shape)}{replaced}")
     return 0
+
+
+def _sample_targets(files: list[str], out: Path) -> list[Path]:
+    """``OUT/<stem>.npy`` per file, ``OUT/<name>.npy`` (suffix kept: ``table.off.npy``) for stems that more than
+    one file shares; two files that would still meet in one target are refused before anything is written."""
+    stems = Counter(Path(f).stem for f in files)
+    targets = [out / ((Path(f).stem if stems[Path(f).stem] == 1 else Path(f).name) + ".npy") for f in files]
+    first: dict[Path, str] = {}
+    for name, target in zip(files, targets):
+        if target in first:
+            raise ConfigError(f"{first[target]} and {name} would both be written to {target}; "
+                              "sample them into different --out folders")
+        first[target] = name
+    return targets
 
 
 COMMANDS: list[tuple[Callable, Callable]] = [
     (_add_conv, _run_conv),
     (_add_summary, _run_summary),
     (_add_models, _run_models),
-    (_add_fit, _run_fit),
-    (_add_test, _run_test),
-    (_add_predict, _run_predict),
-    (_add_export, _run_export),
-    (_add_demo, _run_demo),
+    *TRAIN_COMMANDS,
     (_add_sample, _run_sample),
 ]
 
@@ -511,11 +284,8 @@ COMMANDS: list[tuple[Callable, Callable]] = [
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dlparts",
-        formatter_class=_formatter,
         description="dlparts: convolution arithmetic, AlexNet, PointNet and PointNet++, faithful and fast.",
     )
-    from dlparts import __version__
-
     parser.add_argument("--version", action="version", version=f"dlparts {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     runners = {}
@@ -530,14 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse's own message, plus the key=value form where the options are config keys (fit, test)
+        hint = getattr(args, "_unknown_hint", None)
+        where = f"dlparts {args.command}" if args.command else "dlparts"
+        parser.exit(2, f"{where}: error: unrecognized arguments: {' '.join(unknown)}"
+                       f"{hint(unknown, argv) if hint else ''}\n")
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return int(args._runners[args.command](args) or 0)
     except DlpartsError as exc:
-        print(f"dlparts {args.command}: error: {exc}", file=sys.stderr)
+        print(f"dlparts {args.command}: error: {report.one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dlparts {args.command}: interrupted", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Rendering of arithmetic and summary results for the command line (rich tables, JSON, CSV).
+"""Rendering for the command line: arithmetic, stacks, model summaries, the model list and training results as rich
+tables (and stacks as JSON; summaries render their own JSON and CSV).
 
 Kept apart from ``cli.py`` so the CLI stays a thin parser; no torch import here.
 """
@@ -7,9 +8,24 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import shutil
+from typing import Any, Iterable, Sequence
 
-from dlparts.arith import Conv, LayerCost, Pool, StackReport, Volume, dtype_bytes
+from rich.console import Console
+from rich.table import Table
+
+from dlparts.arith import Conv, LayerCost, Pool, Volume, dtype_bytes
+from dlparts.stacks import StackReport
+
+
+def console() -> Console:
+    """A rich console; when the output is not a terminal, wide enough that tables are not folded."""
+    return Console(width=shutil.get_terminal_size((160, 40)).columns, highlight=False)
+
+
+def one_line(message: object) -> str:
+    """An error message on one line, whatever its own layout (the CLI's errors are one line each)."""
+    return " ".join(str(message).split())
 
 
 def human_bytes(n: int) -> str:
@@ -103,3 +119,79 @@ def stack_json(report: StackReport) -> str:
                    "activation_bytes": report.activation_bytes, "output_hwc": report.output.hwc()},
     }
     return json.dumps(data, indent=2)
+
+
+def print_single_layer(out: Console, layer, cost: LayerCost, volume: Volume, dtype: str, channels_first: bool) -> None:
+    """The lines of :func:`single_layer_lines` as a two-column table."""
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in single_layer_lines(layer, cost, volume, dtype, channels_first):
+        table.add_row(label, value)
+    out.print(table)
+
+
+def print_stack(out: Console, report: StackReport, channels_first: bool) -> None:
+    """One row per layer (:data:`STACK_COLUMNS`), then the totals."""
+    volume = report.input
+    table = Table(title=f"input {volume.chw() if channels_first else volume.hwc()}")
+    for col in STACK_COLUMNS:
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for row in stack_table_rows(report, channels_first):
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"total parameters {report.params:,} ({human_bytes(report.params * dtype_bytes(report.dtype))} as "
+              f"{report.dtype}); MACs {report.macs:,}; FLOPs {report.flops:,}; "
+              f"activations {human_bytes(report.activation_bytes)}", soft_wrap=True)
+
+
+SUMMARY_COLUMNS = ["layer", "type", "output", "params", "MACs", "FLOPs", "RF", "activations"]
+
+
+def print_summary(out: Console, result, shape: Sequence[int], batch: int, depth: int | None = None) -> None:
+    """A :class:`dlparts.summary.Summary` as a table of its rows (those nested at most ``depth`` deep), the totals and
+    the layer types it could not count."""
+    table = Table(title=f"{result.model} on {batch}x{'x'.join(map(str, shape))} ({result.device} device)")
+    for col in SUMMARY_COLUMNS:
+        table.add_column(col, justify="left" if col in ("layer", "type") else "right")
+    for r in result.rows:
+        if depth is not None and r.depth > depth:
+            continue
+        table.add_row(r.name, r.type, "x".join(map(str, r.output_shape or [])) or "-", f"{r.params:,}",
+                      f"{r.macs:,}", f"{r.flops:,}", "-" if r.rf is None else str(r.rf),
+                      human_bytes(r.activation_bytes))
+    out.print(table)
+    t = result.totals()
+    out.print(f"parameters {t['params']:,} (trainable {t['trainable_params']:,}, frozen {t['frozen_params']:,}; "
+              f"{human_bytes(t['param_bytes'])}); MACs {t['macs']:,}; FLOPs {t['flops']:,}; "
+              f"activations {human_bytes(t['activation_bytes'])}", soft_wrap=True)
+    if result.uncounted:
+        out.print(f"not counted (unknown layer types): {', '.join(result.uncounted)}")
+
+
+def print_models(out: Console, infos: Iterable[tuple[str, Any]]) -> None:
+    """``(name, ModelInfo)`` pairs as the table of ``dlparts models``."""
+    table = Table(title="dlparts models")
+    for col in ("name", "task", "parameters", "input", "paper"):
+        table.add_column(col, justify="right" if col == "parameters" else "left")
+    for name, info in infos:
+        table.add_row(name, info.task, f"{info.num_params:,}", "x".join(map(str, info.input_spec)), info.paper)
+    out.print(table)
+
+
+RESULT_COLUMNS = ["model", "data", "epochs", "best val", "test", "time"]
+
+
+def print_results(out: Console, rows: Iterable[Sequence[str]], results: list[dict]) -> None:
+    """The results table of ``dlparts fit``, ``test`` and ``demo`` (``rows`` as
+    :func:`dlparts.train.report.result_rows` makes them), then each run's folder and plots."""
+    table = Table(title="results")
+    for col in RESULT_COLUMNS:
+        table.add_column(col, justify="left" if col in ("model", "data", "best val", "test") else "right")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    for r in results:
+        out.print(f"run folder {r['run_dir']} (best checkpoint {r.get('best_ckpt', r.get('ckpt'))})", soft_wrap=True)
+        if r.get("plots"):
+            out.print(f"plots: {', '.join(r['plots'])}", soft_wrap=True)

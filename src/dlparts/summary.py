@@ -39,12 +39,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from dlparts.arith import effective_kernel
+from dlparts.arith import Field, field_after
 from dlparts.errors import ConfigError, ShapeError
 from dlparts.layer_costs import _ADAPTIVE, _CONVS, _CONVTS, _POOLS, MatmulTally, layer_cost
 from dlparts.meta_run import eval_mode, prepare, shape_only_norms
 from dlparts.models.registry import random_inputs
-from dlparts.report import human_bytes
+from dlparts.report import SUMMARY_COLUMNS, human_bytes
 
 
 @dataclass
@@ -90,9 +90,6 @@ def _depth(name: str) -> int:
 def _ancestor(name: str, depth: int) -> str:
     """The name of ``name``'s ancestor at ``depth`` (itself when it is not deeper)."""
     return ".".join(name.split(".")[:depth]) if depth and name != "(model)" else "(model)"
-
-
-TABLE_COLUMNS = ("layer", "type", "output", "params", "MACs", "FLOPs", "RF", "activations")
 
 
 @dataclass
@@ -170,7 +167,7 @@ class Summary:
             jump=rows[-1].jump, counted=all(r.counted for r in rows))
 
     def table_rows(self, depth: int | None = None) -> list[list[str]]:
-        """The cells of :meth:`at_depth`'s rows under :data:`TABLE_COLUMNS`, for a command-line table."""
+        """The cells of :meth:`at_depth`'s rows under :data:`SUMMARY_COLUMNS`, for a command-line table."""
         return [[r.name, r.type, "x".join(map(str, r.output_shape or [])) or "-", f"{r.params:,}", f"{r.macs:,}",
                  f"{r.flops:,}", "-" if r.rf is None else str(r.rf), human_bytes(r.activation_bytes)]
                 for r in self.at_depth(depth)]
@@ -190,8 +187,8 @@ class Summary:
 
     def table(self, depth: int | None = None) -> str:
         """A plain-text table of :meth:`at_depth`'s rows, the title above and :meth:`notes` below."""
-        cells = [list(TABLE_COLUMNS), *self.table_rows(depth)]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
+        cells = [list(SUMMARY_COLUMNS), *self.table_rows(depth)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(SUMMARY_COLUMNS))]
         lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
                  for row in cells]
         return "\n".join([self.title(), *lines, *self.notes()])
@@ -239,10 +236,7 @@ def _field_after(module: nn.Module, x: torch.Tensor | None, out: Any, rf: int | 
         return None, None
     if isinstance(module, (*_CONVS, *_POOLS, *_CONVTS)):
         k, s, d = (_first(getattr(module, a, 1)) for a in ("kernel_size", "stride", "dilation"))
-        k_eff = effective_kernel(k, d)
-        if isinstance(module, _CONVTS):
-            return rf + (math.ceil(k_eff / s) - 1) * int(jump), jump / s
-        return int(rf + (k_eff - 1) * jump), jump * s
+        return field_after(Field(rf, jump), k, s, d, transposed=isinstance(module, _CONVTS))
     if isinstance(module, _ADAPTIVE) and isinstance(out, torch.Tensor) and x is not None:
         i, o = x.shape[2], out.shape[2]
         if o == i:
@@ -250,7 +244,7 @@ def _field_after(module: nn.Module, x: torch.Tensor | None, out: Any, rf: int | 
         if o == 1:
             return None, None
         stride = i // o
-        return int(rf + (i - (o - 1) * stride - 1) * jump), jump * stride
+        return field_after(Field(rf, jump), i - (o - 1) * stride, stride)  # the adaptive window: i - (o - 1) s
     return rf, jump
 
 

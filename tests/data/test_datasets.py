@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlparts.data import S3DIS, ModelNet, ModelNet40H5, ModelNet40Normal, ShapeNetPart
-from dlparts.data.s3dis import CLASSES as S3DIS_CLASSES, room_to_blocks
+from dlparts.data.s3dis import CLASSES as S3DIS_CLASSES, Room, read_room, room_to_blocks
 from dlparts.data.shapenetpart import CATEGORIES, PARTS_OF_CATEGORY, PART_CLASSES
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
@@ -224,6 +224,18 @@ def test_s3dis(tmp_path, caplog):
         S3DIS(root, "test", test_area=3)
     with pytest.raises(DataNotFoundError, match="does not exist"):
         S3DIS(tmp_path / "nothing")
+
+
+def test_read_room_names_its_arrays(tmp_path):
+    root = s3dis_tree(tmp_path / "s3dis")
+    skipped = []
+    room = read_room(root / "Area_1" / "office_1", skipped)
+    assert isinstance(room, Room) and [s[0].endswith("wall_1.txt") for s in skipped] == [True]
+    assert room.xyz.shape == (900, 3) and room.xyz.dtype == np.float32
+    assert room.rgb.shape == (900, 3) and room.rgb.dtype == np.uint8
+    assert sorted(set(room.labels.tolist())) == [1, 8, 12]  # chair, floor, stairs (clutter): sorted file order
+    assert room.labels[:300].tolist() == [S3DIS_CLASSES.index("chair")] * 300
+    assert read_room(tmp_path / "empty", []) is None
 
 
 def test_dataset_with_no_readable_file(tmp_path):

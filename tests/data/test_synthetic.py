@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from dlparts.data import Parts, Rooms, Shapes
+from dlparts.data.s3dis import CLASSES as S3DIS_CLASSES, Room
 from dlparts.data.synthetic import PART_CLASSES, PARTS_OF_CATEGORY, SHAPE_CLASSES, make_shapes
+from dlparts.data.synthetic_rooms import make_room
 from dlparts.errors import ConfigError
 
 
@@ -82,6 +84,16 @@ def test_rooms_blocks():
     # the floor is at the bottom, the ceiling at the top of each room
     floor, ceiling = p[..., 2][train.seg == 1], p[..., 2][train.seg == 0]
     assert floor.max() < 0.05 and ceiling.min() > 2.5
+
+
+def test_make_room_is_a_named_room_with_s3dis_classes():
+    room = make_room(np.random.default_rng(0), density=20.0)
+    assert isinstance(room, Room) and len(room.xyz) == len(room.rgb) == len(room.labels) > 0
+    assert room.xyz.dtype == np.float32 and room.rgb.dtype == np.uint8 and room.labels.dtype == np.int64
+    names = {S3DIS_CLASSES[i] for i in np.unique(room.labels)}
+    assert {"ceiling", "floor", "wall", "door", "window", "table", "chair"} <= names
+    floor = room.xyz[room.labels == S3DIS_CLASSES.index("floor")]
+    assert np.abs(floor[:, 2]).max() < 0.05  # the floor lies at z = 0
 
 
 def test_bad_arguments():

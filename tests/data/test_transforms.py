@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dlparts.data.transforms import (Jitter, Normalize, RandomDropout, RotatePerturb, RotateSO3, RotateUp,
-                                     ScaleAniso, Shift, Shuffle, build_transforms)
+                                     ScaleAniso, Shift, Shuffle, axis_rotation, build_transforms)
 from dlparts.errors import ConfigError
 
 
@@ -30,6 +30,17 @@ def test_do_nothing_settings_are_identity(t):
     out = t(s)
     assert torch.equal(out["points"], s["points"]) and torch.equal(out["seg"], s["seg"])
     assert out["label"] is s["label"]
+
+
+def test_axis_rotation_by_hand():
+    # row vectors, p @ R: a quarter turn takes the lower of the two other axes to the higher (x->y, x->z, y->z)
+    e = torch.eye(3, dtype=torch.float64)
+    quarter = math.pi / 2
+    for axis, (src, dst) in enumerate([(1, 2), (0, 2), (0, 1)]):
+        r = axis_rotation(quarter, axis)
+        assert torch.allclose(e[src] @ r, e[dst], atol=1e-15) and torch.equal(e[axis] @ r, e[axis])
+    r = axis_rotation(0.3, 1)
+    assert r.dtype == torch.float64 and torch.allclose(r @ r.T, e) and torch.linalg.det(r).item() == pytest.approx(1)
 
 
 @pytest.mark.parametrize("axis", ["x", "y", "z"])

@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from dlparts import arith
+from dlparts import arith, stacks
 from dlparts.errors import ConfigError
 from dlparts.layers.lrn import LocalResponseNorm
 from dlparts.models import create_model, get_model_info, list_models
@@ -32,7 +32,7 @@ def test_all_registered():
 def test_paper_count_three_ways(paper):
     # 34,944 + 307,456 + 885,120 + 663,936 + 442,624 (conv1-5) + 37,752,832 + 16,781,312 + 4,097,000 (fc6-8)
     assert _count(paper) == 60_965_224
-    stack = arith.apply_stack(arith.parse_stack(arith.STACKS["alexnet-paper"]), arith.parse_volume("227x227x3"))
+    stack = stacks.apply_stack(stacks.parse_stack(stacks.STACKS["alexnet-paper"]), arith.parse_volume("227x227x3"))
     assert stack.params == 60_965_224
     s = summarize(paper, (3, 227, 227))
     assert s.total_params == 60_965_224

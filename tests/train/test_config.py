@@ -92,13 +92,3 @@ def test_a_name_that_is_no_recipe_lists_the_recipes():
     with pytest.raises(DataNotFoundError, match="pointnet2_cls_ssg_cpu_typo does not exist and is not a recipe "
                                                 r"name \(one of alexnet_imagenet, "):
         load_config("pointnet2_cls_ssg_cpu_typo")
-
-
-def test_flags_get_the_key_value_form_as_a_hint():
-    from dlparts.train.config import flag_hint
-
-    assert flag_hint(["--max_epochs", "1"]) == "; config keys are key=value: trainer.max_epochs=1"
-    assert flag_hint(["--lr=0.01", "--batch-size", "8"]) == \
-        "; config keys are key=value: optim.lr=0.01 data.batch_size=8"
-    assert flag_hint(["--max_epochs"]) == "; config keys are key=value: trainer.max_epochs=VALUE"
-    assert flag_hint(["trainer.max_epochs=1"]) == ""

@@ -1,13 +1,11 @@
-"""Shared helpers of the point-cloud datasets: the cache folder, seeded generators, bad-file reporting, progress."""
+"""The dlparts cache folder and its compressed array files (written atomically, rebuilt when unreadable)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import sys
 import zipfile
 from pathlib import Path
 
@@ -56,51 +54,3 @@ def load_npz(path: Path) -> dict[str, np.ndarray] | None:
     except Exception as exc:  # a damaged cache is rebuilt, never fatal
         log.warning("cache %s is unreadable (%s); rebuilding it", path, exc)
         return None
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run torch on one thread inside the block: per-cloud work is thousands of tiny tensor ops, where waking the
-    thread pool costs 5-40x on a busy machine (measured in benchmarks/data.py)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def rng_for(seed: int, *keys: int) -> np.random.Generator:
-    """A numpy generator determined by ``seed`` and ``keys`` alone (e.g. a sample index)."""
-    return np.random.default_rng([int(seed), *map(int, keys)])
-
-
-def report_skipped(what: str, skipped: list[tuple[str, str]]) -> None:
-    """Log each bad file once (path and reason), then the count."""
-    for path, reason in skipped:
-        log.warning("skipped %s: %s", path, reason)
-    if skipped:
-        log.warning("%s: skipped %d bad file(s)", what, len(skipped))
-
-
-def progress(items, description: str, total: int):
-    """Iterate ``items`` with a rich progress bar on an interactive terminal, plainly otherwise."""
-    if not sys.stderr.isatty():
-        yield from items
-        return
-    from rich.progress import track
-
-    yield from track(items, description=description, total=total, transient=True)
-
-
-def holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of ``range(n)`` into sorted (train, val) indices; ``round(n * fraction)`` (>= 1) go to val."""
-    if not 0 < fraction < 1:
-        from dlparts.errors import ConfigError
-
-        raise ConfigError(f"val_fraction={fraction} must be between 0 and 1")
-    perm = rng_for(seed, 7919).permutation(n)
-    k = max(1, round(n * fraction))
-    return np.sort(perm[k:]), np.sort(perm[:k])

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from dlparts.data._progress import progress
 from dlparts.data.images import load_rgb, preprocess
 from dlparts.errors import DataError, DataNotFoundError
 
@@ -111,7 +112,7 @@ class ImageFolderDataset(Dataset):
         self._cache_path: Path | None = None
         self._cache: np.ndarray | None = None
         if cache_dir is not None:
-            self._cache_path = self._build_cache(Path(cache_dir), progress)
+            self._cache_path = self._build_cache(Path(cache_dir), show_progress=progress)
 
     @property
     def targets(self) -> list[int]:
@@ -169,7 +170,7 @@ class ImageFolderDataset(Dataset):
             digest.update(f"{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
         return digest.hexdigest()[:16]
 
-    def _build_cache(self, cache_dir: Path, progress: bool) -> Path:
+    def _build_cache(self, cache_dir: Path, show_progress: bool) -> Path:
         """Preprocess every sample once into ``<cache_dir>/<key>.npy`` (``uint8 [N, 3, S, S]``); keep the list of
         good samples in ``<key>.json``.  A cache whose key matches (same files, sizes and times) is reused."""
         key = self._cache_key()
@@ -182,7 +183,7 @@ class ImageFolderDataset(Dataset):
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                           shape=(len(self.samples), 3, self.size, self.size))
         good: list[tuple[str, int]] = []
-        for i in _progress(range(len(self.samples)), f"caching {self.split} images", progress):
+        for i in progress(range(len(self.samples)), f"caching {self.split} images", enabled=show_progress):
             try:
                 array[len(good)] = self.decode(i).numpy()
             except DataError as exc:
@@ -213,16 +214,3 @@ def _truncate_npy(partial: Path, final: Path, rows: int) -> None:
     del trimmed, full
     os.replace(final.with_suffix(".tmp.npy"), final)
     partial.unlink()
-
-
-def _progress(items, description: str, enabled: bool):
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(description, total=len(items))
-        for item in items:
-            yield item
-            bar.advance(task)

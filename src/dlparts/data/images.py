@@ -24,12 +24,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from PIL import Image
 
+from dlparts.data.transforms import Compose
 from dlparts.errors import ConfigError, DataError, ShapeError
 
 log = logging.getLogger("dlparts.data")
@@ -227,21 +228,6 @@ class PCALighting:
 
     def __repr__(self) -> str:
         return f"PCALighting(std={self.std}, eigvals={[round(v, 5) for v in self.eigvals.tolist()]})"
-
-
-class Compose:
-    """Apply transforms in order."""
-
-    def __init__(self, transforms: Sequence[Callable[[torch.Tensor], torch.Tensor]]):
-        self.transforms = list(transforms)
-
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        for t in self.transforms:
-            img = t(img)
-        return img
-
-    def __repr__(self) -> str:
-        return "Compose(" + ", ".join(repr(t) for t in self.transforms) + ")"
 
 
 def build_transform(train: bool, *, crop: int = 227, stats: RGBStats | None = None, mean: str | None = "image",

@@ -1,12 +1,13 @@
 """Reading meshes (OFF, PLY, OBJ, STL) and sampling points uniformly on their surfaces.
 
 PointNet (Qi et al., CVPR 2017) Sec. 5.1 and PointNet++ (Qi et al., NeurIPS 2017) Sec. 4 sample ModelNet40 points
-uniformly on the mesh *surfaces* (by face area), not at the vertices, and normalize each cloud into the unit sphere;
-PointNet++'s 2048/10k-point files were made by oversampling and farthest point sampling.  This module does the same.
+uniformly on the mesh *surfaces* (by face area), not at the vertices; :mod:`dlparts.data.clouds` turns the samples
+(or any point file) into normalized clouds.
 
 OFF is parsed here: about a tenth of ModelNet40 starts with ``OFF1234 5678 0`` (keyword and counts on one line),
-which older readers reject, and on the rest a one-call numeric parse is about twice as fast as trimesh's reader
-(``benchmarks/data.py``) while the line-by-line reader beside it says exactly what is wrong with a bad file.  PLY, OBJ
+which older readers reject, and on the rest a one-call numeric parse is faster than trimesh's reader
+(``benchmarks/data.py`` measures it) while the line-by-line reader beside it says exactly what is wrong with a bad
+file.  PLY, OBJ
 and STL go to trimesh after we check, from the header and the file size alone, that the counts can be true: a header
 promising a billion vertices is refused before any large allocation.  Every problem is a
 :class:`dlparts.errors.DataError` naming the file.
@@ -23,7 +24,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dlparts.errors import ConfigError, DataError, DataNotFoundError
+from dlparts.data.points import read_bytes
+from dlparts.data.splits import torch_generator
+from dlparts.errors import ConfigError, DataError
 
 MESH_SUFFIXES = (".off", ".ply", ".obj", ".stl")
 _OFF_KEYWORD = re.compile(r"^(ST)?(C)?(N)?(4)?(n)?OFF", re.IGNORECASE)
@@ -45,17 +48,6 @@ class Mesh(NamedTuple):
 
     vertices: torch.Tensor
     faces: torch.Tensor
-
-
-def read_bytes(path: str | Path) -> bytes:
-    """The content of ``path``; missing files and empty files are errors naming the path."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file")
-    data = path.read_bytes()
-    if not data.strip():
-        raise DataError(f"{path}: the file is empty")
-    return data
 
 
 def read_mesh(path: str | Path) -> Mesh:
@@ -262,12 +254,6 @@ def _trimesh_load(path: Path, data: bytes, file_type: str) -> tuple[np.ndarray, 
 
 
 # ------------------------------------------------------------------------------------------------------------ sampling
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if generator is not None:
-        return generator
-    return torch.Generator().manual_seed(0 if seed is None else int(seed))
-
-
 def face_areas(mesh: Mesh) -> torch.Tensor:
     """``float64 [F]`` triangle areas."""
     tri = mesh.vertices.double()[mesh.faces]  # [F, 3 corners, 3]
@@ -288,7 +274,7 @@ def sample_surface(mesh: Mesh, n: int, *, seed: int | None = None, generator: to
     areas = face_areas(mesh)
     if not float(areas.sum()) > 0:
         raise DataError(f"{name}: the total surface area is zero")
-    gen = _generator(seed, generator)
+    gen = torch_generator(seed, generator)
     face = torch.multinomial(areas, n, replacement=True, generator=gen)  # [n]
     tri = mesh.vertices.double()[mesh.faces[face]]  # [n, 3 corners, 3]
     r1, r2 = torch.rand(2, n, 1, generator=gen, dtype=torch.float64)
@@ -297,71 +283,3 @@ def sample_surface(mesh: Mesh, n: int, *, seed: int | None = None, generator: to
     normals = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normals = normals / normals.norm(dim=1, keepdim=True).clamp_min(1e-300)
     return SurfaceSample(points.float(), normals.float(), face)
-
-
-def normalize_unit_sphere(points: torch.Tensor) -> torch.Tensor:
-    """``[N, C]`` -> ``[N, C]``: xyz centred on its mean and scaled so the farthest point lies on the unit sphere.
-
-    Channels after xyz (normals, colours) are unchanged.  A cloud of one repeated point is only centred.
-    """
-    xyz = points[:, :3].double()
-    xyz = xyz - xyz.mean(dim=0)
-    radius = float(xyz.norm(dim=1).max())
-    if radius > 0:
-        xyz = xyz / radius
-    return torch.cat([xyz.to(points.dtype), points[:, 3:]], dim=1)
-
-
-def farthest_subset(points: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """``int64 [n]`` indices of ``points [M, 3]`` chosen by farthest point sampling from a random start."""
-    from dlparts.ops import farthest_point_sample
-
-    idx = farthest_point_sample(points[None, :, :3], n, start="random", generator=generator)  # [1, n]
-    return idx[0]
-
-
-def load_points(path: str | Path, n: int, *, normals: bool = False, fps: bool = False, oversample: int = 4,
-                seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A cloud of ``n`` points from any mesh or point file: ``float32 [n, 3]`` (``[n, 6]`` with ``normals``).
-
-    Meshes are sampled on their surface (:func:`sample_surface`); with ``fps``, ``oversample * n`` points are sampled
-    first and ``n`` kept by farthest point sampling, as PointNet++ made its ModelNet40 files.  Point files with more
-    than ``n`` points give a random subset (or FPS), with fewer a random subset repeated.  The result is centred and
-    inside the unit sphere (:func:`normalize_unit_sphere`).  Randomness: ``generator``, else ``seed`` (default 0).
-    """
-    from dlparts.data.points import POINT_SUFFIXES, read_points
-
-    path = Path(path)
-    if n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
-    if oversample < 1:
-        raise ConfigError(f"oversample must be >= 1, got {oversample}")
-    gen = _generator(seed, generator)
-    suffix = path.suffix.lower()
-    if suffix in MESH_SUFFIXES:
-        mesh = read_mesh(path)
-        if mesh.faces.numel() == 0:
-            return _from_points(path, mesh.vertices, None, n, normals, fps, gen)
-        pts, nrm, _ = sample_surface(mesh, n * oversample if fps else n, generator=gen, name=str(path))
-        cloud = torch.cat([pts, nrm], dim=1) if normals else pts
-        if fps and oversample > 1:
-            cloud = cloud[farthest_subset(pts, n, gen)]  # [n, C]
-        return normalize_unit_sphere(cloud)
-    if suffix in POINT_SUFFIXES:
-        data = read_points(path)
-        return _from_points(path, data.points, data.normals, n, normals, fps, gen)
-    raise DataError(f"{path}: unknown format {suffix!r}; expected a mesh ({', '.join(MESH_SUFFIXES)}) "
-                    f"or a point file ({', '.join(POINT_SUFFIXES)})")
-
-
-def _from_points(path: Path, xyz: torch.Tensor, nrm: torch.Tensor | None, n: int, normals: bool, fps: bool,
-                 gen: torch.Generator) -> torch.Tensor:
-    if normals and nrm is None:
-        raise DataError(f"{path}: normals were asked for, but the file holds only xyz")
-    cloud = torch.cat([xyz, nrm], dim=1) if normals else xyz
-    m = len(cloud)
-    if m > n:
-        idx = farthest_subset(xyz, n, gen) if fps else torch.randperm(m, generator=gen)[:n]
-    else:
-        idx = torch.cat([torch.randperm(m, generator=gen), torch.randint(m, (n - m,), generator=gen)])
-    return normalize_unit_sphere(cloud[idx].float())  # [n, C]

@@ -20,10 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from dlparts.data._cache import (cache_file, holdout, load_npz, progress, report_skipped, rng_for, save_npz,
-                                 single_thread)
+from dlparts.data._cache import cache_file, load_npz, save_npz
+from dlparts.data._dataset import CLASSIFICATION_FIELDS, CloudDataset
+from dlparts.data._progress import progress, report_skipped
+from dlparts.data._threads import single_thread
+from dlparts.data.clouds import load_points
+from dlparts.data.points import read_table
+from dlparts.data.splits import holdout, rng_for
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
 SPLITS = ("train", "val", "test")
@@ -44,23 +48,10 @@ def _select(split: str, n: int, val_fraction: float, seed: int) -> np.ndarray:
     return train if split == "train" else val
 
 
-class _Clouds(Dataset):
-    """Items from in-memory ``points [M, N, C]`` and ``labels [M]``, after an optional transform."""
-
-    points: torch.Tensor
-    labels: torch.Tensor
-    transform = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        item = {"points": self.points[i], "label": self.labels[i]}
-        return self.transform(item) if self.transform else item
-
-
-class ModelNet(_Clouds):
+class ModelNet(CloudDataset):
     """Raw-mesh ModelNet10/40: surface-sampled clouds, cached per split (see the module docstring)."""
+
+    fields = CLASSIFICATION_FIELDS
 
     def __init__(self, root: str | Path, split: str = "train", *, num_points: int = 1024, normals: bool = False,
                  fps: bool = False, val_fraction: float = 0.1, seed: int = 0, transform=None):
@@ -100,12 +91,10 @@ def sample_files(files: list[tuple[Path, int]], num_points: int, fps: bool, seed
                  what: str = "ModelNet") -> dict[str, np.ndarray]:
     """Sample every mesh of ``files`` (path, label): ``points float32 [M, n, 6]``, ``labels``, ``files``; bad files
     are logged and skipped.  Each file's randomness comes from ``(seed, its position)``."""
-    from dlparts.data.meshes import load_points
-
     points = np.empty((len(files), num_points, 6), dtype=np.float32)  # filled in place: no second copy at the end
     good, skipped = [], []
     with single_thread():
-        for i, (path, label) in enumerate(progress(files, f"sampling {what}", len(files))):
+        for i, (path, label) in enumerate(progress(files, f"sampling {what}")):
             gen = torch.Generator().manual_seed(int(rng_for(seed, i).integers(2**62)))
             try:
                 cloud = load_points(path, num_points, normals=True, fps=fps, generator=gen)
@@ -129,14 +118,14 @@ def _sampled(files, path: Path, num_points: int, fps: bool, seed: int) -> dict[s
     return arrays
 
 
-class ModelNet40Normal(_Clouds):
+class ModelNet40Normal(CloudDataset):
     """``modelnet40_normal_resampled``: the first ``num_points`` of each 10k-point file (already FPS-ordered by
     PointNet++), xyz or xyz + normals; ``num_classes`` 40 or 10 (``modelnet10_*`` lists)."""
 
+    fields = CLASSIFICATION_FIELDS
+
     def __init__(self, root: str | Path, split: str = "train", *, num_points: int = 1024, normals: bool = False,
                  num_classes: int = 40, val_fraction: float = 0.1, seed: int = 0, transform=None):
-        from dlparts.data.points import read_table
-
         root = Path(root)
         _check_split(split)
         if num_classes not in (10, 40):
@@ -174,8 +163,10 @@ class ModelNet40Normal(_Clouds):
         self.split, self.transform = split, transform
 
 
-class ModelNet40H5(_Clouds):
+class ModelNet40H5(CloudDataset):
     """``modelnet40_ply_hdf5_2048``: the first ``num_points`` of each 2048-point cloud, xyz only."""
+
+    fields = CLASSIFICATION_FIELDS
 
     def __init__(self, root: str | Path, split: str = "train", *, num_points: int = 1024, val_fraction: float = 0.1,
                  seed: int = 0, transform=None):

@@ -1,4 +1,5 @@
-"""Point files: ``.xyz`` / ``.txt`` / ``.pts`` (whitespace or comma separated), ``.npy``, ``.npz``, HDF5.
+"""Reading files: bytes (missing and empty files named), text tables of numbers, and point files: ``.xyz`` /
+``.txt`` / ``.pts`` (whitespace or comma separated), ``.npy``, ``.npz``, HDF5.
 
 Columns are read by their number: 3 = xyz, 4 = xyz + label, 6 = xyz + normals, 7 = xyz + normals + label (the
 layout of ShapeNetPart's ``.txt`` files; ModelNet40's ``modelnet40_normal_resampled`` has 6).  Arrays in ``.npz``
@@ -15,7 +16,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dlparts.data.meshes import read_bytes
 from dlparts.errors import DataError, DataNotFoundError
 
 POINT_SUFFIXES = (".xyz", ".txt", ".pts", ".npy", ".npz", ".h5", ".hdf5")
@@ -30,6 +30,17 @@ class PointFile(NamedTuple):
     points: torch.Tensor
     normals: torch.Tensor | None
     labels: torch.Tensor | None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The content of ``path``; missing files and empty files are errors naming the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(f"{path}: the file is empty")
+    return data
 
 
 def read_points(path: str | Path) -> PointFile:

@@ -11,13 +11,16 @@ Parsed rooms are cached per area under ``<cache_root>/s3dis/``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from dlparts.data._cache import cache_file, load_npz, report_skipped, rng_for, save_npz, progress
+from dlparts.data._cache import cache_file, load_npz, save_npz
+from dlparts.data._dataset import SEGMENTATION_FIELDS, CloudDataset
+from dlparts.data._progress import progress, report_skipped
 from dlparts.data.points import read_table
+from dlparts.data.splits import rng_for
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
 CLASSES = ["ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa", "bookcase",
@@ -25,6 +28,15 @@ CLASSES = ["ceiling", "floor", "wall", "beam", "column", "window", "door", "tabl
 LAYOUT = ("expected Stanford3dDataset_v1.2_Aligned_Version: <root>/Area_1..Area_6/<room>/Annotations/<class>_<i>.txt "
           "(published at http://buildingparser.stanford.edu/dataset.html)")
 _VERSION = 1
+
+
+class Room(NamedTuple):
+    """One room as S3DIS's annotation files give it: ``xyz float32 [P, 3]``, ``rgb uint8 [P, 3]``, class
+    ``labels int64 [P]``."""
+
+    xyz: np.ndarray
+    rgb: np.ndarray
+    labels: np.ndarray
 
 
 def room_to_blocks(xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
@@ -69,8 +81,9 @@ def class_of(annotation: str) -> int:
     return CLASSES.index(name) if name in CLASSES else CLASSES.index("clutter")
 
 
-def read_room(room: Path, skipped: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(xyz float32 [P, 3], rgb uint8 [P, 3], labels int64 [P])`` of one room; bad files go to ``skipped``."""
+def read_room(room: Path, skipped: list) -> Room | None:
+    """The :class:`Room` in folder ``room`` (None when no annotation file is readable); bad files go to
+    ``skipped``."""
     parts = []
     for f in sorted((room / "Annotations").glob("*.txt")):
         try:
@@ -86,7 +99,7 @@ def read_room(room: Path, skipped: list) -> tuple[np.ndarray, np.ndarray, np.nda
     xyz = np.concatenate([t[:, :3] for t, _ in parts]).astype(np.float32)
     rgb = np.clip(np.concatenate([t[:, 3:6] for t, _ in parts]), 0, 255).astype(np.uint8)
     labels = np.concatenate([np.full(len(t), c, dtype=np.int64) for t, c in parts])
-    return xyz, rgb, labels
+    return Room(xyz, rgb, labels)
 
 
 def _area_rooms(root: Path, area: int) -> dict[str, np.ndarray]:
@@ -98,20 +111,22 @@ def _area_rooms(root: Path, area: int) -> dict[str, np.ndarray]:
         return cached
     skipped: list = []
     rooms = [r for r in sorted(folder.iterdir()) if (r / "Annotations").is_dir()]
-    read = [read_room(r, skipped) for r in progress(rooms, f"S3DIS Area_{area}", len(rooms))]
+    read = [read_room(r, skipped) for r in progress(rooms, f"S3DIS Area_{area}")]
     report_skipped(f"S3DIS Area_{area}", skipped)
     read = [r for r in read if r is not None]
     if not read:
         raise DataError(f"{folder}: no readable room; {LAYOUT}")
-    arrays = {"xyz": np.concatenate([r[0] for r in read]), "rgb": np.concatenate([r[1] for r in read]),
-              "labels": np.concatenate([r[2] for r in read]),
-              "offsets": np.cumsum([0] + [len(r[0]) for r in read]).astype(np.int64)}
+    arrays = {"xyz": np.concatenate([r.xyz for r in read]), "rgb": np.concatenate([r.rgb for r in read]),
+              "labels": np.concatenate([r.labels for r in read]),
+              "offsets": np.cumsum([0] + [len(r.xyz) for r in read]).astype(np.int64)}
     save_npz(path, **arrays)
     return arrays
 
 
-class S3DIS(Dataset):
+class S3DIS(CloudDataset):
     """S3DIS blocks: items ``{"points": float32 [num_points, 9], "seg": int64 [num_points]}``; ``classes``."""
+
+    fields = SEGMENTATION_FIELDS
 
     def __init__(self, root: str | Path, split: str = "train", *, test_area: int = 5, num_points: int = 4096,
                  block_size: float = 1.0, stride: float = 1.0, seed: int = 0, transform=None):
@@ -141,10 +156,3 @@ class S3DIS(Dataset):
         self.points = torch.from_numpy(np.concatenate(points))
         self.seg = torch.from_numpy(np.concatenate(segs))
         self.classes, self.split, self.transform = list(CLASSES), split, transform
-
-    def __len__(self) -> int:
-        return len(self.seg)
-
-    def __getitem__(self, i: int) -> dict:
-        item = {"points": self.points[i], "seg": self.seg[i]}
-        return self.transform(item) if self.transform else item

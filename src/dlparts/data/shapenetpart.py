@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from dlparts.data._cache import report_skipped, rng_for
+from dlparts.data._dataset import CloudDataset
+from dlparts.data._progress import report_skipped
 from dlparts.data.points import read_table
+from dlparts.data.splits import rng_for
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
 CATEGORIES = ["Airplane", "Bag", "Cap", "Car", "Chair", "Earphone", "Guitar", "Knife", "Lamp", "Laptop", "Motorbike",
@@ -32,8 +33,10 @@ LAYOUT = ("expected shapenetcore_partanno_segmentation_benchmark_v0_normal: syns
           "(published with PointNet++, https://shapenet.cs.stanford.edu/media/)")
 
 
-class ShapeNetPart(Dataset):
+class ShapeNetPart(CloudDataset):
     """ShapeNetPart with the official splits; ``classes`` = 50 part names, ``categories`` = 16 objects."""
+
+    fields = {"category": "category"}  # points and seg are resampled per item (see _item)
 
     def __init__(self, root: str | Path, split: str = "train", *, num_points: int = 2048, normals: bool = False,
                  seed: int = 0, transform=None):
@@ -68,19 +71,15 @@ class ShapeNetPart(Dataset):
         self.num_points, self.normals, self.seed = num_points, normals, seed
         self.split, self.transform = split, transform
 
-    def __len__(self) -> int:
-        return len(self.clouds)
-
-    def __getitem__(self, i: int) -> dict:
+    def _item(self, i: int) -> dict:
         cloud, seg = self.clouds[i], self.segs[i]
         rng = rng_for(self.seed, i)
         m = len(cloud)
         idx = rng.permutation(m)[:self.num_points]
         if m < self.num_points:
             idx = np.concatenate([idx, rng.integers(0, m, self.num_points - m)])
-        item = {"points": torch.from_numpy(cloud[idx, :6 if self.normals else 3]),  # [num_points, C]
+        return {"points": torch.from_numpy(cloud[idx, :6 if self.normals else 3]),  # [num_points, C]
                 "seg": torch.from_numpy(seg[idx]), "category": self.category[i]}
-        return self.transform(item) if self.transform else item
 
 
 def _synsets(root: Path) -> dict[str, int]:

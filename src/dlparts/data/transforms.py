@@ -14,9 +14,11 @@ random input dropout (a per-cloud ratio in [0, 0.875]; dropped points become cop
 from __future__ import annotations
 
 import math
+from typing import Callable, Sequence
 
 import torch
 
+from dlparts.data.clouds import normalize_unit_sphere
 from dlparts.errors import ConfigError
 
 _AXES = {"x": 0, "y": 1, "z": 2}
@@ -189,8 +191,6 @@ class Normalize(_Transform):
     """Centre xyz on its mean and scale it into the unit sphere (no randomness)."""
 
     def __call__(self, sample: dict) -> dict:
-        from dlparts.data.meshes import normalize_unit_sphere
-
         return {**sample, "points": normalize_unit_sphere(sample["points"])}
 
 
@@ -203,12 +203,13 @@ def _take(sample: dict, index: torch.Tensor) -> dict:
 
 
 class Compose:
-    """Apply transforms in order."""
+    """Apply callables in order: point transforms on a sample dict here, image transforms on ``[3, H, W]`` tensors
+    in :mod:`dlparts.data.images`."""
 
-    def __init__(self, transforms: list):
+    def __init__(self, transforms: Sequence[Callable]):
         self.transforms = list(transforms)
 
-    def __call__(self, sample: dict) -> dict:
+    def __call__(self, sample):
         for t in self.transforms:
             sample = t(sample)
         return sample

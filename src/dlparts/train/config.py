@@ -13,7 +13,6 @@ The schema is :data:`DEFAULTS`; every key a config or an override names must be 
 from __future__ import annotations
 
 import copy
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -133,26 +132,10 @@ def _merge(cfg: dict, tree: dict, where: str, prefix: str = "") -> None:
 
 
 def _hint(path: str) -> str:
+    import difflib
+
     close = difflib.get_close_matches(path, list(_SCHEMA), n=2)
     return f"; did you mean {' or '.join(close)}?" if close else ""
-
-
-def flag_hint(args: list[str]) -> str:
-    """For command-line words written as flags (``--max_epochs 1``, ``--lr=0.01``), the ``key=value`` form of the
-    config keys they name (``"; config keys are key=value: trainer.max_epochs=1"``), or ``""``."""
-    forms = []
-    for i, arg in enumerate(args):
-        if not arg.startswith("--"):
-            continue
-        flag, sep, value = arg[2:].partition("=")
-        if not sep and i + 1 < len(args) and not args[i + 1].startswith("-"):
-            value = args[i + 1]
-        flag = flag.replace("-", "_")
-        keys = [k for k in _SCHEMA if k == flag or k.endswith("." + flag)] or difflib.get_close_matches(
-            flag, list(_SCHEMA), n=1)
-        if keys:
-            forms.append(f"{keys[0]}={value or 'VALUE'}")
-    return f"; config keys are key=value: {' '.join(forms)}" if forms else ""
 
 
 def parse_override(text: str) -> tuple[str, Any]:

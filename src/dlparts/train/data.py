@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import lightning.pytorch as pl
@@ -19,6 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from dlparts.data import (S3DIS, ImageFolderDataset, ModelNet, ModelNet40H5, ModelNet40Normal, Parts, Rooms, Shapes,
+                          ShapeNetPart, build_transforms, cache_root, compute_rgb_stats, make_synthetic_images)
+from dlparts.data.images import build_transform
+from dlparts.data.splits import holdout
 from dlparts.errors import ConfigError
 
 
@@ -80,22 +85,9 @@ class EpochSampler(Sampler[int]):
         return len(range(self.rank, self.n, self.world))
 
 
-def holdout(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded split of ``range(n)`` into (train, val) index lists, ``round(n * fraction)`` (at least 1) for val."""
-    if not 0 < fraction < 1:
-        raise ConfigError(f"data.val_fraction={fraction} must be between 0 and 1")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    k = max(1, round(n * fraction))
-    return sorted(perm[k:]), sorted(perm[:k])
-
-
 # ------------------------------------------------------------------------------------------------ image datasets
 def _image_splits(cfg: dict, root, train_split: str, test_split: str, defaults: dict) -> Splits:
     """An image folder: preprocessing size ``S``, crop, mean mode and PCA lighting from ``data.args``."""
-    from dlparts.data.imagefolder import ImageFolderDataset
-    from dlparts.data.images import build_transform, compute_rgb_stats
-    from dlparts.data.synthetic_images import cache_root
-
     args = {**defaults, **cfg["data"]["args"]}
     unknown = set(args) - set(defaults)
     if unknown:
@@ -123,8 +115,6 @@ _IMAGE_DEFAULTS = {"image_size": 256, "crop_size": 227, "mean": "image", "lighti
 
 def synthetic_images(cfg: dict) -> Splits:
     """The embedded shapes images (``dlparts.data.synthetic_images``); its ``val`` folder is our test split."""
-    from dlparts.data.synthetic_images import make_synthetic_images
-
     defaults = {**_IMAGE_DEFAULTS, "image_size": 64, "crop_size": 56, "mean": "channel", "train_per_class": 300,
                 "val_per_class": 50}
     args = {**defaults, **cfg["data"]["args"]}
@@ -150,8 +140,6 @@ DEFAULT_TRANSFORMS = {"point_cls": "scale,shift,jitter", "point_partseg": "scale
 def _point_splits(cfg: dict, task: str, make: Callable, has_val: bool) -> Splits:
     """``make(split, transform) -> Dataset`` for a point dataset; without a published val split (``has_val``
     False) validation is held out of the training split."""
-    from dlparts.data.transforms import build_transforms
-
     d = cfg["data"]
     spec = d["transforms"] if d["transforms"] is not None else DEFAULT_TRANSFORMS[task]
     augment = build_transforms(spec if d["augment"] else "")
@@ -187,100 +175,69 @@ def _root(cfg: dict) -> str:
     return cfg["data"]["root"]
 
 
-def synthetic_shapes(cfg: dict) -> Splits:
-    """The embedded Shapes (``dlparts.data.synthetic``): 12 classes, train/val/test generated from the seed."""
-    from dlparts.data.synthetic import Shapes
+@dataclass(frozen=True)
+class PointDataset:
+    """How a ``data.name`` builds a point dataset: ``make(*root, split, num_points=, transform=, **kwargs)`` for
+    each split, with ``args`` the ``data.args`` keys it accepts.  ``root``: it reads ``data.root``; ``seed``: the
+    run's seed goes to the dataset (sampling, and with ``val_fraction`` the dataset's own train/val hold-out);
+    ``has_val``: it has a val split (else validation is held out of its training split here)."""
 
-    args = _dataset_args(cfg, ("per_class", "normals", "tiny", "seed"))
-    args["per_class"] = tuple(args.get("per_class", (100, 20, 30)))
-    n = cfg["data"]["num_points"]
-    return _point_splits(cfg, "point_cls", lambda split, t: Shapes(split, num_points=n, transform=t, **args), True)
-
-
-def synthetic_parts(cfg: dict) -> Splits:
-    """The embedded Parts: 5 categories, 13 parts, ShapeNetPart conventions."""
-    from dlparts.data.synthetic import Parts
-
-    args = _dataset_args(cfg, ("per_class", "normals", "tiny", "seed"))
-    args["per_class"] = tuple(args.get("per_class", (120, 20, 40)))
-    n = cfg["data"]["num_points"]
-    return _point_splits(cfg, "point_partseg", lambda split, t: Parts(split, num_points=n, transform=t, **args), True)
+    make: Callable[..., Dataset]
+    task: str
+    args: tuple[str, ...] = ()
+    root: bool = False
+    seed: bool = False
+    val_fraction: bool = False
+    has_val: bool = True
 
 
-def synthetic_rooms(cfg: dict) -> Splits:
-    """The embedded Rooms: S3DIS's 13 classes in 1 m blocks of xyz + rgb + normalized location."""
-    from dlparts.data.synthetic import Rooms
-
-    args = _dataset_args(cfg, ("rooms", "density", "tiny", "seed"))
-    if "rooms" in args:
-        args["rooms"] = tuple(args["rooms"])
-    n = cfg["data"]["num_points"]
-    return _point_splits(cfg, "point_semseg", lambda split, t: Rooms(split, num_points=n, transform=t, **args), True)
+#: ``data.args`` given as YAML lists that the datasets take as tuples.
+_TUPLE_ARGS = ("per_class", "rooms")
 
 
-def modelnet(cfg: dict) -> Splits:
-    """ModelNet10/40 from its raw meshes (``<root>/<class>/{train,test}/*.off``)."""
-    from dlparts.data.modelnet import ModelNet
-
-    args = _dataset_args(cfg, ("normals", "fps"))
-    root, n, extra = _root(cfg), cfg["data"]["num_points"], {"val_fraction": cfg["data"]["val_fraction"],
-                                                            "seed": cfg["seed"]}
-    return _point_splits(cfg, "point_cls",
-                         lambda split, t: ModelNet(root, split, num_points=n, transform=t, **extra, **args), True)
-
-
-def modelnet40_normal(cfg: dict) -> Splits:
-    """``modelnet40_normal_resampled`` (PointNet++'s files)."""
-    from dlparts.data.modelnet import ModelNet40Normal
-
-    args = _dataset_args(cfg, ("normals", "num_classes"))
-    root, n, extra = _root(cfg), cfg["data"]["num_points"], {"val_fraction": cfg["data"]["val_fraction"],
-                                                            "seed": cfg["seed"]}
-    return _point_splits(cfg, "point_cls",
-                         lambda split, t: ModelNet40Normal(root, split, num_points=n, transform=t, **extra, **args),
-                         True)
+def _point_dataset(spec: PointDataset, cfg: dict) -> Splits:
+    args = _dataset_args(cfg, spec.args)
+    args.update({k: tuple(v) for k, v in args.items() if k in _TUPLE_ARGS})
+    args["num_points"] = cfg["data"]["num_points"]
+    if spec.seed:
+        args["seed"] = cfg["seed"]
+    if spec.val_fraction:
+        args["val_fraction"] = cfg["data"]["val_fraction"]
+    head = (_root(cfg),) if spec.root else ()
+    return _point_splits(cfg, spec.task, lambda split, t: spec.make(*head, split, transform=t, **args), spec.has_val)
 
 
-def modelnet40_h5(cfg: dict) -> Splits:
-    """``modelnet40_ply_hdf5_2048`` (PointNet's files)."""
-    from dlparts.data.modelnet import ModelNet40H5
-
-    _dataset_args(cfg, ())
-    root, n, extra = _root(cfg), cfg["data"]["num_points"], {"val_fraction": cfg["data"]["val_fraction"],
-                                                            "seed": cfg["seed"]}
-    return _point_splits(cfg, "point_cls",
-                         lambda split, t: ModelNet40H5(root, split, num_points=n, transform=t, **extra), True)
+#: data.name -> builder(cfg) -> Splits (``register_dataset`` adds one; a name is registered once).
+DATASETS: dict[str, Callable[[dict], Splits]] = {}
 
 
-def shapenetpart(cfg: dict) -> Splits:
-    """ShapeNetPart (``shapenetcore_partanno_segmentation_benchmark_v0_normal``) with its official splits."""
-    from dlparts.data.shapenetpart import ShapeNetPart
-
-    args = _dataset_args(cfg, ("normals",))
-    root, n, seed = _root(cfg), cfg["data"]["num_points"], cfg["seed"]
-    return _point_splits(cfg, "point_partseg",
-                         lambda split, t: ShapeNetPart(root, split, num_points=n, seed=seed, transform=t, **args),
-                         True)
+def register_dataset(name: str, builder: Callable[[dict], Splits]) -> None:
+    """Make ``data.name=<name>`` build its splits with ``builder(cfg)``; a name already taken is refused."""
+    if name in DATASETS:
+        raise ConfigError(f"dataset {name!r} is already registered")
+    DATASETS[name] = builder
 
 
-def s3dis(cfg: dict) -> Splits:
-    """S3DIS (``Stanford3dDataset_v1.2_Aligned_Version``): test on ``test_area`` (5, as PointNet++ and most since),
-    validation held out of the training areas."""
-    from dlparts.data.s3dis import S3DIS
-
-    args = _dataset_args(cfg, ("test_area", "block_size", "stride"))
-    root, n, seed = _root(cfg), cfg["data"]["num_points"], cfg["seed"]
-    return _point_splits(cfg, "point_semseg",
-                         lambda split, t: S3DIS(root, split, num_points=n, seed=seed, transform=t, **args), False)
-
-
-#: data.name -> builder(cfg) -> Splits.
-DATASETS: dict[str, Callable[[dict], Splits]] = {
-    "synthetic_images": synthetic_images, "imagefolder": imagefolder, "synthetic_shapes": synthetic_shapes,
-    "synthetic_parts": synthetic_parts, "synthetic_rooms": synthetic_rooms, "modelnet": modelnet,
-    "modelnet40_normal": modelnet40_normal, "modelnet40_h5": modelnet40_h5, "shapenetpart": shapenetpart,
-    "s3dis": s3dis,
+register_dataset("synthetic_images", synthetic_images)
+register_dataset("imagefolder", imagefolder)
+#: The point datasets of ``dlparts.data``: the embedded ones (``data.args.seed`` sets their generation seed), ModelNet
+#: in its three layouts (raw meshes; PointNet++'s ``modelnet40_normal_resampled``; PointNet's
+#: ``modelnet40_ply_hdf5_2048``), ShapeNetPart with its official splits, and S3DIS (test on ``test_area``, 5 as
+#: PointNet++ and most since; validation held out of the training areas).
+POINT_DATASETS = {
+    "synthetic_shapes": PointDataset(Shapes, "point_cls", ("per_class", "normals", "tiny", "seed")),
+    "synthetic_parts": PointDataset(Parts, "point_partseg", ("per_class", "normals", "tiny", "seed")),
+    "synthetic_rooms": PointDataset(Rooms, "point_semseg", ("rooms", "density", "tiny", "seed")),
+    "modelnet": PointDataset(ModelNet, "point_cls", ("normals", "fps"), root=True, seed=True, val_fraction=True),
+    "modelnet40_normal": PointDataset(ModelNet40Normal, "point_cls", ("normals", "num_classes"), root=True, seed=True,
+                                      val_fraction=True),
+    "modelnet40_h5": PointDataset(ModelNet40H5, "point_cls", root=True, seed=True, val_fraction=True),
+    "shapenetpart": PointDataset(ShapeNetPart, "point_partseg", ("normals",), root=True, seed=True),
+    "s3dis": PointDataset(S3DIS, "point_semseg", ("test_area", "block_size", "stride"), root=True, seed=True,
+                          has_val=False),
 }
+for _name, _spec in POINT_DATASETS.items():
+    register_dataset(_name, partial(_point_dataset, _spec))
 
 
 def build_splits(cfg: dict) -> Splits:
