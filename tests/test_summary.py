@@ -250,6 +250,20 @@ def test_input_with_the_batch_dimension_torchinfo_style():
         summarize(model, (5, 7))
     with pytest.raises(ConfigError, match="input_size"):
         summarize(model, (3, 8, 8), input_size=(1, 3, 8, 8))
+    checked = summarize(_Unpacking(), (1, 3, 8, 8))  # a model whose own shape check is a ValueError
+    assert (checked.batch_size, checked.input_shape, checked.macs) == (1, [3, 8, 8], 6 * 6 * 2 * 27)
+
+
+class _Unpacking(nn.Module):
+    """Checks its input as torchvision's ViT does: ``n, c, h, w = x.shape`` raises ValueError on a 5-D tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return self.conv(x)
 
 
 # --------------------------------------------------------------------------------------- attention and matrix products

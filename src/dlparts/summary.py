@@ -372,9 +372,11 @@ def summarize(model: nn.Module, input_shape: Sequence[int] | None = None, *, bat
     error: Exception | None = None
     for shape, batch in readings:
         for dev in ["meta", "cpu"] if device == "auto" else [device]:
+            # data-dependent ops cannot run on meta; a shape the model does not take fails in torch (RuntimeError)
+            # or in the model's own checks (ValueError: `n, c, h, w = x.shape`, AssertionError)
             try:
                 return _run(model, shape, batch, dtype, torch.device(dev), inputs)
-            except (NotImplementedError, RuntimeError) as exc:  # data-dependent ops cannot run on meta
+            except (NotImplementedError, RuntimeError, ValueError, AssertionError) as exc:
                 error = exc if shape is input_shape else error
     raise ShapeError(f"the model does not run on input shape {input_shape} (a shape without the batch dimension; "
                      f"batch_size gives the batch): {error}") from None
