@@ -141,7 +141,8 @@ def _add_summary(sub) -> None:
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--device", default="auto", choices=["auto", "meta", "cpu"],
                    help="auto runs on the meta device, falling back to a small CPU run (default)")
-    p.add_argument("--depth", type=int, default=None, help="hide rows nested deeper than this")
+    p.add_argument("--depth", type=int, default=None,
+                   help="roll rows nested deeper than this up into their ancestor, which carries their totals")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format")
 
 
@@ -196,7 +197,7 @@ def _run_summary(args) -> int:
     elif args.format == "csv":
         print(result.to_csv(), end="")
     else:
-        report.print_summary(report.console(), result, shape, args.batch, args.depth)
+        report.print_summary(report.console(), result, args.depth)
     return 0
 
 

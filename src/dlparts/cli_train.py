@@ -73,9 +73,9 @@ def _run_fit(args) -> int:
 
 
 def _print_results(results: list[dict]) -> None:
-    from dlparts.train.report import result_rows
+    from dlparts.train.report import checkpoint_line, result_rows
 
-    report.print_results(report.console(), result_rows(results), results)
+    report.print_results(report.console(), result_rows(results), results, [checkpoint_line(r) for r in results])
 
 
 # ----------------------------------------------------------------------------------------------------------------- test

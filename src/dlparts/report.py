@@ -148,25 +148,17 @@ def print_stack(out: Console, report: StackReport, channels_first: bool) -> None
 SUMMARY_COLUMNS = ["layer", "type", "output", "params", "MACs", "FLOPs", "RF", "activations"]
 
 
-def print_summary(out: Console, result, shape: Sequence[int], batch: int, depth: int | None = None) -> None:
-    """A :class:`dlparts.summary.Summary` as a table of its rows (those nested at most ``depth`` deep), the totals and
-    the layer types it could not count."""
-    table = Table(title=f"{result.model} on {batch}x{'x'.join(map(str, shape))} ({result.device} device)")
+def print_summary(out: Console, result, depth: int | None = None) -> None:
+    """A :class:`dlparts.summary.Summary` as a table of its rows rolled up to ``depth`` (see ``Summary.at_depth``),
+    the totals and the layer types it could not count."""
+    table = Table(title=result.title())
     for col in SUMMARY_COLUMNS:
         table.add_column(col, justify="left" if col in ("layer", "type") else "right")
-    for r in result.rows:
-        if depth is not None and r.depth > depth:
-            continue
-        table.add_row(r.name, r.type, "x".join(map(str, r.output_shape or [])) or "-", f"{r.params:,}",
-                      f"{r.macs:,}", f"{r.flops:,}", "-" if r.rf is None else str(r.rf),
-                      human_bytes(r.activation_bytes))
+    for cells in result.table_rows(depth):
+        table.add_row(*cells)
     out.print(table)
-    t = result.totals()
-    out.print(f"parameters {t['params']:,} (trainable {t['trainable_params']:,}, frozen {t['frozen_params']:,}; "
-              f"{human_bytes(t['param_bytes'])}); MACs {t['macs']:,}; FLOPs {t['flops']:,}; "
-              f"activations {human_bytes(t['activation_bytes'])}", soft_wrap=True)
-    if result.uncounted:
-        out.print(f"not counted (unknown layer types): {', '.join(result.uncounted)}")
+    for line in result.notes():
+        out.print(line, soft_wrap=True)
 
 
 def print_models(out: Console, infos: Iterable[tuple[str, Any]]) -> None:
@@ -182,7 +174,7 @@ def print_models(out: Console, infos: Iterable[tuple[str, Any]]) -> None:
 RESULT_COLUMNS = ["model", "data", "epochs", "best val", "test", "time"]
 
 
-def print_results(out: Console, rows: Iterable[Sequence[str]], results: list[dict]) -> None:
+def print_results(out: Console, rows: Iterable[Sequence[str]], results: list[dict], checkpoints: Sequence[str]) -> None:
     """The results table of ``dlparts fit``, ``test`` and ``demo`` (``rows`` as
     :func:`dlparts.train.report.result_rows` makes them), then each run's folder and plots."""
     table = Table(title="results")
@@ -191,7 +183,7 @@ def print_results(out: Console, rows: Iterable[Sequence[str]], results: list[dic
     for row in rows:
         table.add_row(*row)
     out.print(table)
-    for r in results:
-        out.print(f"run folder {r['run_dir']} (best checkpoint {r.get('best_ckpt', r.get('ckpt'))})", soft_wrap=True)
+    for r, checkpoint in zip(results, checkpoints):
+        out.print(checkpoint, soft_wrap=True)
         if r.get("plots"):
             out.print(f"plots: {', '.join(r['plots'])}", soft_wrap=True)
