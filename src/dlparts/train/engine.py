@@ -134,11 +134,12 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     first = FirstStep()
     trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], [first, *callbacks])
     datamodule = DataModule(cfg, splits)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)  # never runs code
     fit_s = time.time() - started
     best = trainer.checkpoint_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_val = _best_row(module.history, module.monitor)
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False,
+                                weights_only=True)[0]
     result = {"run_dir": str(folder), "best_ckpt": str(best), "last_ckpt": str(folder / "checkpoints" / "last.ckpt"),
               "task": splits.info["task"], "model": cfg["model"]["name"], "data": cfg["data"]["name"],
               "epochs": trainer.current_epoch, "best_val": best_val,
@@ -158,21 +159,37 @@ def _best_row(history: list[dict], monitor: str) -> dict:
 
 def load_checkpoint(path: str | Path, overrides: list[str] = ()):
     """``(module, cfg)`` from a dlparts checkpoint; ``overrides`` apply to its saved config (e.g. ``eval.votes=12``
-    or ``data.root=...``).  A checkpoint whose weights do not fit the configured model is a ConfigError."""
+    or ``data.root=...``).  A checkpoint whose weights do not fit the configured model is a ConfigError.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors and plain values only, so a checkpoint from
+    anywhere never runs code; one that would need a Python object rebuilt is refused before anything runs.
+    """
+    import pickle
+
     from dlparts.train.modules import build_module
 
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means "not a checkpoint"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"checkpoint {path} is refused: it holds Python objects beyond weights and plain values, "
+                        f"which dlparts never unpickles ({first})") from None
+    except Exception as exc:  # a truncated or foreign file fails in many ways
         raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
-    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
-    if "cfg" not in hparams or "info" not in hparams:
-        raise DataError(f"checkpoint {path} is not a dlparts checkpoint (no saved config)")
-    cfg = load_config(None, list(overrides), base=hparams["cfg"])
-    module = build_module(cfg, hparams["info"])
+    hparams = _checkpoint_parts(path, state)
+    try:
+        saved = load_config(None, tree=hparams["cfg"])
+    except ConfigError as exc:
+        raise DataError(f"checkpoint {path} is malformed: its saved config is refused ({exc})") from None
+    cfg = load_config(None, list(overrides), base=saved)
+    try:
+        module = build_module(cfg, hparams["info"])
+    except (KeyError, TypeError) as exc:  # info written by hand or by another program
+        raise DataError(f"checkpoint {path} is malformed: hyper_parameters.info does not describe the dataset "
+                        f"({type(exc).__name__}: {exc})") from None
     try:
         module.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
@@ -182,6 +199,28 @@ def load_checkpoint(path: str | Path, overrides: list[str] = ()):
     module.on_load_checkpoint(state)
     module.eval()
     return module, cfg
+
+
+def _checkpoint_parts(path: Path, state) -> dict:
+    """The saved hyper-parameters of a loaded checkpoint, once its inside has the layout dlparts writes: a mapping
+    with ``hyper_parameters`` (``cfg`` and ``info`` mappings), a ``state_dict`` of tensors, a list of history rows
+    and a mapping of extra state."""
+    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    if not isinstance(hparams, dict) or "cfg" not in hparams or "info" not in hparams:
+        raise DataError(f"checkpoint {path} is not a dlparts checkpoint (no saved config)")
+    weights = state.get("state_dict")
+    parts = {"hyper_parameters.cfg": (hparams["cfg"], dict), "hyper_parameters.info": (hparams["info"], dict),
+             "state_dict": (weights, dict), "dlparts_history": (state.get("dlparts_history", []), list),
+             "dlparts_extra": (state.get("dlparts_extra", {}), dict)}
+    for name, (value, kind) in parts.items():
+        if not isinstance(value, kind):
+            raise DataError(f"checkpoint {path} is malformed: {name} is a {type(value).__name__}, "
+                            f"expected a {kind.__name__}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise DataError(f"checkpoint {path} is malformed: state_dict holds something other than named tensors")
+    if not isinstance(hparams["info"].get("task"), str):
+        raise DataError(f"checkpoint {path} is malformed: hyper_parameters.info names no task")
+    return hparams
 
 
 def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
