@@ -165,18 +165,24 @@ def load_checkpoint(path: str | Path, overrides: list[str] = ()):
     anywhere never runs code; one that would need a Python object rebuilt is refused before anything runs.
     """
     import pickle
+    import zipfile
 
     from dlparts.train.modules import build_module
 
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"checkpoint {path} is a folder, not a checkpoint file (e.g. {path}/checkpoints/best.ckpt)")
     if not path.is_file():
         raise DataNotFoundError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not zipfile.is_zipfile(path):  # torch's own format is a zip archive; this is something else
+            raise DataError(f"checkpoint {path} cannot be read (not a PyTorch checkpoint file)") from None
+        why = next((line.split(":", 1)[1].split(" was not")[0].strip() for line in str(exc).splitlines()
+                    if "WeightsUnpickler error:" in line), "an object that is not plain data")
         raise DataError(f"checkpoint {path} is refused: it holds Python objects beyond weights and plain values, "
-                        f"which dlparts never unpickles ({first})") from None
+                        f"which dlparts never unpickles ({why})") from None
     except Exception as exc:  # a truncated or foreign file fails in many ways
         raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
     hparams = _checkpoint_parts(path, state)
