@@ -228,3 +228,15 @@ def test_a_decompression_bomb_is_a_data_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30_000)  # 40,000 pixels: over the limit, under twice it
     with pytest.raises(DataError, match="big.png: not a readable image"):
         load_rgb(tmp_path / "big.png")
+
+
+def test_stats_sample_is_seeded_spread_and_never_the_holdout():
+    from dlparts.data.images import stats_sample
+    from dlparts.data.splits import holdout
+
+    train, val = holdout(1000, 0.1, seed=3)
+    picked = stats_sample(train, 100, seed=3)
+    assert len(set(picked)) == 100 and picked == sorted(picked) and not set(picked) & set(val)
+    assert picked == stats_sample(train, 100, seed=3) and picked != stats_sample(train, 100, seed=4)
+    assert max(picked) > 800 and min(picked) < 200  # over the whole split, not its first files (first classes)
+    assert stats_sample(train, None, seed=3) == list(train) == stats_sample(train, 10 ** 6, seed=3)

@@ -25,12 +25,13 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from dlparts.data.splits import rng_for
 from dlparts.data.transforms import Compose
 from dlparts.errors import ConfigError, DataError, ShapeError
 
@@ -134,6 +135,17 @@ class RGBStats:
             raise DataError(f"{path}: RGB statistics file not found") from None
         except Exception as exc:  # torch.load fails in many ways on a file it did not write
             raise DataError(f"{path}: not an RGB statistics file ({type(exc).__name__}: {exc})") from None
+
+
+def stats_sample(candidates: Sequence[int], max_images: int | None, seed: int) -> list[int]:
+    """Sorted indices of at most ``max_images`` of ``candidates`` (the training split without its validation
+    hold-out), drawn at random with ``seed``: the mean image and PCA covariance come from every class, not from the
+    first ``max_images`` files in class order (on ImageNet, about the first 8 classes)."""
+    candidates = list(candidates)
+    if max_images is None or max_images >= len(candidates):
+        return candidates
+    picked = rng_for(seed, 4217).choice(len(candidates), size=max_images, replace=False)
+    return sorted(candidates[i] for i in picked)
 
 
 def compute_rgb_stats(images: Iterable[torch.Tensor], *, max_images: int | None = None) -> RGBStats:
