@@ -1,9 +1,10 @@
-"""Loads every file of a folder with ``load_points`` under a memory limit and prints one JSON line per file:
+"""Loads every file of a folder under a memory limit (images with ``load_rgb`` + ``preprocess``, anything else with
+``load_points``) and prints one JSON line per file:
 
     python _worker.py CASE_DIR LIMIT_MB
 
 ``{"name": ..., "outcome": "ok" | "refused" | "bug", "detail": ..., "seconds": ...}``: ``ok`` is a finite cloud of the
-asked size inside the unit sphere, ``refused`` a DlpartsError, ``bug`` anything else (a raw exception, a MemoryError
+asked size inside the unit sphere (or a ``uint8 [3, 32, 32]`` image), ``refused`` a DlpartsError, ``bug`` anything else (a raw exception, a MemoryError
 because the limit was hit, a wrong cloud).  The limit (``RLIMIT_DATA``: heap and anonymous mappings) is set after
 the imports, at their footprint plus ``LIMIT_MB``, so a reader that allocates what a header promises dies here, not
 on the machine.
@@ -20,9 +21,11 @@ import torch
 import trimesh  # noqa: F401  (the same)
 
 from dlparts.data import load_points
+from dlparts.data.images import load_rgb, preprocess
 from dlparts.errors import DlpartsError
 
-POINTS = 16
+POINTS, PIXELS = 16, 32
+IMAGES = (".png", ".jpg", ".gif", ".tif", ".bmp")
 
 
 def _data_bytes() -> int:
@@ -34,6 +37,10 @@ def _data_bytes() -> int:
 
 def outcome(path: Path) -> tuple[str, str]:
     try:
+        if path.suffix in IMAGES:
+            image = preprocess(load_rgb(path), PIXELS)
+            ok = image.shape == (3, PIXELS, PIXELS) and image.dtype == torch.uint8
+            return ("ok", "") if ok else ("bug", f"a wrong image: {list(image.shape)} {image.dtype}")
         cloud = load_points(path, POINTS, seed=0)
     except DlpartsError as exc:
         return "refused", str(exc)[:300]

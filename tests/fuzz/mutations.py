@@ -69,6 +69,32 @@ def _stl(binary: bool) -> bytes:
     return f"solid t\n{facets}endsolid t\n".encode()
 
 
+def _image(fmt: str, mode: str = "RGB", **save) -> bytes:
+    from PIL import Image
+
+    grad = np.linspace(0, 1, 16 * 12).reshape(12, 16)  # [H, W]
+    if mode == "F":
+        img = Image.fromarray(grad.astype(np.float32))
+    elif mode == "I;16":
+        img = Image.fromarray((grad * 65535).astype(np.uint16))
+    else:
+        img = Image.fromarray((np.stack([grad, grad[::-1], 1 - grad], axis=2) * 255).astype(np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def image_seeds() -> dict[str, bytes]:
+    """File name -> bytes of small valid images: the formats and modes the AlexNet pipeline meets."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated
+    return {"photo.png": _image("PNG"), "photo.jpg": _image("JPEG", exif=exif), "alpha.png": _image("PNG", "RGBA"),
+            "palette.gif": _image("GIF", "P", transparency=0), "grey16.png": _image("PNG", "I;16"),
+            "float.tif": _image("TIFF", "F"), "icon.bmp": _image("BMP"), "cmyk.jpg": _image("JPEG", "CMYK")}
+
+
 def seeds() -> dict[str, bytes]:
     """File name -> bytes of a small valid file, one per format and layout (the suffix says the format)."""
     off = "OFF\n4 4 0\n" + "".join(f"{x} {y} {z}\n" for x, y, z in _TETRA_V) + \
@@ -90,6 +116,7 @@ def seeds() -> dict[str, bytes]:
                       + "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in _TETRA_F)).encode(),
         "ascii.stl": _stl(False),
         "binary.stl": _stl(True),
+        **image_seeds(),
     }
 
 
@@ -176,7 +203,9 @@ def zip_members(data: bytes, rng: random.Random) -> bytes:
 
 MUTATORS = {f.__name__: f for f in (truncate, flip_bytes, inflate_counts, nasty_numbers, wrong_extension,
                                     encodings, zip_members)}
-SUFFIXES = (".xyz", ".txt", ".pts", ".npy", ".npz", ".h5", ".off", ".ply", ".obj", ".stl")
+SUFFIXES = (".xyz", ".txt", ".pts", ".npy", ".npz", ".h5", ".off", ".ply", ".obj", ".stl", ".png", ".jpg",
+            ".gif", ".tif", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".gif", ".tif", ".bmp")
 
 
 def mutated_name(name: str, mutator: str, rng: random.Random) -> str:
