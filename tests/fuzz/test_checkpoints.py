@@ -113,3 +113,17 @@ def test_no_np_load_allows_pickles():
     calls = list(_calls("np.load"))
     assert calls, "the scan found no np.load at all"
     assert [(p, kw) for p, kw in calls if kw.get("allow_pickle", "False") != "False"] == []
+
+
+def test_resume_refuses_a_hostile_last_checkpoint_before_lightning_loads_it(tmp_path):
+    from dlparts.train.engine import fit
+
+    cfg = load_config(None, ["model.name=pointnet_cls_vanilla", "data.name=modelnet40", f"run.dir={tmp_path}",
+                             "run.name=run"])
+    marker = tmp_path / "ran"
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    _hostile(tmp_path, marker).rename(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    refused = r"last\.ckpt is refused: it holds Python objects .*\(Unsupported global: GLOBAL exec\)"
+    with pytest.raises(DataError, match=refused):
+        fit(cfg, resume=tmp_path / "run")
+    assert not marker.exists()

@@ -121,6 +121,7 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
         ckpt = Path(resume) / "checkpoints" / "last.ckpt"
         if not ckpt.is_file():
             raise DataNotFoundError(f"--resume {resume}: {ckpt} does not exist")
+        _checkpoint_parts(ckpt, read_checkpoint(ckpt))  # refused here, not inside Lightning's own load
     pl.seed_everything(cfg["seed"], verbose=False)
     started = time.time()
     splits = build_splits(cfg)
@@ -161,30 +162,12 @@ def load_checkpoint(path: str | Path, overrides: list[str] = ()):
     """``(module, cfg)`` from a dlparts checkpoint; ``overrides`` apply to its saved config (e.g. ``eval.votes=12``
     or ``data.root=...``).  A checkpoint whose weights do not fit the configured model is a ConfigError.
 
-    The file is read with ``torch.load(weights_only=True)``: tensors and plain values only, so a checkpoint from
-    anywhere never runs code; one that would need a Python object rebuilt is refused before anything runs.
+    The file is read by :func:`read_checkpoint`: a checkpoint from anywhere never runs code.
     """
-    import pickle
-    import zipfile
-
     from dlparts.train.modules import build_module
 
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"checkpoint {path} is a folder, not a checkpoint file (e.g. {path}/checkpoints/best.ckpt)")
-    if not path.is_file():
-        raise DataNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not zipfile.is_zipfile(path):  # torch's own format is a zip archive; this is something else
-            raise DataError(f"checkpoint {path} cannot be read (not a PyTorch checkpoint file)") from None
-        why = next((line.split(":", 1)[1].split(" was not")[0].strip() for line in str(exc).splitlines()
-                    if "WeightsUnpickler error:" in line), "an object that is not plain data")
-        raise DataError(f"checkpoint {path} is refused: it holds Python objects beyond weights and plain values, "
-                        f"which dlparts never unpickles ({why})") from None
-    except Exception as exc:  # a truncated or foreign file fails in many ways
-        raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
+    state = read_checkpoint(path)
     hparams = _checkpoint_parts(path, state)
     try:
         saved = load_config(None, tree=hparams["cfg"])
@@ -205,6 +188,30 @@ def load_checkpoint(path: str | Path, overrides: list[str] = ()):
     module.on_load_checkpoint(state)
     module.eval()
     return module, cfg
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The content of checkpoint ``path``, read with ``torch.load(weights_only=True)``: tensors and plain values
+    only, so a checkpoint from anywhere never runs code; one that would need a Python object rebuilt is refused
+    (a :class:`DataError`) before anything in it runs."""
+    import pickle
+    import zipfile
+
+    if path.is_dir():
+        raise DataError(f"checkpoint {path} is a folder, not a checkpoint file (e.g. {path}/checkpoints/best.ckpt)")
+    if not path.is_file():
+        raise DataNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not zipfile.is_zipfile(path):  # torch's own format is a zip archive; this is something else
+            raise DataError(f"checkpoint {path} cannot be read (not a PyTorch checkpoint file)") from None
+        why = next((line.split(":", 1)[1].split(" was not")[0].strip() for line in str(exc).splitlines()
+                    if "WeightsUnpickler error:" in line), "an object that is not plain data")
+        raise DataError(f"checkpoint {path} is refused: it holds Python objects beyond weights and plain values, "
+                        f"which dlparts never unpickles ({why})") from None
+    except Exception as exc:  # a truncated or foreign file fails in many ways
+        raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def _checkpoint_parts(path: Path, state) -> dict:
