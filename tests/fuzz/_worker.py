@@ -4,8 +4,8 @@
     python _worker.py CASE_DIR LIMIT_MB
 
 ``{"name": ..., "outcome": "ok" | "refused" | "bug", "detail": ..., "seconds": ...}``: ``ok`` is a finite cloud of the
-asked size inside the unit sphere (or a ``uint8 [3, 32, 32]`` image), ``refused`` a DlpartsError, ``bug`` anything else (a raw exception, a MemoryError
-because the limit was hit, a wrong cloud).  The limit (``RLIMIT_DATA``: heap and anonymous mappings) is set after
+asked size inside the unit sphere (or a ``uint8 [3, 32, 32]`` image), ``refused`` a DlpartsError, ``bug`` anything
+else (a raw exception, a MemoryError because the limit was hit, a wrong cloud).  The limit (``RLIMIT_DATA``: heap and anonymous mappings) is set after
 the imports, at their footprint plus ``LIMIT_MB``, so a reader that allocates what a header promises dies here, not
 on the machine.
 """
