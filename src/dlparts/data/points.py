@@ -5,6 +5,10 @@ Columns are read by their number: 3 = xyz, 4 = xyz + label, 6 = xyz + normals, 7
 layout of ShapeNetPart's ``.txt`` files; ModelNet40's ``modelnet40_normal_resampled`` has 6).  Arrays in ``.npz``
 and HDF5 files are found by name (``points``/``xyz``/``data``/``pos``, ``normals``/``normal``, ``labels``/``label``/
 ``seg``) or, in an ``.npz`` holding one array, by being the only one.
+
+Bad input is one :class:`DataError` naming the file, found before any large allocation: archive and HDF5 arrays are
+checked from their headers (:mod:`dlparts.data._arrays`), text by line length, counts and the ``DLPARTS_MAX_POINTS``
+ceiling (:mod:`dlparts.data._limits`); coordinates must be finite after the cast to float32.
 """
 
 from __future__ import annotations
