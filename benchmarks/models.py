@@ -164,7 +164,7 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     peak = matmul_peak()
-    flops = 2 * summarize(create_model("pointnet2_cls_ssg", fused_first_layer=False), (N, 3)).macs  # per cloud
+    flops = 2 * summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (N, 3)).macs  # per cloud
     bf16_peak = matmul_peak(torch.bfloat16)
     print(f"fp32 matmul peak (2048^3, 2 threads): {peak / 1e9:.1f} GFLOP/s; bf16: {bf16_peak / 1e9:.1f}; "
           f"pointnet2_cls_ssg forward: {flops / 1e9:.3f} GFLOP per cloud (MAC FLOPs, paper order)")

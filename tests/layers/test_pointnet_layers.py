@@ -1,14 +1,13 @@
-"""Shared MLP, max pool, T-Net and the PointNet++ layers: exact values, parity with dlparts.ops, the fused first layer
-against the plain order, invariances."""
+"""Shared MLP, max pool, T-Net and the PointNet++ layers: exact values, the first layer per point against the plain
+order, invariances."""
 
 import pytest
 import torch
 from torch import nn
 
-from dlparts import ops
 from dlparts.errors import ConfigError
 from dlparts.layers.mlp import MaxPool, PointBatchNorm, SharedMLP
-from dlparts.layers.pointnet2 import FeaturePropagation, GroupAll, SetAbstraction, group, interpolate
+from dlparts.layers.pointnet2 import FeaturePropagation, GroupAll, SetAbstraction
 from dlparts.layers.tnet import TNet, orthogonality_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,24 +63,6 @@ def test_orthogonality_loss_exact_values():
     assert orthogonality_loss(rot_and_scale).item() == 32.0
 
 
-def test_group_equals_ops_group_points():
-    pts = torch.randn(3, 20, 5, generator=_gen())
-    idx = torch.randint(0, 20, (3, 7, 4), generator=_gen(1))
-    torch.testing.assert_close(group(pts, idx), ops.group_points(pts, idx), rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("m", [1, 2, 9])
-def test_interpolate_equals_ops_three_interpolate(m):
-    unknown = torch.rand(2, 12, 3, generator=_gen(), dtype=torch.float64)
-    known = torch.rand(2, m, 3, generator=_gen(1), dtype=torch.float64)
-    unknown[0, 0] = known[0, 0]  # a point that coincides with a known point gets its features
-    feats = torch.randn(2, m, 4, generator=_gen(2), dtype=torch.float64)
-    idx = ops.knn(unknown, known, min(3, m)).idx
-    ours = interpolate(unknown, known, feats, idx)
-    torch.testing.assert_close(ours, ops.three_interpolate(unknown, known, feats))
-    torch.testing.assert_close(ours[0, 0], feats[0, 0])
-
-
 def test_feature_propagation_from_one_point_broadcasts():
     fp = FeaturePropagation(6 + 2, (5,)).eval()
     coarse = torch.randn(2, 1, 6, generator=_gen())
@@ -97,16 +78,16 @@ def _cloud(b=2, n=64, d=4, seed=0, dtype=torch.float64):
 
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("with_features", [False, True])
-def test_fused_first_layer_equals_plain_order_values_and_gradients(normalize, with_features):
+def test_first_layer_per_point_equals_plain_order_values_and_gradients(normalize, with_features):
     xyz, feats = _cloud()
     feats = feats if with_features else None
     d = 4 if with_features else 0
     plain = SetAbstraction(16, (0.2, 0.4), (8, 16), ((8, 8), (6, 10)), d, normalize_xyz=normalize,
-                           fused_first_layer=False).double()
-    fused = SetAbstraction(16, (0.2, 0.4), (8, 16), ((8, 8), (6, 10)), d, normalize_xyz=normalize).double()
-    fused.load_state_dict(plain.state_dict())
+                           first_layer_per_point=False).double()
+    per_point = SetAbstraction(16, (0.2, 0.4), (8, 16), ((8, 8), (6, 10)), d, normalize_xyz=normalize).double()
+    per_point.load_state_dict(plain.state_dict())
     results = []
-    for layer in (plain, fused):
+    for layer in (plain, per_point):
         x = xyz.clone().requires_grad_()
         centres, out = layer(x, feats)
         out.square().sum().backward()
@@ -123,7 +104,7 @@ def test_fused_first_layer_equals_plain_order_values_and_gradients(normalize, wi
 def test_set_abstraction_groups_relative_coordinates_exactly():
     # one cloud on a line; centre 0 is point 0 (the paper's start); radius 1.5 holds points 0 and 1 only
     xyz = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [5, 0, 0], [9, 0, 0]]])
-    sa = SetAbstraction(2, (1.5,), (3,), ((1,),), fused_first_layer=False)
+    sa = SetAbstraction(2, (1.5,), (3,), ((1,),), first_layer_per_point=False)
     grouped = sa._grouped(xyz, xyz[:, [0, 3]], None, torch.tensor([[[0, 1, 0], [3, 3, 3]]]), 1.0)
     assert grouped[0, 0].tolist() == [[0, 0, 0], [1, 0, 0], [0, 0, 0]]
     assert grouped[0, 1].tolist() == [[0, 0, 0]] * 3
@@ -149,10 +130,10 @@ def test_group_all_is_a_pointnet_over_xyz_and_features():
 
 def test_set_abstraction_cost_by_hand():
     sa = SetAbstraction(4, (0.2,), (8,), ((16,),), 2)
-    # FPS 10 * S * N, ball query 9 * S * N, fused first layer: S * 3 * C1 MACs and S * k * C1 subtractions
+    # FPS 10 * S * N, ball query 9 * S * N, first layer per point: S * 3 * C1 MACs and S * k * C1 subtractions
     assert sa.dlparts_cost((torch.zeros(1, 32, 3),), None) == {
         "macs": 4 * 3 * 16, "flops": 4 * 32 * 19 + 4 * 8 * 16 + 2 * 4 * 3 * 16}
-    sa.fused_first_layer = False
+    sa.first_layer_per_point = False
     assert sa.dlparts_cost((torch.zeros(1, 32, 3),), None) == {"macs": 0, "flops": 4 * 32 * 19 + 4 * 8 * 3}
 
 

@@ -25,7 +25,7 @@ def test_cls_ssg_macs_by_hand_and_by_summary():
     sa2 = 128 * 64 * (131 * 128 + 128 * 128 + 128 * 256)
     sa3 = 128 * (259 * 256 + 256 * 512 + 512 * 1024)
     head = 1024 * 512 + 512 * 256 + 256 * 40
-    plain = dlparts.summarize(create_model("pointnet2_cls_ssg", fused_first_layer=False), (1024, 3))
+    plain = dlparts.summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (1024, 3))
     assert plain.macs == sa1 + sa2 + sa3 + head == 837_527_552  # PointNeXt's 0.84 GMACs
     assert plain.total_params == 1_475_688 and not plain.uncounted
     fused = dlparts.summarize(create_model("pointnet2_cls_ssg"), (1024, 3))
@@ -60,9 +60,9 @@ def test_backward_determinism_and_export(name):
         torch.testing.assert_close(exported(*other), model(*other))
 
 
-def test_fused_first_layer_equals_plain_order_in_the_whole_model():
+def test_first_layer_per_point_equals_plain_order_in_the_whole_model():
     args = _inputs("pointnet2_partseg_msg", b=1, dtype=torch.float64)
-    plain = create_model("pointnet2_partseg_msg", fused_first_layer=False).double().eval()
+    plain = create_model("pointnet2_partseg_msg", first_layer_per_point=False).double().eval()
     fused = create_model("pointnet2_partseg_msg").double().eval()
     fused.load_state_dict(plain.state_dict())
     with torch.no_grad():

@@ -8,7 +8,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from dlparts.ops import cpu as _numba_setup  # noqa: F401  (numba's threading layer, set once for the package)
+from dlparts.ops._numba import config
+
+config.configure()
 
 
 # ------------------------------------------------------------------------------ element access, float32 or bfloat16

@@ -2,7 +2,7 @@
 
 A PointNet++ step spends most of its non-matmul time streaming ``[B, S, k, C]`` activations through memory: batch
 norm reads them for its statistics, again to normalize, ReLU once more, the max pool once more, and their backward
-passes several times over.  Two fused operations, numba kernels over channels-last ``[M, C]`` tensors (float32 or
+passes several times over.  Three fused operations, numba kernels over channels-last ``[M, C]`` tensors (float32 or
 bfloat16, statistics accumulated in float64), cut that traffic:
 
 * :func:`bn_relu` -- ``relu(batch_norm(y))`` with batch statistics: one pass for the statistics and one to
@@ -20,12 +20,14 @@ bfloat16, statistics accumulated in float64), cut that traffic:
   elements, as the authors' TensorFlow max pool does, instead of being split; the gradients of the weights and of
   the points before grouping are the same.
 
-Both take the ``Linear`` before the batch norm too (matmul by torch, in the CPU autocast dtype when autocast is on),
-so that its bias gradient comes from the channel sums already at hand instead of one more pass over ``dy``.
+:func:`bn_relu` and :func:`bn_relu_max` take the ``Linear`` before the batch norm too (matmul by torch, in the CPU
+autocast dtype when autocast is on), so that its bias gradient comes from the channel sums already at hand instead of
+one more pass over ``dy``.
 
 The plain modules (``Linear -> BatchNorm -> ReLU -> amax``) are the reference, tested equal (values, gradients,
-running statistics); :func:`applies` says when the fused path is taken (training, CPU, float32 or bfloat16) and
-:func:`disabled` turns it off for a block of code, e.g. to compare.
+running statistics); :func:`applies` says when the fused path can be taken (training, CPU, float32 or bfloat16),
+:mod:`dlparts.layers.route` takes it for the shared MLPs, and :func:`disabled` turns it off for a block of code, e.g.
+to compare.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ class _LRN(torch.autograd.Function):
     """Eq. (3) with its gradient written by hand: one window sum forward, one backward, few temporaries.
 
     With ``D[i] = k + alpha * sum_{j in W(i)} a[j]^2`` and ``b[i] = a[i] D[i]^-beta``, the windows are symmetric
-    (``j in W(i)`` iff ``i in W(j)``), so ``dL/da[j] = g[j] D[j]^-beta - 2 alpha beta a[j] sum_{i in W(j)} g[i] b[i] / D[i]``.
+    (``j in W(i)`` iff ``i in W(j)``), so
+    ``dL/da[j] = g[j] D[j]^-beta - 2 alpha beta a[j] sum_{i in W(j)} g[i] b[i] / D[i]``.
     """
 
     @staticmethod
@@ -77,8 +78,8 @@ def local_response_norm(x: torch.Tensor, size: int = 5, alpha: float = 1e-4, bet
     """Equation (3) in a few tensor operations; see :func:`local_response_norm_reference` for the arguments.
 
     The window runs over maps ``i - n/2 .. i + n/2`` as the formula says (``n + 1`` maps when ``n`` is even, where
-    PyTorch takes ``n``).  About 2.5x faster than ``torch.nn.functional.local_response_norm`` for a training step on
-    the CPU, because the gradient is written out instead of traced through an average pool.
+    PyTorch takes ``n``).  Faster than ``torch.nn.functional.local_response_norm`` for a training step on the CPU
+    (``benchmarks/alexnet.py``), because the gradient is written out instead of traced through an average pool.
     """
     if x.dim() < 3:
         raise ShapeError(f"local response norm needs [B, C, ...] input, got shape {list(x.shape)}")

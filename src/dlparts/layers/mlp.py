@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dlparts.errors import ConfigError
-from dlparts.layers import fused
+from dlparts.layers import route
 
 
 class PointBatchNorm(nn.BatchNorm1d):
@@ -56,7 +56,7 @@ class SharedMLP(nn.Sequential):
         self.out_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x, list(self))
+        return route.run(x, list(self))
 
     @property
     def layers(self) -> list[nn.Linear]:
@@ -65,37 +65,8 @@ class SharedMLP(nn.Sequential):
     def forward_max(self, x: torch.Tensor, pool: MaxPool, *, skip: int = 0) -> torch.Tensor:
         """``pool(self(x))`` for ``x [..., k, C]`` and a ``pool`` over ``k`` (dim -2) -> ``[..., C']``; ``x`` is the
         output of the first ``skip`` modules, when the caller ran them its own way (PointNet++ applies the first
-        ``Linear`` per point).  In training on the CPU the last layer's batch norm, ReLU and max run as one
-        :func:`~dlparts.layers.fused.bn_relu_max`."""
-        modules = list(self)[skip:]
-        if len(modules) >= 2 and isinstance(modules[-2], PointBatchNorm) and isinstance(modules[-1], nn.ReLU):
-            linear = modules[-3] if len(modules) >= 3 and isinstance(modules[-3], nn.Linear) else None
-            h = self._run(x, modules[:-3] if linear is not None else modules[:-2])  # [..., k, C], the last input
-            flat = h.reshape(-1, h.shape[-1])  # [M, C]
-            if fused.applies(flat, modules[-2]):
-                out = fused.bn_relu_max(flat, modules[-2], h.shape[-2], linear)  # [G, C']
-                return out.reshape(*h.shape[:-2], out.shape[-1])  # [..., C']
-            return pool(self._run(h, modules[-3:] if linear is not None else modules[-2:]))
-        return pool(self._run(x, modules))
-
-    @staticmethod
-    def _run(x: torch.Tensor, modules: list[nn.Module]) -> torch.Tensor:
-        """The modules on ``x`` flattened to ``[M, C]``: batch norm then returns a tensor of its own rather than a
-        view, so the in-place ReLU after it does not make autograd copy the whole gradient back (``CopySlices``).
-        ``[Linear ->] BatchNorm -> ReLU`` runs as one :func:`~dlparts.layers.fused.bn_relu` where that applies."""
-        h = x.reshape(-1, x.shape[-1])  # [M, C]
-        i = 0
-        while i < len(modules):
-            linear = modules[i] if isinstance(modules[i], nn.Linear) else None
-            j = i + (linear is not None)  # the batch norm's place, if one follows
-            if (j + 1 < len(modules) and isinstance(modules[j], PointBatchNorm) and isinstance(modules[j + 1], nn.ReLU)
-                    and fused.applies(h, modules[j])):
-                h = fused.bn_relu(h, modules[j], linear)
-                i = j + 2
-                continue
-            h = modules[i](h)
-            i += 1
-        return h.reshape(*x.shape[:-1], h.shape[-1])  # [..., C']
+        ``Linear`` per point).  :func:`dlparts.layers.route.run_max` picks the path."""
+        return route.run_max(x, list(self)[skip:], pool)
 
 
 class MaxPool(nn.Module):

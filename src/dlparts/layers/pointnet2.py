@@ -10,15 +10,15 @@ three-NN are ``dlparts.ops``.
 neighbour's features), so ``W [(x_j - c_i) / r, f_j] + b = (W [x_j / r, f_j] + b) - W_xyz c_i / r``: the first term
 is computed once per *point* and gathered, the second once per *centre*, instead of the whole product once per
 (centre, neighbour) pair: ``k`` times fewer multiply-adds on that layer (32-64x at the paper's settings) and the same
-values up to float rounding.  ``fused_first_layer=False`` selects the plain order (group, concatenate, MLP).
+values up to float rounding.  ``first_layer_per_point=False`` selects the plain order (group, concatenate, MLP).
 
 **Training on the CPU.**  The shared MLPs run each ``Linear -> BatchNorm -> ReLU`` and, last, the max over the
-neighbours through :mod:`dlparts.layers.fused` (fewer passes over the ``[B, S, k, C]`` activations, same values).
+neighbours through the kernels of :mod:`dlparts.layers.fused` where :mod:`dlparts.layers.route` finds they apply
+(fewer passes over the ``[B, S, k, C]`` activations, same values).
 
-**Export.**  Sampling, ball query and three-NN return indices computed by the numba / Triton kernels.  They are
-wrapped here as ``torch.library`` custom ops with shape-only fake implementations, so ``torch.export`` and
-``dlparts.summary`` (on the meta device) see them as opaque nodes; everything differentiable (gathers, offsets,
-interpolation weights) is plain torch around them.
+**Export.**  Sampling, ball query, grouping and interpolation are the public :mod:`dlparts.ops` functions, which
+trace (their index searches are custom ops with fake implementations), so ``torch.export`` and ``dlparts.summary``
+(on the meta device) go through these layers.
 """
 
 from __future__ import annotations
@@ -31,64 +31,17 @@ from torch.nn import functional as F
 
 from dlparts import ops
 from dlparts.errors import ConfigError
-from dlparts.layers import fused
-from dlparts.layers.mlp import MaxPool, PointBatchNorm, SharedMLP
+from dlparts.layers import route
+from dlparts.layers.mlp import MaxPool, SharedMLP
 
 STARTS = (0, "centroid-farthest")
-ORDERS = ("index", "nearest")
-
-
-# ------------------------------------------------------------------------------------ index ops, opaque to tracing
-@torch.library.custom_op("dlparts_pointnet2::fps", mutates_args=())
-def _fps(xyz: torch.Tensor, m: int, start: str) -> torch.Tensor:
-    return ops.farthest_point_sample(xyz, m, start=0 if start == "0" else start)
-
-
-@_fps.register_fake
-def _(xyz, m, start):
-    return xyz.new_empty((xyz.shape[0], m), dtype=torch.long)
-
-
-@torch.library.custom_op("dlparts_pointnet2::ball_query", mutates_args=())
-def _ball_query(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int, order: str) -> torch.Tensor:
-    return ops.ball_query(xyz, centers, radius, k, order=order).idx
-
-
-@_ball_query.register_fake
-def _(xyz, centers, radius, k, order):
-    return centers.new_empty((centers.shape[0], centers.shape[1], k), dtype=torch.long)
-
-
-@torch.library.custom_op("dlparts_pointnet2::three_nn", mutates_args=())
-def _three_nn(unknown: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    return ops.three_nn(unknown, known).idx if known.shape[1] >= 3 else ops.knn(unknown, known, known.shape[1]).idx
-
-
-@_three_nn.register_fake
-def _(unknown, known):
-    return unknown.new_empty((unknown.shape[0], unknown.shape[1], min(3, known.shape[1])), dtype=torch.long)
-
-
-def group(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``points [B, N, C]``, ``idx [B, S, k]`` -> ``[B, S, k, C]``: what ``ops.group_points`` returns, without its
-    index checks (the indices come from our own sampling/ball query) so that it traces; differentiable in points."""
-    b, n, c = points.shape
-    offset = torch.arange(b, device=idx.device).view(b, 1, 1) * n  # [B, 1, 1]
-    flat = points.reshape(b * n, c)  # [B*N, C]
-    return flat.index_select(0, (idx + offset).reshape(-1)).reshape(*idx.shape, c)  # [B, S, k, C]
-
-
-def sample(xyz: torch.Tensor, npoint: int, start: int | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Farthest point sampling: ``xyz [B, N, 3]`` -> ``(centres [B, npoint, 3], idx int64 [B, npoint])``."""
-    idx = _fps(xyz, npoint, str(start))
-    return group(xyz, idx[:, :, None])[:, :, 0], idx  # [B, S, 3]
 
 
 def _check_start_order(start, order: str) -> None:
     if start not in STARTS:
         raise ConfigError(f"start={start!r} must be 0 (the paper's) or 'centroid-farthest'")
-    if order not in ORDERS:
-        raise ConfigError(f"order={order!r} must be one of {', '.join(ORDERS)}")
+    if order not in ops.ORDERS:
+        raise ConfigError(f"order={order!r} must be one of {', '.join(ops.ORDERS)}")
 
 
 # --------------------------------------------------------------------------------------------------- set abstraction
@@ -106,7 +59,7 @@ class SetAbstraction(nn.Module):
 
     def __init__(self, npoint: int, radii: Sequence[float], nsamples: Sequence[int], mlps: Sequence[Sequence[int]],
                  in_channels: int = 0, *, normalize_xyz: bool = False, start: int | str = 0, order: str = "index",
-                 fused_first_layer: bool = True):
+                 first_layer_per_point: bool = True):
         super().__init__()
         if not (len(radii) == len(nsamples) == len(mlps) >= 1):
             raise ConfigError(f"SetAbstraction: radii {list(radii)}, nsamples {list(nsamples)} and mlps "
@@ -114,19 +67,19 @@ class SetAbstraction(nn.Module):
         _check_start_order(start, order)
         self.npoint, self.radii, self.nsamples = int(npoint), tuple(float(r) for r in radii), tuple(nsamples)
         self.normalize_xyz, self.start, self.order = normalize_xyz, start, order
-        self.fused_first_layer = fused_first_layer
+        self.first_layer_per_point = first_layer_per_point
         self.mlps = nn.ModuleList(SharedMLP(3 + in_channels, widths) for widths in mlps)
         self.pool = MaxPool(dim=2)
         self.out_channels = sum(m.out_channels for m in self.mlps)
 
     def forward(self, xyz: torch.Tensor, features: torch.Tensor | None = None):
-        centres, _ = sample(xyz, self.npoint, self.start)  # [B, S, 3]
+        centres = ops.gather_points(xyz, ops.farthest_point_sample(xyz, self.npoint, start=self.start))  # [B, S, 3]
         outs = []
         for radius, k, mlp in zip(self.radii, self.nsamples, self.mlps):
-            idx = _ball_query(xyz, centres, radius, k, self.order)  # [B, S, k]
+            idx = ops.ball_query(xyz, centres, radius, k, order=self.order).idx  # [B, S, k]
             scale = radius if self.normalize_xyz else 1.0
-            if self.fused_first_layer:
-                outs.append(self._fused(mlp, self.pool, xyz, centres, features, idx, scale))  # [B, S, C]
+            if self.first_layer_per_point:
+                outs.append(self._per_point(mlp, self.pool, xyz, centres, features, idx, scale))  # [B, S, C]
             else:
                 outs.append(mlp.forward_max(self._grouped(xyz, centres, features, idx, scale), self.pool))
         return centres, torch.cat(outs, dim=-1)
@@ -134,29 +87,24 @@ class SetAbstraction(nn.Module):
     @staticmethod
     def _grouped(xyz, centres, features, idx, scale: float) -> torch.Tensor:
         """The plain grouping: ``[B, S, k, 3 + D]`` offsets (over ``scale``) then neighbour features."""
-        offsets = (group(xyz, idx) - centres[:, :, None, :]) / scale  # [B, S, k, 3]
-        return offsets if features is None else torch.cat([offsets, group(features, idx)], dim=-1)
+        offsets = (ops.group_points(xyz, idx) - centres[:, :, None, :]) / scale  # [B, S, k, 3]
+        return offsets if features is None else torch.cat([offsets, ops.group_points(features, idx)], dim=-1)
 
     @staticmethod
-    def _fused(mlp: SharedMLP, pool: MaxPool, xyz, centres, features, idx, scale: float) -> torch.Tensor:
+    def _per_point(mlp: SharedMLP, pool: MaxPool, xyz, centres, features, idx, scale: float) -> torch.Tensor:
         """The first layer per point and per centre (module docstring), then the rest of ``mlp`` per pair and the
         max over the neighbours: ``[B, S, C]``."""
         first = mlp.layers[0]
         inputs = xyz / scale if features is None else torch.cat([xyz / scale, features], dim=-1)  # [B, N, 3 + D]
         per_point = first(inputs)  # [B, N, C1]
         per_centre = F.linear(centres / scale, first.weight[:, :3])  # [B, S, C1]
-        modules = list(mlp)
-        if (len(modules) >= 3 and isinstance(modules[1], PointBatchNorm) and isinstance(modules[2], nn.ReLU)
-                and fused.applies(per_point.view(-1, per_point.shape[-1]), modules[1])):
-            h = fused.pair_bn_relu(per_point, idx, per_centre, modules[1]).view(*idx.shape, -1)  # [B, S, k, C1]
-            return mlp.forward_max(h, pool, skip=3)  # [B, S, C]
-        pairs = group(per_point, idx) - per_centre[:, :, None, :]  # [B, S, k, C1]
-        return mlp.forward_max(pairs, pool, skip=1)  # [B, S, C]
+        h, skip = route.grouped_first_layer(per_point, idx, per_centre, list(mlp))  # [B, S, k, C1]
+        return mlp.forward_max(h, pool, skip=skip)  # [B, S, C]
 
     def dlparts_cost(self, inputs: tuple, output) -> dict:
         """FPS (9 flops per centre-point distance update, 1 per argmax step), ball query (9 per centre-point test),
-        offsets (3 per pair) or, fused, the per-centre product and its subtraction per pair.  The MLPs and the max
-        pool are counted on their own rows."""
+        offsets (3 per pair) or, with the first layer per point, the per-centre product and its subtraction per
+        pair.  The MLPs and the max pool are counted on their own rows."""
         b, n = inputs[0].shape[:2]
         s = self.npoint
         flops = b * s * n * 10
@@ -164,7 +112,7 @@ class SetAbstraction(nn.Module):
         for k, mlp in zip(self.nsamples, self.mlps):
             flops += b * s * n * 9
             c1 = mlp.layers[0].out_features
-            if self.fused_first_layer:
+            if self.first_layer_per_point:
                 macs += b * s * 3 * c1
                 flops += b * s * k * c1
             else:
@@ -191,17 +139,6 @@ class GroupAll(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- feature propagation
-def interpolate(unknown: torch.Tensor, known: torch.Tensor, features: torch.Tensor, idx: torch.Tensor,
-                eps: float = 1e-8) -> torch.Tensor:
-    """Inverse squared-distance interpolation (Sec. 3.4, Eq. 2, p = 2) from the known points ``idx [B, n, k]``:
-    ``unknown [B, n, 3]``, ``known [B, M, 3]``, ``features [B, M, C]`` -> ``[B, n, C]``, weights
-    ``1 / (d^2 + eps)`` normalized to sum 1, as ``ops.three_interpolate`` computes; differentiable in all three."""
-    d2 = (unknown[:, :, None, :] - group(known, idx)).square().sum(-1)  # [B, n, k]
-    w = 1.0 / (d2 + eps)
-    w = w / w.sum(dim=-1, keepdim=True)  # [B, n, k]
-    return (w[..., None] * group(features, idx)).sum(dim=2)  # [B, n, C]
-
-
 class FeaturePropagation(nn.Module):
     """Feature propagation (Sec. 3.4): coarse features interpolated to the finer points by their three nearest
     coarse points, concatenated before the finer level's skip features, then a unit PointNet (shared MLP).
@@ -217,8 +154,7 @@ class FeaturePropagation(nn.Module):
         self.out_channels = self.mlp.out_channels
 
     def forward(self, xyz, coarse_xyz, skip, coarse):
-        idx = _three_nn(xyz, coarse_xyz)  # [B, n, 3]
-        h = interpolate(xyz, coarse_xyz, coarse, idx)  # [B, n, C]
+        h = ops.three_interpolate(xyz, coarse_xyz, coarse)  # [B, n, C]
         return self.mlp(h if skip is None else torch.cat([h, skip], dim=-1))
 
     def dlparts_cost(self, inputs: tuple, output) -> dict:

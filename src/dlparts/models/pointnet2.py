@@ -100,7 +100,7 @@ class PointNet2(nn.Module):
 
     def __init__(self, variant: Variant, task: str, num_classes: int, *, in_channels: int = 3,
                  num_categories: int = 16, normalize_xyz: bool = False, start: int | str = 0, order: str = "index",
-                 fused_first_layer: bool = True):
+                 first_layer_per_point: bool = True):
         super().__init__()
         if in_channels < 3:
             raise ConfigError(f"in_channels={in_channels} must be at least 3 (xyz)")
@@ -115,7 +115,7 @@ class PointNet2(nn.Module):
             else:
                 layer = SetAbstraction(level.npoint, level.radii, level.nsamples, level.mlps, widths[-1],
                                        normalize_xyz=normalize_xyz, start=start, order=order,
-                                       fused_first_layer=fused_first_layer)
+                                       first_layer_per_point=first_layer_per_point)
             self.sa.append(layer)
             widths.append(layer.out_channels)
         self.fp = nn.ModuleList()
@@ -220,10 +220,10 @@ def _register(key: str, task: str, num_params: int, input_spec: tuple[int, int],
     def builder(*, variant: Variant | dict | None = None, num_classes: int = num_classes,
                 in_channels: int = input_spec[1], num_categories: int = 16,
                 normalize_xyz: bool = False, start: int | str = 0, order: str = "index",
-                fused_first_layer: bool = True) -> PointNet2:
+                first_layer_per_point: bool = True) -> PointNet2:
         return PointNet2(table(VARIANTS[key], variant), task, num_classes, in_channels=in_channels,
                          num_categories=num_categories, normalize_xyz=normalize_xyz, start=start, order=order,
-                         fused_first_layer=fused_first_layer)
+                         first_layer_per_point=first_layer_per_point)
 
     name = f"pointnet2_{key}"
     builder.__name__ = builder.__qualname__ = name
@@ -248,8 +248,8 @@ keep the authors' layers.
 SA1 ``512 x 32 x (3*64 + 64*64 + 64*128) = 204,472,320``; SA2 ``128 x 64 x (131*128 + 128*128 + 128*256) =
 540,016,640``; SA3 ``128 x (259*256 + 256*512 + 512*1024) = 92,372,992``; head ``1024*512 + 512*256 + 256*40 =
 665,600``: **837,527,552 = 0.84 GMACs**, PointNeXt's figure, which is what ``dlparts.summarize(model, (1024, 3))``
-reports with ``fused_first_layer=False``.  The default ``fused_first_layer=True`` computes the first layer of SA1
-and SA2 once per point (1024 and 512 points) instead of once per (centre, neighbour) pair (16,384 and 8,192 pairs),
+reports with ``first_layer_per_point=False``.  The default ``first_layer_per_point=True`` computes the first layer of
+SA1 and SA2 once per point (1024 and 512 points) instead of once per (centre, neighbour) pair (16,384 and 8,192 pairs),
 plus a 3-column product per centre: **705,947,648 MACs** executed (``dlparts summary`` counts what runs), the same
 outputs.  Sampling, ball query and grouping add about 0.03 GFLOPs (``dlparts_cost`` of the set abstraction rows).
 """

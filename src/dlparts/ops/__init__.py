@@ -6,6 +6,11 @@ backend: ``cpu`` (numba kernels) for CPU tensors, ``cuda`` (Triton kernels) for 
 ``reference`` (``dlparts.ops.reference``, the specification) when ``backend="reference"``, when the environment
 variable ``DLPARTS_OPS_BACKEND`` says so, or when a fast backend cannot load.  All backends return identical indices.
 
+Tracing: the index searches run as the custom ops of :mod:`dlparts.ops._library`, so every function here works under
+``torch.export`` / ``torch.compile`` and on the meta device (:mod:`dlparts.summary`); checks that need the values of
+the inputs are skipped there (:func:`dlparts.ops._checks.tracing`).  Layers call these functions in every forward:
+beyond the metadata checks, that costs one scan of the coordinates (finite) and of the indices (in range).
+
 Indices are never differentiable.  ``knn`` distances, ``three_interpolate``, ``gather_points`` and ``group_points`` are
 differentiable in the features and in the coordinates: they recompute what they need from the indices with plain
 torch ops, in the dtype of their inputs.
@@ -18,17 +23,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from dlparts.errors import ConfigError, ShapeError
-from dlparts.ops import _checks
-from dlparts.ops._dispatch import resolve
+from dlparts.ops import _checks, _library
 from dlparts.ops.reference import sq_dist
 
 __all__ = ["KNN", "BallQuery", "farthest_point_sample", "ball_query", "knn", "three_nn", "three_interpolate",
            "gather_points", "group_points"]
 
-START_MODES = ("random", "centroid-farthest")
 ORDERS = ("index", "nearest")
 
 
@@ -50,6 +54,11 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(torch.float32).contiguous()
 
 
+def _fewest(lengths, lens: torch.Tensor, n: int) -> int:
+    """The size of the smallest cloud: ``n`` without ``lengths``, or while tracing (no values to read)."""
+    return n if lengths is None or _checks.tracing(lens) else int(lens.min())
+
+
 def _start_indices(fn: str, start, xyz: torch.Tensor, lengths: torch.Tensor, generator) -> torch.Tensor:
     """Resolve ``start`` to ``int64 [B]`` with ``0 <= start[b] < lengths[b]``."""
     b = xyz.shape[0]
@@ -69,6 +78,8 @@ def _start_indices(fn: str, start, xyz: torch.Tensor, lengths: torch.Tensor, gen
         s = s.to(device=xyz.device, dtype=torch.int64)
     else:
         s = torch.full((b,), _checks.integer(fn, "start", start, 0), dtype=torch.int64, device=xyz.device)
+    if _checks.tracing(s):
+        return s.contiguous()
     bad = (s < 0) | (s >= lengths)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
@@ -100,11 +111,10 @@ def farthest_point_sample(xyz: torch.Tensor, m: int, *, start=0, lengths=None, g
     xyz = _checks.coords(fn, "xyz", xyz)
     b, n, _ = xyz.shape
     lens = _checks.lengths(fn, lengths, b, n, xyz.device)
-    fewest = int(lens.min())
+    fewest = _fewest(lengths, lens, n)
     m = _checks.integer(fn, "m", m, 1, fewest, f"the number of points ({fewest})")
     pts = _f32(xyz)
-    impl = resolve(fn, backend, xyz.device)
-    return impl.fps(pts, lens, m, _start_indices(fn, start, pts, lens, generator))
+    return _library.fps(pts, lens, m, _start_indices(fn, start, pts, lens, generator), backend)
 
 
 def ball_query(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int, *, order: str = "index",
@@ -128,10 +138,9 @@ def ball_query(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int, 
     if order not in ORDERS:
         raise ConfigError(f"{fn}: order must be one of {', '.join(ORDERS)}, got {order!r}")
     lens = _checks.lengths(fn, lengths, b, n, xyz.device)
-    r = torch.tensor(radius, dtype=torch.float32)
+    r = np.float32(radius)
     radius2 = float(r * r)  # rounded to float32, as every backend compares in float32
-    impl = resolve(fn, backend, xyz.device)
-    idx, count = impl.ball_query(_f32(xyz), _f32(centers), lens, radius2, k, order == "nearest")
+    idx, count = _library.ball_query(_f32(xyz), _f32(centers), lens, radius2, k, order == "nearest", backend)
     return BallQuery(idx, count)
 
 
@@ -141,10 +150,14 @@ def _knn(fn: str, query, ref, k: int, lengths, backend: str | None) -> KNN:
     ref = _checks.coords(fn, "ref", ref, batch=b)
     _checks.same_device(fn, ("query", query), ("ref", ref))
     lens = _checks.lengths(fn, lengths, b, ref.shape[1], ref.device)
-    fewest = int(lens.min())
+    fewest = _fewest(lengths, lens, ref.shape[1])
     k = _checks.integer(fn, "k", k, 1, fewest, f"the number of reference points ({fewest})")
-    impl = resolve(fn, backend, ref.device)
-    dists, idx = impl.knn(_f32(query), _f32(ref), lens, k)
+    return _search(query, ref, lens, k, backend)
+
+
+def _search(query: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor, k: int, backend: str | None) -> KNN:
+    """kNN of checked arguments; the distances recomputed differentiably when a coordinate tensor needs them."""
+    dists, idx = _library.knn(_f32(query), _f32(ref), lens, k, backend)
     dtype = torch.promote_types(query.dtype, ref.dtype)
     if query.requires_grad or ref.requires_grad or dtype != torch.float32:
         near = _gather(ref.to(dtype), idx)  # [B, S, k, 3]
@@ -190,8 +203,8 @@ def three_interpolate(unknown: torch.Tensor, known: torch.Tensor, features: torc
     _checks.same_device(fn, ("unknown", unknown), ("known", known), ("features", feats))
     eps = _checks.positive_float(fn, "eps", eps)
     lens = _checks.lengths(fn, lengths, b, known.shape[1], known.device)
-    k = min(3, int(lens.min()))
-    near = _knn(fn, unknown, known, k, lens, backend)
+    k = min(3, _fewest(lengths, lens, known.shape[1]))
+    near = _search(unknown, known, lens, k, backend)
     dtype = torch.promote_types(torch.promote_types(unknown.dtype, known.dtype), feats.dtype)
     d2 = sq_dist(unknown.to(dtype)[:, :, None, :], _gather(known.to(dtype), near.idx))  # [B, n, k]
     w = 1.0 / (d2 + eps)
@@ -204,10 +217,12 @@ def three_interpolate(unknown: torch.Tensor, known: torch.Tensor, features: torc
 
 
 def _gather(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``points [B, N, C]``, ``idx [B, *rest]`` -> ``[B, *rest, C]`` (differentiable in points)."""
-    b, c = points.shape[0], points.shape[2]
-    flat = idx.reshape(b, -1, 1).expand(-1, -1, c)  # [B, prod(rest), C]
-    return torch.gather(points, 1, flat).reshape(*idx.shape, c)  # [B, *rest, C]
+    """``points [B, N, C]``, ``idx [B, *rest]`` -> ``[B, *rest, C]`` (differentiable in points): one ``index_select``
+    of rows of the flattened points, whose backward adds the gradient rows straight into place."""
+    b, n, c = points.shape
+    offset = torch.arange(b, device=idx.device).view(b, *(1,) * (idx.dim() - 1)) * n  # [B, 1, ...]
+    flat = points.reshape(b * n, c)  # [B*N, C]
+    return flat.index_select(0, (idx + offset).reshape(-1)).reshape(*idx.shape, c)  # [B, *rest, C]
 
 
 def _points(fn: str, points) -> torch.Tensor:

@@ -1,4 +1,9 @@
-"""Argument checks of the point operators: each raises a dlparts.errors type naming the function, argument and value."""
+"""Argument checks of the point operators: each raises a dlparts.errors type naming the function, argument and value.
+
+Checks of shapes, dtypes and devices always run.  Checks of values (finite coordinates, index and length ranges) need
+the data, so they are skipped while a tensor has none: on the meta device (:mod:`dlparts.summary`) and while
+``torch.compile`` or ``torch.export`` traces (see :func:`tracing`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ from dlparts.errors import ConfigError, ShapeError
 
 def _shape(t: torch.Tensor) -> str:
     return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def tracing(t: torch.Tensor) -> bool:
+    """Whether ``t`` carries no values to check: a meta tensor, or a trace by ``torch.compile`` / ``torch.export``."""
+    return t.is_meta or torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def tensor(fn: str, name: str, value, *, floating: bool = True) -> torch.Tensor:
@@ -33,7 +43,7 @@ def coords(fn: str, name: str, value, batch: int | None = None) -> torch.Tensor:
         raise ShapeError(f"{fn}: {name} has batch size {t.shape[0]} but the first argument has {batch}")
     if t.shape[1] == 0:
         raise ShapeError(f"{fn}: {name} holds no points (shape {_shape(t)})")
-    if not _all_finite(t):
+    if not tracing(t) and not _all_finite(t):
         raise ConfigError(f"{fn}: {name} holds non-finite coordinates (NaN or inf)")
     return t
 
@@ -83,6 +93,8 @@ def lengths(fn: str, value, batch: int, n: int, device: torch.device) -> torch.T
     if t.shape != (batch,):
         raise ShapeError(f"{fn}: lengths must have shape [{batch}] (one per cloud), got {_shape(t)}")
     t = t.to(device=device, dtype=torch.int64).contiguous()
+    if tracing(t):
+        return t
     low, high = int(t.min()), int(t.max())
     if low < 1 or high > n:
         raise ConfigError(f"{fn}: lengths must lie in [1, {n}] (the number of points), got values from {low} to {high}")
@@ -96,7 +108,7 @@ def indices(fn: str, name: str, value, batch: int, n: int, device: torch.device)
         raise ShapeError(f"{fn}: {name} must have shape [B, ...] with B={batch}, got {_shape(t)}")
     if t.device != device:
         raise ConfigError(f"{fn}: {name} is on {t.device} but the points are on {device}")
-    if t.numel() > 0:
+    if t.numel() > 0 and not tracing(t):
         low, high = int(t.min()), int(t.max())
         if low < 0 or high >= n:
             raise ConfigError(f"{fn}: {name} must lie in [0, {n - 1}], got values from {low} to {high}")

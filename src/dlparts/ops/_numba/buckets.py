@@ -12,17 +12,16 @@ original index, so the sequence is the plain algorithm's from the same start.
 from __future__ import annotations
 
 import numpy as np
-import torch
-from numba import njit, prange
+from numba import prange
 
-from dlparts.ops.cpu import FASTMATH, first_argmax, min_update
-from dlparts.ops._grid import build_grid
+from dlparts.ops._numba.config import FASTMATH, kernel
+from dlparts.ops._numba.primitives import build_grid, first_argmax, min_update
 
 # Target points per bucket.
 LEAF = 128
 
 
-@njit(cache=True)
+@kernel()
 def _buckets(start, sx, sy, sz):
     """Non-empty cells as buckets: (first, last) point ranges and float32 boxes (min/max per axis)."""
     nonempty = 0
@@ -43,7 +42,7 @@ def _buckets(start, sx, sy, sz):
     return first, last, box
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(fastmath=FASTMATH)
 def _box_bounds(box, px, py, pz, lb):
     """``lb[j]``: squared distance from p to box j, each axis gap rounded like the point differences it bounds."""
     x0, y0, z0, x1, y1, z1 = box[0], box[1], box[2], box[3], box[4], box[5]
@@ -55,7 +54,7 @@ def _box_bounds(box, px, py, pz, lb):
         lb[j] = gx * gx + gy * gy + gz * gz
 
 
-@njit(cache=True)
+@kernel()
 def _count_equal(bits, value):
     c = 0
     for j in range(bits.shape[0]):
@@ -63,7 +62,7 @@ def _count_equal(bits, value):
     return c
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(fastmath=FASTMATH)
 def _update_bucket(lo, hi, sx, sy, sz, mind, bits, px, py, pz):
     """Plain FPS update of sorted points [lo, hi); returns (maximum, first position holding it)."""
     min_update(sx[lo:hi], sy[lo:hi], sz[lo:hi], mind[lo:hi], px, py, pz)
@@ -71,7 +70,7 @@ def _update_bucket(lo, hi, sx, sy, sz, mind, bits, px, py, pz):
     return mind[arg], arg
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(fastmath=FASTMATH)
 def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start, out):
     nb = first.shape[0]
     mind = np.full(sx.shape[0], np.inf, dtype=np.float32)
@@ -98,7 +97,7 @@ def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start,
         cur = arg[best]
 
 
-@njit(cache=True)
+@kernel()
 def _cell_side(pts, n, leaf):
     """Grid cell side giving about ``leaf`` points per cell if the first ``n`` points filled their bounding box."""
     volume = 1.0
@@ -110,10 +109,11 @@ def _cell_side(pts, n, leaf):
     return max((volume * leaf / n) ** (1.0 / 3.0), widest * 1e-6)
 
 
-@njit(cache=True)
+@kernel()
 def _fps_cloud(pts, n, m, start, leaf, out):
-    _, _, _, cells, order, sx, sy, sz = build_grid(pts, n, _cell_side(pts, n, leaf))
-    first, last, box = _buckets(cells, sx, sy, sz)
+    grid = build_grid(pts, n, _cell_side(pts, n, leaf))
+    order, sx, sy, sz = grid.order, grid.sx, grid.sy, grid.sz
+    first, last, box = _buckets(grid.start, sx, sy, sz)
     where = np.empty(n, dtype=np.int64)
     bucket_of = np.empty(n, dtype=np.int64)
     for i in range(n):
@@ -123,14 +123,15 @@ def _fps_cloud(pts, n, m, start, leaf, out):
     _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start, out)
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def _fps_batch(pts, lengths, m, start, leaf, out):
     for b in prange(pts.shape[0]):
         _fps_cloud(pts[b], lengths[b], m, start[b], leaf, out[b])
 
 
-def fps_buckets(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor, leaf: int = LEAF):
-    """Backend-interface FPS (see :mod:`dlparts.ops.reference`) for ``xyz [B, N, 3]`` float32 CPU tensors."""
+def fps_buckets(xyz, lengths, m: int, start, leaf: int = LEAF):
+    """FPS of the backend interface (see :mod:`dlparts.ops.reference`) on numpy arrays: ``xyz [B, N, 3]`` float32,
+    ``lengths``, ``start [B]`` int64 -> ``int64 [B, m]``."""
     out = np.empty((xyz.shape[0], m), dtype=np.int64)
-    _fps_batch(xyz.numpy(), lengths.numpy(), m, start.numpy(), leaf, out)
-    return torch.from_numpy(out)
+    _fps_batch(xyz, lengths, m, start, leaf, out)
+    return out

@@ -1,0 +1,44 @@
+"""The routing of shared MLPs between the plain modules and the fused kernels (dlparts.layers.route)."""
+
+import pytest
+import torch
+
+from dlparts.layers import fused, route
+from dlparts.layers.mlp import MaxPool, SharedMLP
+
+
+def _counting(monkeypatch) -> dict:
+    calls = {"bn_relu": 0, "bn_relu_max": 0}
+    for name in calls:
+        original = getattr(fused, name)
+
+        def wrapper(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(fused, name, wrapper)
+    return calls
+
+
+@pytest.mark.parametrize("training, dtype, want", [
+    (True, torch.float32, {"bn_relu": 1, "bn_relu_max": 1}),  # first layer alone, last layer with the max
+    (False, torch.float32, {"bn_relu": 0, "bn_relu_max": 0}),  # eval: batch norm uses running statistics
+    (True, torch.float64, {"bn_relu": 0, "bn_relu_max": 0}),  # the kernels are float32 / bfloat16 only
+])
+def test_fused_path_taken_where_it_applies(monkeypatch, training, dtype, want):
+    calls = _counting(monkeypatch)
+    mlp = SharedMLP(3, (8, 4)).to(dtype).train(training)
+    x = torch.rand(2, 5, 6, 3, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    out = mlp.forward_max(x, MaxPool(dim=2))
+    assert out.shape == (2, 5, 4) and calls == want
+    with fused.disabled():
+        plain = SharedMLP(3, (8, 4)).to(dtype).train(training)
+        plain.load_state_dict(mlp.state_dict())
+        torch.testing.assert_close(out, plain.forward_max(x, MaxPool(dim=2)))
+
+
+def test_run_max_after_every_module_is_the_max():
+    # A set abstraction's first layer alone: the per-point path has run Linear, BatchNorm and ReLU already.
+    x = torch.rand(2, 3, 4, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(SharedMLP(3, (8,)).forward_max(x, MaxPool(dim=2), skip=3), x.amax(dim=2))
+    assert torch.equal(route.run_max(x, [], MaxPool(dim=2)), x.amax(dim=2))
