@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="dlparts: convolution arithmetic, AlexNet, PointNet and PointNet++, faithful and fast.",
     )
     parser.add_argument("--version", action="version", version=f"dlparts {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected error (a bug in dlparts) print its traceback, not one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     runners = {}
     for add, run in COMMANDS:
@@ -319,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dlparts {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is a bug: one line, the traceback only when asked for
+        if args.debug:
+            raise
+        print(f"dlparts {args.command}: internal error (a bug in dlparts, please report it): {type(exc).__name__}: "
+              f"{report.one_line(exc)}; run 'dlparts --debug {args.command} ...' for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

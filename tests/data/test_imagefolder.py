@@ -198,3 +198,27 @@ def test_synthetic_bad_arguments(tmp_path):
         make_synthetic_images(tmp_path, fmt="gif")
     with pytest.raises(ConfigError, match="shape 'hexagon'"):
         render("hexagon", np.random.default_rng(0))
+
+
+def test_a_dangling_symlink_is_reported(tree, caplog):
+    (tree / "train" / "dog" / "j_link.jpg").symlink_to(tree / "gone.jpg")
+    with caplog.at_level(logging.WARNING, logger="dlparts.data"):
+        _, samples = scan_image_folder(tree / "train")
+    assert not any(p.endswith("j_link.jpg") for p, _ in samples)
+    assert f"{tree}/train/dog/j_link.jpg: skipped, a symbolic link to {tree}/gone.jpg, which does not exist" in \
+        [r.message for r in caplog.records]
+
+
+def test_a_failed_cache_build_leaves_no_partial_file(tree, tmp_path, monkeypatch):
+    calls = []
+
+    def failing(self, index):
+        calls.append(index)
+        if len(calls) == 3:
+            raise MemoryError("out of memory in the middle of the build")
+        return torch.zeros(3, SIZE, SIZE, dtype=torch.uint8)
+
+    monkeypatch.setattr(ImageFolderDataset, "decode", failing)
+    with pytest.raises(MemoryError):
+        ImageFolderDataset(tree, "train", size=SIZE, cache_dir=tmp_path / "cache", progress=False)
+    assert len(calls) == 3 and list((tmp_path / "cache").iterdir()) == []

@@ -25,11 +25,17 @@ def test_colour_modes_become_rgb(tmp_path):
     palette.putpixel((1, 1), 1)
     cases = {
         "gray.png": (Image.new("L", (4, 4), 128), (128, 128, 128)),
-        "rgba.png": (Image.new("RGBA", (4, 4), (10, 200, 30, 0)), (10, 200, 30)),
+        "rgba.png": (Image.new("RGBA", (4, 4), (10, 200, 30, 0)), (255, 255, 255)),  # hidden colour: not shown
+        "half.png": (Image.new("RGBA", (4, 4), (0, 0, 0, 128)), (127, 127, 127)),  # half black over white
         "la.png": (Image.new("LA", (4, 4), (77, 255)), (77, 77, 77)),
         "palette.png": (palette, (10, 20, 30)),
         "cmyk.tif": (Image.new("CMYK", (4, 4), (0, 0, 0, 0)), (255, 255, 255)),
         "gray16.png": (Image.new("I;16", (4, 4), 0), (0, 0, 0)),
+        "gray16-mid.png": (Image.fromarray(np.full((4, 4), 40000, np.uint16)), (156, 156, 156)),  # scaled, not 255
+        "gray16.tif": (Image.fromarray(np.full((4, 4), 65535, np.uint16)), (255, 255, 255)),
+        "gray16.pgm": (Image.fromarray(np.full((4, 4), 257 * 100, np.uint16)), (100, 100, 100)),  # opens as "I"
+        "float.tif": (Image.fromarray(np.full((4, 4), 0.5, np.float32)), (128, 128, 128)),  # not black
+        "float255.tif": (Image.fromarray(np.full((4, 4), 200.0, np.float32)), (200, 200, 200)),
     }
     for name, (img, expected) in cases.items():
         out = load_rgb(_save(tmp_path, name, img))
@@ -40,7 +46,7 @@ def test_palette_with_transparency_and_cmyk_jpeg(tmp_path):
     gif = Image.new("P", (4, 4))
     gif.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
     gif.info["transparency"] = 0
-    assert load_rgb(_save(tmp_path, "t.gif", gif, transparency=0)).getpixel((0, 0)) == (255, 0, 0)
+    assert load_rgb(_save(tmp_path, "t.gif", gif, transparency=0)).getpixel((0, 0)) == (255, 255, 255)
     cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # pure red in CMYK
     r, g, b = load_rgb(_save(tmp_path, "c.jpg", cmyk)).getpixel((8, 8))
     assert r > 200 and g < 60 and b < 60
@@ -193,3 +199,44 @@ def test_ten_crop_predict_averages_softmax():
     expected = torch.stack([model(crops[:, i]).softmax(-1) for i in range(10)]).mean(0)
     torch.testing.assert_close(probs, expected)
     torch.testing.assert_close(probs.sum(-1), torch.ones(3))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (8, 4), (0, 0, 255))
+    img.putpixel((0, 0), (255, 0, 0))  # a red pixel at the top left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view"
+    img.save(tmp_path / "r.jpg", exif=exif, quality=100, subsampling=0)
+    upright = load_rgb(tmp_path / "r.jpg")
+    assert upright.size == (4, 8)
+    r, g, b = upright.getpixel((3, 0))  # the stored top left, turned to the top right
+    assert r > 200 and b < 80
+
+
+def test_an_extreme_strip_is_cut_to_its_centre_before_scaling(tmp_path):
+    strip = Image.new("RGB", (1, 65535), (200, 10, 10))
+    out = preprocess(strip, 256)
+    assert out.shape == (3, 256, 256) and out[:, 128, 128].tolist() == [200, 10, 10]
+    wide = np.zeros((10, 1000, 3), np.uint8)
+    wide[:, 498:502] = 255  # a white band in the middle of a 100:1 image, inside its central 10 x 10
+    out = preprocess(Image.fromarray(wide), 64)
+    assert out.shape == (3, 64, 64) and int(out[:, 32, 32].min()) > 200 and int(out[:, 32, 0].max()) < 30
+
+
+def test_a_decompression_bomb_is_a_data_error(tmp_path, monkeypatch):
+    Image.new("L", (200, 200)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30_000)  # 40,000 pixels: over the limit, under twice it
+    with pytest.raises(DataError, match="big.png: not a readable image"):
+        load_rgb(tmp_path / "big.png")
+
+
+def test_stats_sample_is_seeded_spread_and_never_the_holdout():
+    from dlparts.data.images import stats_sample
+    from dlparts.data.splits import holdout
+
+    train, val = holdout(1000, 0.1, seed=3)
+    picked = stats_sample(train, 100, seed=3)
+    assert len(set(picked)) == 100 and picked == sorted(picked) and not set(picked) & set(val)
+    assert picked == stats_sample(train, 100, seed=3) and picked != stats_sample(train, 100, seed=4)
+    assert max(picked) > 800 and min(picked) < 200  # over the whole split, not its first files (first classes)
+    assert stats_sample(train, None, seed=3) == list(train) == stats_sample(train, 10 ** 6, seed=3)

@@ -101,7 +101,7 @@ def test_off_fast_path_declines_what_it_does_not_handle(text):
     ("OFF\n3 1 0\n0 0 0\n1 inf 0\n0 1 0\n3 0 1 2\n", "NaN or infinite"),
     ("OFF\n3 1 0\n0 0 0\n1 0\n0 1 0\n3 0 1 2\n", "vertex 1 has fewer than 3"),
     ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "face 0 needs at least 3"),
-    ("OFF\nabc 1 0\n", "bad OFF counts"),
+    ("OFF\nabc 1 0\n", "OFF count 'abc' is not a count"),
     ("PLY\n3 1 0\n", "not an OFF file"),
 ])
 def test_off_bad_input_names_file_and_problem(tmp_path, content, message):

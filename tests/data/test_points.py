@@ -38,7 +38,7 @@ def test_pts_count_line(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("1 2 3\n4 5\n", "line 2 of the points has 2 values"),
+    ("1 2 3\n4 5\n", "line 2 has 2 values where line 1 has 3"),
     ("1 2 x\n", "not a number"),
     ("1 2\n3 4\n", "got shape \\[2, 2\\]"),
     ("1 nan 3\n", "NaN"),

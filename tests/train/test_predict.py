@@ -53,7 +53,8 @@ def test_predict_goes_on_past_bad_files(module_and_cfg, files, monkeypatch, caps
     category = module_and_cfg[0].info["categories"][0]
     assert main(["predict", "--ckpt", "any.ckpt", "--category", category, *names, "--out", str(files / "seg")]) == 2
     out, err = capsys.readouterr()
-    assert err.splitlines() == [f"dlparts predict: error: {names[0]}: holds something that is not a number",
+    assert err.splitlines() == [f"dlparts predict: error: {names[0]}: line 1 holds something that is not a number: "
+                                "'not'",
                                 f"dlparts predict: error: {names[2]} does not exist",
                                 f"dlparts predict: 2 of 4 files failed: {names[0]}, {names[2]}"]
     lines = out.splitlines()

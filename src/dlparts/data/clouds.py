@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from dlparts.data._limits import ENV_MAX_POINTS, max_values
 from dlparts.data.meshes import MESH_SUFFIXES, read_mesh, sample_surface
 from dlparts.data.points import POINT_SUFFIXES, read_points
 from dlparts.data.splits import torch_generator
@@ -52,6 +53,9 @@ def load_points(path: str | Path, n: int, *, normals: bool = False, fps: bool = 
         raise ConfigError(f"n must be >= 1, got {n}")
     if oversample < 1:
         raise ConfigError(f"oversample must be >= 1, got {oversample}")
+    if 6 * n * oversample > max_values():
+        raise ConfigError(f"n={n} points (x oversample={oversample}) is beyond the limit of {max_values()} values "
+                          f"({ENV_MAX_POINTS})")
     gen = torch_generator(seed, generator)
     suffix = path.suffix.lower()
     if suffix in MESH_SUFFIXES:

@@ -76,6 +76,9 @@ def scan_image_folder(split_dir: str | Path, classes: Sequence[str] | None = Non
     for d in dirs:
         found = 0
         for path in sorted(d.rglob("*")):
+            if path.is_symlink() and not path.exists():
+                log.warning("%s: skipped, a symbolic link to %s, which does not exist", path, os.readlink(path))
+                continue
             if not path.is_file() or path.name.startswith("."):
                 continue
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -139,7 +142,7 @@ class ImageFolderDataset(Dataset):
         if self._cache_path is None:
             return self.decode(index)
         if self._cache is None:  # opened lazily, so that DataLoader workers each map the file themselves
-            self._cache = np.load(self._cache_path, mmap_mode="r")
+            self._cache = np.load(self._cache_path, mmap_mode="r", allow_pickle=False)
         return torch.from_numpy(np.array(self._cache[index]))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -180,6 +183,18 @@ class ImageFolderDataset(Dataset):
             return array_path
         cache_dir.mkdir(parents=True, exist_ok=True)
         partial = array_path.with_suffix(".partial.npy")
+        try:
+            good = self._fill_cache(partial, show_progress)
+        except BaseException:  # an interrupted or failed build leaves no half-written cache behind
+            partial.unlink(missing_ok=True)
+            raise
+        _truncate_npy(partial, array_path, len(good))
+        index_path.write_text(json.dumps({"samples": good, "classes": self.classes}))
+        self.samples = good
+        return array_path
+
+    def _fill_cache(self, partial: Path, show_progress: bool) -> list[tuple[str, int]]:
+        """Decode every sample into the ``.npy`` at ``partial``; the samples that could be read, in order."""
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                           shape=(len(self.samples), 3, self.size, self.size))
         good: list[tuple[str, int]] = []
@@ -193,16 +208,12 @@ class ImageFolderDataset(Dataset):
         if not good:
             raise DataError(f"{self.root / self.split}: none of the {len(self.samples)} image files could be read")
         array.flush()
-        del array
-        _truncate_npy(partial, array_path, len(good))
-        index_path.write_text(json.dumps({"samples": good, "classes": self.classes}))
-        self.samples = good
-        return array_path
+        return good
 
 
 def _truncate_npy(partial: Path, final: Path, rows: int) -> None:
     """Keep the first ``rows`` rows of the ``.npy`` at ``partial`` and move it to ``final`` atomically."""
-    full = np.load(partial, mmap_mode="r")
+    full = np.load(partial, mmap_mode="r", allow_pickle=False)
     if rows == full.shape[0]:
         del full
         os.replace(partial, final)

@@ -22,32 +22,64 @@ draws from torch's global generator, which ``DataLoader`` seeds differently in e
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
+from dlparts.data.splits import rng_for
 from dlparts.data.transforms import Compose
 from dlparts.errors import ConfigError, DataError, ShapeError
 
 log = logging.getLogger("dlparts.data")
 
 
+#: What transparent pixels are composited over: white, as an image viewer shows them.
+BACKGROUND = (255, 255, 255)
+#: The longest side a decoded image may have per unit of its short side before :func:`preprocess` keeps only its
+#: central part (the centre crop never looks further): a 1 x 65,535 strip is not scaled to 256 x 16.7 million.
+MAX_ASPECT = 4
+
+
 def load_rgb(path: str | Path) -> Image.Image:
-    """Decode any image Pillow reads and return it as RGB (RGBA and LA drop alpha; grayscale, palette and CMYK are
-    converted).  Raises :class:`DataError` naming the file when it is not a readable image (empty, truncated, not
-    an image)."""
+    """Decode any image Pillow reads and return it as 8-bit RGB, upright and opaque.
+
+    The EXIF orientation is applied (a rotated photo comes out as it was taken); transparent pixels are composited
+    over :data:`BACKGROUND` (the colours hidden behind them never show); 16-bit grey is scaled to 8 bits and float
+    images in ``[0, 1]`` to ``[0, 255]`` (not clipped); palette, grey and CMYK are converted.  Raises
+    :class:`DataError` naming the file when it is not a readable image (empty, truncated, not an image, or a
+    decompression bomb by Pillow's pixel limit).
+    """
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode == "P" and "transparency" in img.info:
-                img = img.convert("RGBA")
-            return img.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return _to_rgb(ImageOps.exif_transpose(img))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        values = np.asarray(img, dtype=np.float64)  # [H, W]
+        if img.mode == "F":
+            values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
+            scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0  # floats in [0, 1], else already 0..255
+        else:
+            scale = 255.0 / 65535.0  # 16-bit grey ("I" is how Pillow opens 16-bit PGM)
+        img = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def _centre_offset(length: int, size: int) -> int:
@@ -59,9 +91,16 @@ def preprocess(img: Image.Image, size: int = 256) -> torch.Tensor:
 
     Returns ``uint8 [3, size, size]``.  Images smaller than ``size`` are scaled up by the same rule.  Sizes and
     offsets are rounded as torchvision's ``Resize(size)`` and ``CenterCrop(size)`` round them, so the two agree
-    pixel for pixel.
+    pixel for pixel (for images up to :data:`MAX_ASPECT`:1; longer ones are first cut to their central part, so
+    that no strip is scaled to millions of pixels).
     """
     w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):  # keep the central MAX_ASPECT:1 part: the centre crop lies inside it
+        long_side = MAX_ASPECT * min(w, h)
+        box = ((w - long_side) // 2, 0, (w - long_side) // 2 + long_side, h) if w > h else \
+            (0, (h - long_side) // 2, w, (h - long_side) // 2 + long_side)
+        img = img.crop(box)
+        w, h = img.size
     new_w, new_h = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), Image.BILINEAR)
@@ -96,6 +135,17 @@ class RGBStats:
             raise DataError(f"{path}: RGB statistics file not found") from None
         except Exception as exc:  # torch.load fails in many ways on a file it did not write
             raise DataError(f"{path}: not an RGB statistics file ({type(exc).__name__}: {exc})") from None
+
+
+def stats_sample(candidates: Sequence[int], max_images: int | None, seed: int) -> list[int]:
+    """Sorted indices of at most ``max_images`` of ``candidates`` (the training split without its validation
+    hold-out), drawn at random with ``seed``: the mean image and PCA covariance come from every class, not from the
+    first ``max_images`` files in class order (on ImageNet, about the first 8 classes)."""
+    candidates = list(candidates)
+    if max_images is None or max_images >= len(candidates):
+        return candidates
+    picked = rng_for(seed, 4217).choice(len(candidates), size=max_images, replace=False)
+    return sorted(candidates[i] for i in picked)
 
 
 def compute_rgb_stats(images: Iterable[torch.Tensor], *, max_images: int | None = None) -> RGBStats:

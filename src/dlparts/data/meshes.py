@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from dlparts.data._limits import as_float32, check_line_lengths, check_values, parse_count, parse_numbers
 from dlparts.data.points import read_bytes
 from dlparts.data.splits import torch_generator
 from dlparts.errors import ConfigError, DataError
@@ -31,6 +31,7 @@ from dlparts.errors import ConfigError, DataError
 MESH_SUFFIXES = (".off", ".ply", ".obj", ".stl")
 _OFF_KEYWORD = re.compile(r"^(ST)?(C)?(N)?(4)?(n)?OFF", re.IGNORECASE)
 _OFF_PLAIN_HEADER = re.compile(rb"\s*OFF\s*(\d+)[ \t]+(\d+)(?:[ \t]+\d+)?[ \t]*\r?\n")
+_COUNT_TOKEN = re.compile(r"[0-9]{1,18}")  # a vertex count or index: plain digits, below 2**63
 _PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
               "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
 
@@ -61,6 +62,8 @@ def read_mesh(path: str | Path) -> Mesh:
     if suffix not in MESH_SUFFIXES:
         raise DataError(f"{path}: unknown mesh format {suffix!r}; expected one of {', '.join(MESH_SUFFIXES)}")
     data = read_bytes(path)
+    if suffix in (".off", ".obj"):
+        check_line_lengths(path, data)
     if suffix == ".off":
         vertices, faces = _parse_off(path, data)
     else:
@@ -75,14 +78,15 @@ def read_mesh(path: str | Path) -> Mesh:
 def _checked(path: Path, vertices: np.ndarray, faces: np.ndarray) -> Mesh:
     if len(vertices) == 0:
         raise DataError(f"{path}: the file holds no vertices")
-    if not np.isfinite(vertices).all():
-        row = int(np.nonzero(~np.isfinite(vertices).all(axis=1))[0][0])
-        raise DataError(f"{path}: vertex {row} has a NaN or infinite coordinate")
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise DataError(f"{path}: the vertices have {vertices.shape[-1]} coordinates, not 3 (a 2-D drawing or a "
+                        f"truncated file?)")
+    vertices = as_float32(path, vertices, "vertex")
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
         bad = int(faces.max() if faces.max() >= len(vertices) else faces.min())
         raise DataError(f"{path}: a face refers to vertex {bad}, but the file has {len(vertices)} vertices "
                         f"(0..{len(vertices) - 1})")
-    return Mesh(torch.from_numpy(np.ascontiguousarray(vertices, dtype=np.float32)),
+    return Mesh(torch.from_numpy(vertices),
                 torch.from_numpy(np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)))
 
 
@@ -100,21 +104,17 @@ def _parse_plain_off(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     what is wrong with a bad file.
     """
     header = _OFF_PLAIN_HEADER.match(data)
-    if header is None or b"#" in data:
-        return None
+    if header is None or b"#" in data or max(len(header.group(1)), len(header.group(2))) > 18:
+        return None  # 18 digits: Python's int() has a digit limit, and no real count comes near it
     nv, nf = int(header.group(1)), int(header.group(2))
     if 6 * nv + 8 * nf > len(data):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # numpy only warns when a token is not a number
-        try:
-            values = np.fromstring(data[header.end():], dtype=np.float64, sep=" ")
-        except (ValueError, DeprecationWarning):
-            return None
-    if values.size != 3 * nv + 4 * nf:
+    values = parse_numbers(data[header.end():])
+    if values is None or values.size != 3 * nv + 4 * nf:
         return None
     faces = values[3 * nv:].reshape(nf, 4)  # [F, 4] rows "3 a b c"
-    if not (faces[:, 0] == 3).all() or not (faces == np.floor(faces)).all():
+    if not (faces[:, 0] == 3).all() or not (faces == np.floor(faces)).all() or \
+            not ((faces[:, 1:] >= 0) & (faces[:, 1:] < nv)).all():
         return None
     return values[:3 * nv].reshape(nv, 3), faces[:, 1:].astype(np.int64)
 
@@ -123,6 +123,8 @@ def _parse_off_lines(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """The line-by-line OFF reader: any valid file, and a precise error for any invalid one."""
     lines = [line.split("#", 1)[0].strip() for line in data.decode("latin-1").splitlines()]
     lines = [line for line in lines if line]
+    if not lines:
+        raise DataError(f"{path}: holds only comments, no OFF header")
     match = _OFF_KEYWORD.match(lines[0])
     if match is None:
         raise DataError(f"{path}: not an OFF file (the first line {lines[0][:40]!r} does not start with OFF)")
@@ -133,12 +135,12 @@ def _parse_off_lines(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         if len(lines) < 2:
             raise DataError(f"{path}: truncated: no vertex and face counts after {match.group(0)}")
         rest, start = lines[1].split(), 2
-    try:
-        nv, nf = int(rest[0]), int(rest[1])
-    except (ValueError, IndexError):
-        raise DataError(f"{path}: bad OFF counts {' '.join(rest)!r}; expected 'vertices faces edges'") from None
-    if nv < 0 or nf < 0:
-        raise DataError(f"{path}: negative counts in the OFF header ({nv} vertices, {nf} faces)")
+    if len(rest) < 2:
+        raise DataError(f"{path}: bad OFF counts {' '.join(rest)[:60]!r}; expected 'vertices faces edges'")
+    if rest[0].startswith("-") or rest[1].startswith("-"):
+        raise DataError(f"{path}: negative counts in the OFF header ({rest[0][:20]} vertices, {rest[1][:20]} faces)")
+    nv, nf = (parse_count(path, token, "the OFF count") for token in rest[:2])
+    check_values(path, 3 * nv + 3 * nf, f"the OFF header ({nv} vertices, {nf} faces)")
     # A vertex takes at least 6 bytes ("0 0 0\n") and a face 8 ("3 0 1 2\n"): refuse impossible counts up front.
     if 6 * nv + 8 * nf > len(data):
         raise DataError(f"{path}: the header promises {nv} vertices and {nf} faces, more than the "
@@ -147,47 +149,54 @@ def _parse_off_lines(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: truncated: the header promises {nv} vertices and {nf} faces, "
                         f"but the file has only {len(lines) - start} data lines")
     vertices = _off_vertices(path, lines[start:start + nv])
-    faces = _off_faces(path, lines[start + nv:start + nv + nf])
+    faces = _off_faces(path, lines[start + nv:start + nv + nf], nv)
     return vertices, faces
 
 
 def _off_vertices(path: Path, lines: list[str]) -> np.ndarray:
     if not lines:
         return np.zeros((0, 3))
-    width = len(lines[0].split())
-    try:
-        flat = np.array(" ".join(lines).split(), dtype=np.float64)
-        if width >= 3 and flat.size == width * len(lines):
-            return flat.reshape(len(lines), width)[:, :3]  # [V, width] -> xyz; extra columns are colours/normals
-        return np.array([line.split()[:3] for line in lines], dtype=np.float64)  # ragged rows
-    except ValueError:
-        for i, line in enumerate(lines):
-            if len(line.split()) < 3:
-                raise DataError(f"{path}: vertex {i} has fewer than 3 coordinates: {line[:60]!r}") from None
-        raise DataError(f"{path}: a vertex line holds something that is not a number") from None
+    widths = [len(line.split()) for line in lines]
+    short = next((i for i, width in enumerate(widths) if width < 3), None)
+    if short is not None:
+        raise DataError(f"{path}: vertex {short} has fewer than 3 coordinates: {lines[short][:60]!r}")
+    if min(widths) == max(widths):
+        flat = parse_numbers(" ".join(lines))
+        if flat is not None and flat.size == widths[0] * len(lines):
+            return flat.reshape(len(lines), widths[0])[:, :3]  # [V, width] -> xyz; extra columns: colours/normals
+    xyz = parse_numbers(" ".join(" ".join(line.split()[:3]) for line in lines))  # ragged rows (some coloured)
+    if xyz is None or xyz.size != 3 * len(lines):
+        raise DataError(f"{path}: a vertex line holds something that is not a number")
+    return xyz.reshape(len(lines), 3)  # [V, 3]
 
 
-def _off_faces(path: Path, lines: list[str]) -> np.ndarray:
+def _off_faces(path: Path, lines: list[str], nv: int) -> np.ndarray:
+    """``int64 [F, 3]`` triangles of the face lines (``k i1 .. ik [colour]``), n-gons fan-triangulated; an index
+    outside ``0..nv-1`` is named."""
     if not lines:
         return np.zeros((0, 3), dtype=np.int64)
-    try:
-        flat = np.array(" ".join(lines).split(), dtype=np.int64)
-        if flat.size == 4 * len(lines) and (flat[::4] == 3).all():
-            return flat.reshape(-1, 4)[:, 1:]  # [F, 4] "3 a b c" -> [F, 3]
-    except ValueError:
-        pass  # colours as floats, or a bad token: the line-by-line path says which
+    flat = parse_numbers(" ".join(lines))
+    if flat is not None and flat.size == 4 * len(lines):
+        rows = flat.reshape(-1, 4)  # [F, 4] "3 a b c"
+        if (rows[:, 0] == 3).all() and (rows[:, 1:] == np.round(rows[:, 1:])).all() and \
+                (rows[:, 1:] >= 0).all() and (rows[:, 1:] < nv).all():
+            return rows[:, 1:].astype(np.int64)
     triangles = []
     for i, line in enumerate(lines):
         tokens = line.split()
-        try:
-            k = int(tokens[0])
-            ids = [int(t) for t in tokens[1:1 + k]]
-        except ValueError:
-            raise DataError(f"{path}: face {i} is not integers: {line[:60]!r}") from None
+        if not all(_COUNT_TOKEN.fullmatch(t) for t in tokens[:1]):
+            raise DataError(f"{path}: face {i} does not start with its vertex count: {line[:60]!r}")
+        k = int(tokens[0])
+        ids = tokens[1:1 + k]
         if k < 3 or len(ids) < k:
             raise DataError(f"{path}: face {i} needs at least 3 vertex indices: {line[:60]!r}")
+        bad = next((t for t in ids if not _COUNT_TOKEN.fullmatch(t) or int(t) >= nv), None)
+        if bad is not None:
+            raise DataError(f"{path}: face {i} refers to vertex {bad[:24]}, but the file has {nv} vertices "
+                            f"(0..{nv - 1})")
+        ids = [int(t) for t in ids]
         triangles.extend((ids[0], ids[j], ids[j + 1]) for j in range(1, k - 1))  # fan triangulation of an n-gon
-    return np.array(triangles, dtype=np.int64)
+    return np.array(triangles, dtype=np.int64).reshape(-1, 3)
 
 
 # --------------------------------------------------------------------------------------------------- PLY / STL / OBJ
@@ -197,29 +206,30 @@ def _check_ply_header(path: Path, data: bytes) -> None:
     if not data.startswith(b"ply") or end < 0:
         raise DataError(f"{path}: not a PLY file (no 'ply' ... 'end_header' header)")
     header = data[:end].decode("latin-1").split("\n")
-    body = len(data) - data.find(b"\n", end) - 1
+    body = len(data) - data.find(b"\n", end) - 1 if data.find(b"\n", end) >= 0 else 0
     binary = any(line.startswith("format binary") for line in header)
-    need = 0
-    elements: list[list] = []
+    elements: list[list] = []  # [name, count, least bytes per row, values per row]
     for line in header:
         tokens = line.split()
         if tokens[:1] == ["element"] and len(tokens) == 3:
-            try:
-                elements.append([tokens[1], int(tokens[2]), 0])
-            except ValueError:
-                raise DataError(f"{path}: bad PLY element count in {line.strip()!r}") from None
+            if tokens[2].startswith("-"):
+                raise DataError(f"{path}: negative PLY count for element {tokens[1]!r}")
+            elements.append([tokens[1], parse_count(path, tokens[2], f"the PLY count of element {tokens[1]!r}"), 0, 0])
         elif tokens[:1] == ["property"] and elements:
+            if len(tokens) < 3 or (tokens[1] == "list" and len(tokens) != 5):
+                raise DataError(f"{path}: malformed PLY header line {line.strip()[:60]!r}; expected 'property TYPE "
+                                f"NAME' or 'property list COUNT_TYPE INDEX_TYPE NAME'")
+            elements[-1][3] += 3 if tokens[1] == "list" else 1
             if tokens[1] == "list":  # count + at least 3 indices (binary) or "3 a b c" (ascii)
                 elements[-1][2] += _PLY_SIZES.get(tokens[2], 1) + 3 * _PLY_SIZES.get(tokens[3], 4) if binary else 8
             else:
                 elements[-1][2] += _PLY_SIZES.get(tokens[1], 4) if binary else 2
-    for name, count, size in elements:
-        if count < 0:
-            raise DataError(f"{path}: negative PLY count for element {name!r}")
-        need += count * size
+    need = sum(count * size for _, count, size, _ in elements)
     if need > body:
-        counts = ", ".join(f"{count} {name}" for name, count, _ in elements)
+        counts = ", ".join(f"{count} {name}" for name, count, _, _ in elements)
         raise DataError(f"{path}: the header promises {counts}, more than the {body} bytes after it can hold")
+    for name, count, _, values in elements:
+        check_values(path, count * values, f"PLY element {name!r} ({count} rows)")
 
 
 def _check_stl(path: Path, data: bytes) -> None:
@@ -248,9 +258,12 @@ def _trimesh_load(path: Path, data: bytes, file_type: str) -> tuple[np.ndarray, 
         if not geometries:
             raise DataError(f"{path}: the file holds no geometry")
         loaded = trimesh.util.concatenate(geometries)
-    vertices = np.asarray(loaded.vertices, dtype=np.float64)
-    faces = np.asarray(getattr(loaded, "faces", np.zeros((0, 3))), dtype=np.int64).reshape(-1, 3)
-    return vertices, faces
+    vertices = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))), dtype=np.float64)
+    faces = np.asarray(getattr(loaded, "faces", None) if getattr(loaded, "faces", None) is not None
+                       else np.zeros((0, 3)), dtype=np.int64)
+    if faces.size and (faces.ndim != 2 or faces.shape[1] != 3):
+        raise DataError(f"{path}: the faces came out of shape {list(faces.shape)}, not triangles")
+    return vertices, faces.reshape(-1, 3)
 
 
 # ------------------------------------------------------------------------------------------------------------ sampling

@@ -5,18 +5,24 @@ Columns are read by their number: 3 = xyz, 4 = xyz + label, 6 = xyz + normals, 7
 layout of ShapeNetPart's ``.txt`` files; ModelNet40's ``modelnet40_normal_resampled`` has 6).  Arrays in ``.npz``
 and HDF5 files are found by name (``points``/``xyz``/``data``/``pos``, ``normals``/``normal``, ``labels``/``label``/
 ``seg``) or, in an ``.npz`` holding one array, by being the only one.
+
+Bad input is one :class:`DataError` naming the file, found before any large allocation: archive and HDF5 arrays are
+checked from their headers (:mod:`dlparts.data._arrays`), text by line length, counts and the ``DLPARTS_MAX_POINTS``
+ceiling (:mod:`dlparts.data._limits`); coordinates must be finite after the cast to float32.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from dlparts.errors import DataError, DataNotFoundError
+from dlparts.data._arrays import READ_ERRORS, Member, open_arrays, usable
+from dlparts.data._limits import as_float32, check_line_lengths, check_values, parse_count, parse_numbers
+from dlparts.errors import DataError, DataNotFoundError, DlpartsError
 
 POINT_SUFFIXES = (".xyz", ".txt", ".pts", ".npy", ".npz", ".h5", ".hdf5")
 _POINT_KEYS = ("points", "xyz", "data", "pos")
@@ -35,9 +41,14 @@ class PointFile(NamedTuple):
 def read_bytes(path: str | Path) -> bytes:
     """The content of ``path``; missing files and empty files are errors naming the path."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file")
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not data.strip():
         raise DataError(f"{path}: the file is empty")
     return data
@@ -59,11 +70,19 @@ def read_points(path: str | Path) -> PointFile:
 
 
 def read_table(path: str | Path) -> np.ndarray:
-    """A text table of numbers, ``float64 [N, C]``; ``#`` comments and a leading point-count line are skipped."""
+    """A text table of numbers, ``float64 [N, C]``; ``#`` comments and a leading point-count line are skipped.
+
+    Lines longer than :data:`~dlparts.data._limits.MAX_LINE_BYTES` are refused before any is split; ragged rows are
+    refused with their line number.
+    """
     path = Path(path)
-    data = read_bytes(path).replace(b",", b" ")
-    fast = _plain_table(data)
-    return fast if fast is not None else _table_lines(path, data)
+    data = read_bytes(path)
+    check_line_lengths(path, data)
+    data = data.replace(b",", b" ")
+    table = _plain_table(data)
+    table = table if table is not None else _table_lines(path, data)
+    check_values(path, table.size, "the table")
+    return table
 
 
 def _plain_table(data: bytes) -> np.ndarray | None:
@@ -76,53 +95,37 @@ def _plain_table(data: bytes) -> np.ndarray | None:
     rows = body.count(b"\n") + 1
     if len(first) < 2:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # numpy only warns when a token is not a number
-        try:
-            values = np.fromstring(body, dtype=np.float64, sep=" ")
-        except (ValueError, DeprecationWarning):
-            return None
-    if values.size != len(first) * rows:
+    values = parse_numbers(body)
+    if values is None or values.size != len(first) * rows:
         return None
     return values.reshape(rows, len(first))  # [N, C]
 
 
 def _table_lines(path: Path, data: bytes) -> np.ndarray:
-    """The line-by-line table reader: comments, blank lines, a count line, and precise errors."""
-    text = data.decode("latin-1")
-    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
-    first = lines[0].split()
-    if len(first) == 1 and first[0].isdigit():  # .pts files may start with their point count
-        if int(first[0]) > len(lines) - 1:
-            raise DataError(f"{path}: truncated: the first line promises {first[0]} points, "
-                            f"the file has {len(lines) - 1}")
-        lines = lines[1:]
-        if not lines:
+    """The line-by-line table reader: comments, blank lines, a count line, and errors naming the line at fault."""
+    rows = [(number, line) for number, line in enumerate(
+        (raw.split("#", 1)[0].strip() for raw in data.decode("latin-1").splitlines()), 1) if line]
+    if not rows:
+        raise DataError(f"{path}: holds no numbers (only comments or blank lines)")
+    first = rows[0][1].split()
+    if len(first) == 1 and first[0].isascii() and first[0].isdigit():  # .pts files may start with their point count
+        count = parse_count(path, first[0], "the point-count line")
+        if count > len(rows) - 1:
+            raise DataError(f"{path}: truncated: the first line promises {count} points, the file has {len(rows) - 1}")
+        rows = rows[1:]
+        if not rows:
             raise DataError(f"{path}: the file holds no points")
-        first = lines[0].split()
-    width = len(first)
-    try:
-        flat = np.array(" ".join(lines).split(), dtype=np.float64)
-    except ValueError:
-        raise DataError(f"{path}: holds something that is not a number") from None
-    if flat.size != width * len(lines):
-        bad = next(i for i, line in enumerate(lines) if len(line.split()) != width)
-        raise DataError(f"{path}: line {bad + 1} of the points has {len(lines[bad].split())} values, "
-                        f"the first has {width}")
-    return flat.reshape(len(lines), width)  # [N, C]
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)  # header only: the shape is checked first
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-    if array.ndim != 2:
-        raise DataError(f"{path}: expected a [N, C] array, got shape {list(array.shape)}")
-    return np.asarray(array, dtype=np.float64)
+    width = len(rows[0][1].split())
+    for number, line in rows:
+        if len(line.split()) != width:
+            raise DataError(f"{path}: line {number} has {len(line.split())} values where line {rows[0][0]} "
+                            f"has {width} (ragged rows)")
+    values = parse_numbers(" ".join(line for _, line in rows))
+    if values is None or values.size != width * len(rows):
+        number, token = next(((n, t) for n, line in rows for t in line.split()
+                              if parse_numbers(t) is None or parse_numbers(t).size != 1), (rows[0][0], rows[0][1]))
+        raise DataError(f"{path}: line {number} holds something that is not a number: {token[:40]!r}")
+    return values.reshape(len(rows), width)  # [N, C]
 
 
 def _split_columns(path: Path, table: np.ndarray) -> PointFile:
@@ -130,64 +133,79 @@ def _split_columns(path: Path, table: np.ndarray) -> PointFile:
     if width not in (3, 4, 6, 7) or len(table) == 0:
         raise DataError(f"{path}: expected 3 (xyz), 4 (+label), 6 (+normals) or 7 (+normals+label) columns, "
                         f"got shape {list(table.shape)}")
-    _check_finite(path, table[:, :6 if width >= 6 else 3])
-    points = torch.from_numpy(np.ascontiguousarray(table[:, :3], dtype=np.float32))
-    normals = torch.from_numpy(np.ascontiguousarray(table[:, 3:6], dtype=np.float32)) if width >= 6 else None
-    labels = torch.from_numpy(table[:, -1].astype(np.int64)) if width in (4, 7) else None
+    points = torch.from_numpy(as_float32(path, table[:, :3], "point"))
+    normals = torch.from_numpy(as_float32(path, table[:, 3:6], "the normal of point")) if width >= 6 else None
+    labels = torch.from_numpy(_labels(path, table[:, -1])) if width in (4, 7) else None
     return PointFile(points, normals, labels)
 
 
-def _check_finite(path: Path, values: np.ndarray) -> None:
-    if not np.isfinite(values).all():
-        row = int(np.nonzero(~np.isfinite(values).all(axis=1))[0][0])
-        raise DataError(f"{path}: point {row} has a NaN or infinite value")
+def _labels(path: Path, column: np.ndarray) -> np.ndarray:
+    """``int64 [N]`` from a column of labels that must be whole numbers."""
+    column = np.asarray(column, dtype=np.float64)
+    bad = ~(np.isfinite(column) & (np.abs(column) < 2.0 ** 62) & (column == np.round(column)))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: the label of point {row} is {float(column[row])!r}, not a whole number")
+    return column.astype(np.int64)
 
 
-def _read_named(path: Path, suffix: str) -> PointFile:
-    """``.npz`` / HDF5: arrays by name; one cloud per file (``[N, C]`` or ``[1, N, C]``)."""
-    arrays = _open_named(path, suffix)
-    key = next((k for k in _POINT_KEYS if k in arrays), None)
-    if key is None and len(arrays) == 1:
-        key = next(iter(arrays))
-    if key is None:
-        raise DataError(f"{path}: no point array; expected one named {', '.join(_POINT_KEYS)} "
-                        f"(found {', '.join(sorted(arrays)) or 'none'})")
-    points = _one_cloud(path, key, arrays[key])
-    if points.shape[1] >= 6:
-        return _split_columns(path, points[:, :7] if points.shape[1] == 7 else points[:, :6])
-    nkey = next((k for k in _NORMAL_KEYS if k in arrays), None)
-    lkey = next((k for k in _LABEL_KEYS if k in arrays), None)
-    normals = _one_cloud(path, nkey, arrays[nkey]) if nkey else None
-    labels = np.asarray(arrays[lkey]).reshape(-1) if lkey else None
-    for name, extra in (("normals", normals), ("labels", labels)):
-        if extra is not None and len(extra) != len(points):
-            raise DataError(f"{path}: {len(points)} points but {len(extra)} {name}")
-    table = np.concatenate([a for a in (points[:, :3], normals, None if labels is None else labels[:, None])
-                            if a is not None], axis=1)
-    return _split_columns(path, table)
-
-
-def _open_named(path: Path, suffix: str) -> dict:
-    """Name -> array of every array in the file."""
+def _arrays(path: Path, suffix: str, use):
+    """``use(arrays)`` on the name -> :class:`~dlparts.data._arrays.Member` mapping of ``path``; what the parsers
+    raise on a damaged file becomes a :class:`DataError` naming it."""
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file")
     try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable {suffix} file ({exc})") from None
+        with open_arrays(path, suffix) as arrays:
+            return use(arrays)
+    except DlpartsError:
+        raise
+    except READ_ERRORS as exc:
+        raise DataError(f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})") from None
 
 
-def _one_cloud(path: Path, key: str, array) -> np.ndarray:
-    array = np.asarray(array, dtype=np.float64)
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]  # [1, N, C] -> [N, C]
-    if array.ndim != 2:
-        raise DataError(f"{path}: array {key!r} has shape {list(array.shape)}; expected one cloud [N, C] "
+def _read_npy(path: Path) -> np.ndarray:
+    def use(arrays: dict[str, Member]) -> np.ndarray:
+        member = usable(arrays[""])
+        if len(member.shape) != 2:  # from the header: nothing is read yet
+            raise DataError(f"{path}: expected a [N, C] array, got shape {list(member.shape)}")
+        return np.asarray(member.read(), dtype=np.float64)
+
+    return _arrays(path, ".npy", use)
+
+
+def _read_named(path: Path, suffix: str) -> PointFile:
+    """``.npz`` / HDF5: arrays by name; one cloud per file (``[N, C]`` or ``[1, N, C]``).  Only the arrays used are
+    read, each after its header is checked."""
+    def use(arrays: dict[str, Member]) -> np.ndarray:
+        key = next((k for k in _POINT_KEYS if k in arrays), None)
+        if key is None and len(arrays) == 1:
+            key = next(iter(arrays))
+        if key is None:
+            raise DataError(f"{path}: no point array; expected one named {', '.join(_POINT_KEYS)} "
+                            f"(found {', '.join(sorted(arrays)) or 'none'})")
+        points = _one_cloud(path, key, usable(arrays[key]))
+        if points.shape[1] >= 6:
+            return points[:, :7] if points.shape[1] == 7 else points[:, :6]
+        nkey = next((k for k in _NORMAL_KEYS if k in arrays), None)
+        lkey = next((k for k in _LABEL_KEYS if k in arrays), None)
+        columns = [points[:, :3]]
+        if nkey:
+            columns.append(_one_cloud(path, nkey, usable(arrays[nkey]), rows=len(points))[:, :3])
+        if lkey:
+            labels = usable(arrays[lkey])
+            if math.prod(labels.shape) != len(points):
+                raise DataError(f"{path}: {len(points)} points but {math.prod(labels.shape)} labels")
+            columns.append(np.asarray(labels.read(), dtype=np.float64).reshape(-1, 1))
+        return np.concatenate(columns, axis=1)
+
+    return _split_columns(path, _arrays(path, suffix, use))
+
+
+def _one_cloud(path: Path, key: str, member: Member, rows: int | None = None) -> np.ndarray:
+    """``float64 [N, C]`` of array ``key``, its shape checked from the header before it is read."""
+    shape = member.shape[1:] if len(member.shape) == 3 and member.shape[0] == 1 else member.shape  # [1, N, C]
+    if len(shape) != 2 or (rows is not None and shape[0] != rows) or (rows is not None and shape[1] < 3):
+        expected = "one cloud [N, C]" if rows is None else f"[{rows}, 3] like the points"
+        raise DataError(f"{path}: array {key!r} has shape {list(member.shape)}; expected {expected} "
                         "(files of many clouds are read by the dataset classes)")
-    return array
+    return np.asarray(member.read(), dtype=np.float64).reshape(shape)

@@ -13,6 +13,7 @@ The schema is :data:`DEFAULTS`; every key a config or an override names must be 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,27 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "sched.name": ("none", "step", "cosine", "plateau"),
     "trainer.precision": ("auto", "32", 32, "16-mixed", "bf16-mixed", "64", 64, "64-true"),
     "eval.vote_axis": (0, 1, 2),
+    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+}
+
+#: Closed/open ranges ``(low, high, low_inclusive, high_inclusive)`` of numeric keys; ``None`` is unbounded.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "optim.weight_decay": (0, None, True, False), "optim.momentum": (0, 1, True, False),
+    "loss.label_smoothing": (0, 1, True, False), "data.val_fraction": (0, 1, True, False),
+    "data.workers": (0, None, True, False), "sched.gamma": (0, None, False, False),
+    "sched.min_lr": (0, None, True, False), "sched.warmup_epochs": (0, None, True, False),
+    "sched.patience": (0, None, True, False), "sched.factor": (0, 1, False, False),
+    "bn_momentum.start": (0, 1, True, True), "bn_momentum.decay": (0, 1, False, True),
+    "bn_momentum.step": (1, None, True, False), "bn_momentum.min": (0, 1, True, True),
+    "trainer.gradient_clip_val": (0, None, True, False), "trainer.log_every_n_steps": (1, None, True, False),
+    "trainer.check_val_every_n_epoch": (1, None, True, False), "trainer.threads": (0, None, True, False),
+    "plots.examples": (0, None, True, False), "seed": (0, 2 ** 32 - 1, True, True),
+    **{f"trainer.limit_{split}_batches": (0, None, True, False) for split in ("train", "val", "test")},
+}
+
+#: List-valued keys: how many numbers each holds, and their range.
+LISTS: dict[str, tuple[int, tuple[float | None, float | None, bool, bool]]] = {
+    "optim.betas": (2, (0, 1, True, False)), "eval.vote_scale": (2, (0, None, False, False)),
 }
 
 #: Keys that must hold a positive number.
@@ -113,9 +135,54 @@ def _coerce(path: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {path}={value!r} must be {names}")
     if path in CHOICES and value is not None and value not in CHOICES[path]:
         raise ConfigError(f"{where}: {path}={value!r} must be one of {', '.join(map(str, CHOICES[path]))}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {path}={value!r} must be a finite number")
     if path in POSITIVE and value is not None and value <= 0:
         raise ConfigError(f"{where}: {path}={value!r} must be positive")
+    if path in RANGES and value is not None:
+        _check_range(path, value, RANGES[path], where)
+    if path in LISTS:
+        _check_list(path, value, where)
+    if path == "trainer.devices":
+        _check_devices(value, where)
+    if path.startswith("trainer.limit_") and isinstance(value, float) and value > 1:
+        raise ConfigError(f"{where}: {path}={value!r}: a fraction must be at most 1.0 (an int counts batches)")
     return value
+
+
+def _check_range(path: str, value: Any, bounds: tuple, where: str) -> None:
+    low, high, low_in, high_in = bounds
+    below = low is not None and (value < low if low_in else value <= low)
+    above = high is not None and (value > high if high_in else value >= high)
+    if below or above:
+        left = "unbounded" if low is None else f"{'[' if low_in else '('}{low}"
+        right = "" if high is None else f"{high}{']' if high_in else ')'}"
+        span = f"{left}, {right or 'inf)'}"
+        raise ConfigError(f"{where}: {path}={value!r} must be in {span}")
+
+
+def _check_list(path: str, value: Any, where: str) -> None:
+    size, bounds = LISTS[path]
+    numbers = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not numbers or len(value) != size:
+        raise ConfigError(f"{where}: {path}={value!r} must be a list of {size} numbers")
+    for v in value:
+        if not math.isfinite(v):
+            raise ConfigError(f"{where}: {path}={value!r} must hold finite numbers")
+        _check_range(path, v, bounds, where)
+
+
+def _check_devices(value: Any, where: str) -> None:
+    """Lightning's ``devices``: ``"auto"``, a count (``-1`` = all), a list of indices or their text ``"0,1"``."""
+    ok = value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= -1 and value != 0)
+    if isinstance(value, str) and value != "auto":
+        ok = all(part.strip().lstrip("-").isdigit() for part in value.split(",") if part.strip()) and \
+            value.strip(", ") != ""
+    if isinstance(value, list):
+        ok = bool(value) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    if not ok:
+        raise ConfigError(f"{where}: trainer.devices={value!r} must be auto, a count (-1 for all), a list of device "
+                          f"indices or their text such as '0,1'")
 
 
 def _merge(cfg: dict, tree: dict, where: str, prefix: str = "") -> None:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from dlparts.data import (S3DIS, ImageFolderDataset, ModelNet, ModelNet40H5, ModelNet40Normal, Parts, Rooms, Shapes,
                           ShapeNetPart, build_transforms, cache_root, compute_rgb_stats, make_synthetic_images)
-from dlparts.data.images import build_transform
+from dlparts.data.images import build_transform, stats_sample
 from dlparts.data.splits import holdout
 from dlparts.errors import ConfigError
 
@@ -98,12 +98,13 @@ def _image_splits(cfg: dict, root, train_split: str, test_split: str, defaults: 
     fit = ImageFolderDataset(root, train_split, size=size, cache_dir=cache, progress=False)
     held = ImageFolderDataset(root, train_split, size=size, cache_dir=cache, progress=False)
     test = ImageFolderDataset(root, test_split, size=size, classes=fit.classes, cache_dir=cache, progress=False)
-    stats = compute_rgb_stats((fit.load(i) for i in range(len(fit))), max_images=args["stats_images"])
+    train_idx, val_idx = holdout(len(fit), cfg["data"]["val_fraction"], cfg["seed"])
+    chosen = stats_sample(train_idx, args["stats_images"], cfg["seed"])  # every class, never the hold-out
+    stats = compute_rgb_stats(fit.load(i) for i in chosen)
     mean = args["mean"]
     lighting = args["lighting_std"] if cfg["data"]["augment"] else 0.0
     fit.transform = build_transform(cfg["data"]["augment"], crop=crop, stats=stats, mean=mean, lighting_std=lighting)
     held.transform = test.transform = build_transform(False, crop=crop, stats=stats, mean=mean)
-    train_idx, val_idx = holdout(len(fit), cfg["data"]["val_fraction"], cfg["seed"])
     info = {"task": "image_cls", "num_classes": len(fit.classes), "classes": list(fit.classes),
             "input_spec": [3, crop, crop], "image_size": size, "mean": mean}
     extra = {"mean_image": stats.mean_image, "mean_rgb": stats.mean_rgb}

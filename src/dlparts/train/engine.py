@@ -142,6 +142,10 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
         torch.set_num_threads(cfg["trainer"]["threads"])
     folder = run_folder(cfg, resume)
     ckpt = None if resume is None else resume_checkpoint(resume)
+    resumed = None
+    if ckpt is not None:  # refused here, not inside Lightning's own load
+        resumed = read_checkpoint(ckpt)
+        _checkpoint_parts(ckpt, resumed)
     cfg = {**cfg, "run": {**cfg["run"], "dir": str(folder.parent), "name": folder.name}}  # saved as resolved
     pl.seed_everything(cfg["seed"], verbose=False)
     started = time.time()
@@ -158,18 +162,18 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     from dlparts.train.callbacks import FirstStep, Interrupted
 
     first = FirstStep(say)
-    resumed = None if ckpt is None else torch.load(ckpt, map_location="cpu", weights_only=False)
     trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]],
                             [first, Interrupted(folder), *callbacks], resumed=resumed)
     del resumed
     datamodule = DataModule(cfg, splits)
     say("training; the first step compiles the point kernels when their cache is cold (up to a minute)"
         if splits.info["task"].startswith("point") else "training")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)  # never runs code
     fit_s = time.time() - started
     best = trainer.checkpoint_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_val = _best_row(module.history, module.monitor)
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False,
+                                weights_only=True)[0]
     result = {"run_dir": str(folder), "best_ckpt": str(best), "ckpt_kind": checkpoint_kind(best),
               "last_ckpt": str(folder / "checkpoints" / "last.ckpt"),
               "task": splits.info["task"], "model": cfg["model"]["name"], "data": cfg["data"]["name"],
@@ -206,21 +210,25 @@ def _best_row(history: list[dict], monitor: str) -> dict:
 
 def load_checkpoint(path: str | Path, overrides: list[str] = ()):
     """``(module, cfg)`` from a dlparts checkpoint; ``overrides`` apply to its saved config (e.g. ``eval.votes=12``
-    or ``data.root=...``).  A checkpoint whose weights do not fit the configured model is a ConfigError."""
+    or ``data.root=...``).  A checkpoint whose weights do not fit the configured model is a ConfigError.
+
+    The file is read by :func:`read_checkpoint`: a checkpoint from anywhere never runs code.
+    """
     from dlparts.train.modules import build_module
 
     path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"checkpoint {path} does not exist")
+    state = read_checkpoint(path)
+    hparams = _checkpoint_parts(path, state)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means "not a checkpoint"
-        raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
-    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
-    if "cfg" not in hparams or "info" not in hparams:
-        raise DataError(f"checkpoint {path} is not a dlparts checkpoint (no saved config)")
-    cfg = load_config(None, list(overrides), base=hparams["cfg"])
-    module = build_module(cfg, hparams["info"])
+        saved = load_config(None, tree=hparams["cfg"])
+    except ConfigError as exc:
+        raise DataError(f"checkpoint {path} is malformed: its saved config is refused ({exc})") from None
+    cfg = load_config(None, list(overrides), base=saved)
+    try:
+        module = build_module(cfg, hparams["info"])
+    except (KeyError, TypeError) as exc:  # info written by hand or by another program
+        raise DataError(f"checkpoint {path} is malformed: hyper_parameters.info does not describe the dataset "
+                        f"({type(exc).__name__}: {exc})") from None
     try:
         module.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
@@ -239,6 +247,52 @@ def checkpoint_kind(path: str | Path) -> str:
 
     name = Path(path).name
     return {"best.ckpt": "best", "last.ckpt": "last", INTERRUPTED: "interrupted"}.get(name, name)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The content of checkpoint ``path``, read with ``torch.load(weights_only=True)``: tensors and plain values
+    only, so a checkpoint from anywhere never runs code; one that would need a Python object rebuilt is refused
+    (a :class:`DataError`) before anything in it runs."""
+    import pickle
+    import zipfile
+
+    if path.is_dir():
+        raise DataError(f"checkpoint {path} is a folder, not a checkpoint file (e.g. {path}/checkpoints/best.ckpt)")
+    if not path.is_file():
+        raise DataNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not zipfile.is_zipfile(path):  # torch's own format is a zip archive; this is something else
+            raise DataError(f"checkpoint {path} cannot be read (not a PyTorch checkpoint file)") from None
+        why = next((line.split(":", 1)[1].split(" was not")[0].strip() for line in str(exc).splitlines()
+                    if "WeightsUnpickler error:" in line), "an object that is not plain data")
+        raise DataError(f"checkpoint {path} is refused: it holds Python objects beyond weights and plain values, "
+                        f"which dlparts never unpickles ({why})") from None
+    except Exception as exc:  # a truncated or foreign file fails in many ways
+        raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _checkpoint_parts(path: Path, state) -> dict:
+    """The saved hyper-parameters of a loaded checkpoint, once its inside has the layout dlparts writes: a mapping
+    with ``hyper_parameters`` (``cfg`` and ``info`` mappings), a ``state_dict`` of tensors, a list of history rows
+    and a mapping of extra state."""
+    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    if not isinstance(hparams, dict) or "cfg" not in hparams or "info" not in hparams:
+        raise DataError(f"checkpoint {path} is not a dlparts checkpoint (no saved config)")
+    weights = state.get("state_dict")
+    parts = {"hyper_parameters.cfg": (hparams["cfg"], dict), "hyper_parameters.info": (hparams["info"], dict),
+             "state_dict": (weights, dict), "dlparts_history": (state.get("dlparts_history", []), list),
+             "dlparts_extra": (state.get("dlparts_extra", {}), dict)}
+    for name, (value, kind) in parts.items():
+        if not isinstance(value, kind):
+            raise DataError(f"checkpoint {path} is malformed: {name} is a {type(value).__name__}, "
+                            f"expected a {kind.__name__}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise DataError(f"checkpoint {path} is malformed: state_dict holds something other than named tensors")
+    if not isinstance(hparams["info"].get("task"), str):
+        raise DataError(f"checkpoint {path} is malformed: hyper_parameters.info names no task")
+    return hparams
 
 
 def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
