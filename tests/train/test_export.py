@@ -160,3 +160,22 @@ def test_onnx_metadata_carries_what_a_deployment_needs(tmp_path):
     meta = {"task": "point_cls", "num_points": "64", "channels": "3", "classes": json.dumps(["a", "b"])}
     report = export_model(model, tmp_path / "m.onnx", "onnx", checks(model, "pointnet_cls_vanilla"), meta)
     assert {p.key: p.value for p in onnx.load(str(report.path)).metadata_props} == meta
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("export", ".pt2")])
+def test_export_command_writes_one_line_per_file(fmt, suffix, tmp_path, capsys):
+    from dlparts.cli import main
+
+    assert main(["fit", "model.name=pointnet_cls_vanilla", "data.name=synthetic_shapes", "data.args.tiny=true",
+                 "data.num_points=64", "data.batch_size=8", "trainer.max_epochs=1", "trainer.progress=false",
+                 "trainer.accelerator=cpu", "trainer.devices=1", "plots.enabled=false",
+                 "trainer.limit_train_batches=1", f"run.dir={tmp_path}", "run.name=r"]) == 0
+    ckpt = tmp_path / "r" / "checkpoints" / "best.ckpt"
+    capsys.readouterr()
+    assert main(["export", "--ckpt", str(ckpt), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and f"best{suffix} ({fmt}); checked on points 2x64x3, 3 seeds" in out
+    assert float(out.split("PyTorch ")[1].split(",")[0]) <= TOLERANCE and ckpt.with_suffix(suffix).stat().st_size
+    if fmt == "onnx":
+        meta = {p.key: p.value for p in onnx.load(str(ckpt.with_suffix(suffix))).metadata_props}
+        assert meta["task"] == "point_cls" and meta["num_points"] == "64" and len(json.loads(meta["classes"])) > 1
