@@ -179,3 +179,21 @@ def test_export_command_writes_one_line_per_file(fmt, suffix, tmp_path, capsys):
     if fmt == "onnx":
         meta = {p.key: p.value for p in onnx.load(str(ckpt.with_suffix(suffix))).metadata_props}
         assert meta["task"] == "point_cls" and meta["num_points"] == "64" and len(json.loads(meta["classes"])) > 1
+
+
+@torch.library.custom_op("dlparts_tests::twice", mutates_args=())
+def twice(x: torch.Tensor) -> torch.Tensor:
+    return 2 * x
+
+
+class Unexportable(torch.nn.Module):
+    def forward(self, points):
+        return twice(points).mean(dim=1)
+
+
+def test_a_model_that_cannot_be_exported_gets_one_line_naming_the_operator(capfd, tmp_path):
+    with pytest.raises(ConfigError, match="cannot be exported to ONNX: .*dlparts_tests::twice") as caught:
+        export_model(Unexportable(), tmp_path / "m.onnx", "onnx", [{"points": torch.zeros(2, 5, 3)}])
+    assert "\n" not in str(caught.value)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # no graph dump on the terminal

@@ -12,8 +12,12 @@ else :class:`~dlparts.errors.ConfigError`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +67,7 @@ def metadata(module) -> dict[str, str]:
         meta |= {"num_points": str(cfg["data"]["num_points"]), "channels": str(info["input_spec"][-1])}
     if "categories" in info:
         meta["categories"] = json.dumps(list(info["categories"]))
+        meta["parts_of_category"] = json.dumps(info["parts_of_category"])
     return meta
 
 
@@ -108,6 +113,26 @@ def _dynamic_axes(names: list[str], per_point: bool) -> dict[str, dict[int, str]
     return axes
 
 
+@contextlib.contextmanager
+def _silenced():
+    """Nothing written to file descriptors 1 and 2 reaches the terminal: the TorchScript-based exporter's C++ side
+    prints the whole graph when an operator fails (its ONNX log is left on: ``setup_onnx_logging`` tests the function
+    ``_jit_is_onnx_log_enabled`` for truth instead of calling it) and its shape-inference warnings."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def _onnx(model, inputs: dict, path: Path, meta: dict[str, str]):
     import onnx
     import onnxruntime
@@ -120,7 +145,7 @@ def _onnx(model, inputs: dict, path: Path, meta: dict[str, str]):
     ops_onnx.register()
     torch.onnx.register_custom_op_symbolic("aten::adaptive_avg_pool2d", _adaptive_avg_pool2d, ops_onnx.OPSET)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _silenced():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer warnings
         try:
             torch.onnx.export(model, tuple(inputs.values()), buffer, input_names=names, output_names=["logits"],
