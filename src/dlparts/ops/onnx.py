@@ -28,8 +28,8 @@ OPSET = 17
 class _Graph:
     """Nodes appended under one name prefix: ``g.op("Add", a, b)`` returns the (unique) name of its output."""
 
-    def __init__(self, prefix: str):
-        self.prefix, self.nodes, self._n = prefix, [], 0
+    def __init__(self, prefix: str, outer: _Graph | None = None):
+        self.prefix, self.nodes, self._n, self.outer = prefix, [], 0, outer
 
     def name(self) -> str:
         self._n += 1
@@ -41,6 +41,9 @@ class _Graph:
         return outs[0] if outputs == 1 else outs
 
     def const(self, value, dtype=np.int64) -> str:
+        """A constant, made in the outermost graph: a loop body would otherwise remake it at every step."""
+        if self.outer is not None:
+            return self.outer.const(value, dtype)
         out = self.name()
         self.nodes.append(helper.make_node("Constant", [], [out], value=numpy_helper.from_array(
             np.asarray(value, dtype=dtype), out)))
@@ -74,13 +77,13 @@ def fps_nodes(xyz: str, lengths: str, start: str, idx: str, m: int, prefix: str)
     arange = g.op("Unsqueeze", g.op("Range", g.const(0), n, g.const(1)), g.const([0]))  # [1, N]
     shape_b13 = g.op("Concat", g.op("Shape", start), g.const([1, 3]), axis=0)  # [B, 1, 3]
 
-    body = _Graph(prefix + "/body")
+    body = _Graph(prefix + "/body", outer=g)
     it, cond, mind_in, cur = body.name(), body.name(), body.name(), body.name()
-    at = body.op("Expand", body.op("Unsqueeze", cur, body.const([1, 2])), shape_b13)  # [B, 1, 3]
+    cur_col = body.op("Unsqueeze", cur, body.const([1]))  # [B, 1]
+    at = body.op("Expand", body.op("Unsqueeze", cur_col, body.const([2])), shape_b13)  # [B, 1, 3]
     d = body.sq_dist(xyz, body.op("GatherElements", xyz, at, axis=1))  # [B, N]
-    kept = body.op("GreaterOrEqual", mind_in, body.const(0.0, np.float32))
-    mind = body.op("Where", kept, body.op("Min", mind_in, d), mind_in)
-    chosen = body.op("Equal", arange, body.op("Unsqueeze", cur, body.const([1])))  # [B, N]
+    mind = body.op("Min", mind_in, d)  # the reference's update: d >= +0, so points held at -1 stay there
+    chosen = body.op("Equal", arange, cur_col)  # [B, N]
     mind_out = body.op("Where", chosen, body.const(-1.0, np.float32), mind)
     nxt = body.op("ArgMax", mind_out, axis=1, keepdims=0, select_last_index=0)  # first maximum
     cond_out, cur_out = body.op("Identity", cond), body.op("Identity", cur)
