@@ -113,3 +113,98 @@ def test_every_command_has_help_with_examples(command):
 def test_no_command_prints_help_and_exits_2():
     out = run()
     assert out.returncode == 2 and "conv" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, warning",
+    [
+        (["--input", "1x3x224x224", "--channels-first"],
+         "if the leading 1 is a batch, write --input 3x224x224 --batch 1"),
+        (["--input", "1x224x224x3"], "if the leading 1 is a batch, write --input 224x224x3 --batch 1"),
+        (["--input", "224x224"], "1-D signal of length 224 with 224 channels; for a one-channel image write "
+                                 "--input 224x224x1"),
+        (["--input", "224x224", "--channels-first"], "for a one-channel image write --input 1x224x224"),
+    ],
+)
+def test_conv_warns_about_likely_misread_inputs(args, warning, capsys):
+    from dlparts.cli import main
+
+    assert main(["conv", *args, "--filters", "4", "--kernel", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].split()[:2] == ["input", "volume"]  # the first line says how the input was read
+    assert err.count("\n") == 1 and err.startswith("dlparts conv: warning: input ") and warning in err
+
+
+@pytest.mark.parametrize("text, channels_first", [("55x55x3", False), ("1x224x224", True), ("1024x3", False),
+                                                  ("1024x64", False), ("3x224x224", True), ("8x32x32x3", False)])
+def test_conv_plain_inputs_do_not_warn(text, channels_first, capsys):
+    from dlparts.cli import main
+
+    flags = ["--channels-first"] if channels_first else []
+    assert main(["conv", "--input", text, "--filters", "4", "--kernel", "1", *flags]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_models_with_no_match_says_so_and_exits_2(capsys):
+    from dlparts.cli import main
+
+    assert main(["models", "zzz*"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "dlparts models: error: no model matches 'zzz*'; `dlparts models` lists them all\n"
+    assert main(["models", "alexnet*"]) == 0 and "alexnet_paper" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["fit", "--max_epochs", "1"], "unrecognized arguments: --max_epochs; config keys are set as key=value: "
+                                       "trainer.max_epochs=1"),
+        (["fit", "--config", "x.yaml", "--max-epochs=3", "--lr", "0.1"], "trainer.max_epochs=3 optim.lr=0.1"),
+        (["test", "--ckpt", "a.ckpt", "--votes", "12"], "eval.votes=12"),
+        (["fit", "--seed", "3"], "key=value: seed=3"),
+    ],
+)
+def test_argparse_style_config_keys_hint_at_key_value(args, hint, capsys):
+    from dlparts.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and err.startswith(f"dlparts {args[0]}: error: ")
+    assert hint in err
+
+
+@pytest.mark.parametrize("args, line", [(["fit", "--bogus", "1"], "dlparts fit: error: unrecognized arguments: --bogus"),
+                                        (["--bogus"], "dlparts: error: unrecognized arguments: --bogus")])
+def test_unknown_option_that_is_no_config_key_has_no_hint(args, line, capsys):
+    from dlparts.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2 and capsys.readouterr().err == line + "\n"
+
+
+def test_summary_passes_a_batch_first_input_unchanged(monkeypatch, capsys):
+    import dlparts.summary
+    from dlparts.cli import main
+    from dlparts.errors import ShapeError
+
+    seen = []
+
+    def fake(model, shape, **kwargs):
+        seen.append((list(shape), kwargs["batch_size"]))
+        raise ShapeError("the model does not run on input shape [1, 3, 224, 224]:\nsome\ndetail")
+
+    monkeypatch.setattr(dlparts.summary, "summarize", fake)
+    assert main(["summary", "torchvision.models:alexnet", "--input", "1x3x224x224"]) == 2
+    assert seen == [([1, 3, 224, 224], 1)]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[1, 3, 224, 224]: some detail;" in err
+    assert err.rstrip().endswith("if 1 is the batch, write --input 3x224x224 --batch 1")
+
+
+def test_summary_input_no_model_takes_is_one_line_with_the_form_to_use():
+    out = run("summary", "torchvision.models:alexnet", "--input", "1x3x8x8")
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("if 1 is the batch, write --input 3x8x8 --batch 1")

@@ -317,6 +317,16 @@ def lrn_flops_per_element(size: int) -> int:
 
 
 @dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalization (Ioffe & Szegedy 2015) at inference, folded to ``y = a x + b`` per channel: 2 FLOPs per
+    element, as :mod:`dlparts.summary` counts it.  Parameters ``2 C`` (gamma and beta; the running mean and variance
+    are buffers, not parameters); MACs 0."""
+
+    def apply(self, v: Volume, field_in: Field = Field()) -> tuple[LayerCost, Field]:
+        return LayerCost("bn", v, 2 * v.channels, 0, 2 * v.numel, (), field_in.rf, field_in.jump), field_in
+
+
+@dataclass(frozen=True)
 class Activation:
     """Elementwise activation (ReLU etc.): one FLOP per element, no parameters."""
 
@@ -355,7 +365,7 @@ class Linear:
         return LayerCost("fc", out_v, params, macs, 2 * macs), Field(None, None)
 
 
-Layer = Union[Conv, Pool, LRN, Activation, Dropout, Linear]
+Layer = Union[Conv, Pool, LRN, BatchNorm, Activation, Dropout, Linear]
 
 
 def field_after(f: Field, kernel: int, stride: int, dilation: int = 1, transposed: bool = False) -> Field:

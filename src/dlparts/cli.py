@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 from dlparts import __version__, arith, report, stacks
 from dlparts.cli_train import TRAIN_COMMANDS
-from dlparts.errors import ConfigError, DlpartsError, ModelNotFoundError
+from dlparts.errors import ConfigError, DlpartsError, ModelNotFoundError, ShapeError
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
@@ -46,9 +47,10 @@ A stack, from a spec string, a named stack or a YAML file (a list of layer strin
   dlparts conv --input 32x32x3 --stack "conv(32, k=3, p=same), relu, maxpool(2), fc(10)"
   dlparts conv --input 227x227x3 --stack-file net.yaml --format json
 Layer strings: conv(N, k=, s=, p=valid|same|full|int, d=, g=, bias=false), convT(N, k=, s=, p=, op=),
-  maxpool(k=, s=, p=, ceil=true), avgpool(k), lrn(n=5, alpha=1e-4, beta=0.75, k=2), relu, dropout(0.5), fc(N).
+  maxpool(k=, s=, p=, ceil=true), avgpool(k), lrn(n=5, alpha=1e-4, beta=0.75, k=2), bn, relu, dropout(0.5), fc(N).
 Named stacks: alexnet-paper (227x227x3, two towers), alexnet-paper-ungrouped, alexnet-torchvision (224x224x3).
-MACs are multiply-accumulates; FLOPs count 2 per MAC plus pooling, LRN and activation operations."""
+MACs are multiply-accumulates; FLOPs count 2 per MAC plus pooling, LRN, batch norm (2 per element, parameters
+gamma and beta per channel) and activation operations."""
 
 
 def _add_conv(sub) -> None:
@@ -102,6 +104,8 @@ def _run_conv(args) -> int:
     if input_text is None:
         raise ConfigError("--input is required, e.g. --input 55x55x3")
     volume = arith.parse_volume(input_text, channels_first=args.channels_first, batch=args.batch)
+    for warning in stacks.input_warnings(input_text, volume, args.channels_first):
+        print(f"dlparts conv: warning: {warning}", file=sys.stderr)
     if stack_spec is None:
         layer = _single_layer(args)
         cost, _ = layer.apply(volume)
@@ -179,7 +183,14 @@ def _run_summary(args) -> int:
         shape = list(info.input_spec)
     else:
         raise ConfigError("--input is required for a model that is not registered, e.g. --input 3x224x224")
-    result = summarize(model, shape, batch_size=args.batch, device=args.device)
+    try:
+        result = summarize(model, shape, batch_size=args.batch, device=args.device)
+    except ShapeError as exc:
+        if len(shape) < 2:
+            raise
+        without = "x".join(map(str, shape[1:]))
+        raise ShapeError(f"{exc}; --input is the shape without the batch: if {shape[0]} is the batch, write "
+                         f"--input {without} --batch {shape[0]}") from None
     if args.format == "json":
         print(result.to_json())
     elif args.format == "csv":
@@ -194,7 +205,8 @@ def _add_models(sub) -> None:
     p = sub.add_parser(
         "models",
         help="list the registered models with their parameter counts",
-        description="List registered models.\n\nexamples:\n  dlparts models\n  dlparts models 'pointnet2_*'",
+        description="List registered models.\n\nexamples:\n  dlparts models\n  dlparts models 'pointnet2_*'\n"
+                    "A pattern that matches no model is an error (one line, exit code 2).",
     )
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'alexnet*'")
 
@@ -202,7 +214,10 @@ def _add_models(sub) -> None:
 def _run_models(args) -> int:
     from dlparts.models import get_model_info, list_models
 
-    report.print_models(report.console(), ((name, get_model_info(name)) for name in list_models(args.pattern)))
+    names = list_models(args.pattern)
+    if not names:
+        raise ModelNotFoundError(f"no model matches {args.pattern!r}; `dlparts models` lists them all")
+    report.print_models(report.console(), ((name, get_model_info(name)) for name in names))
     return 0
 
 
@@ -212,7 +227,8 @@ examples:
   dlparts sample chair_0001.off --points 1024 --out clouds/
   dlparts sample meshes/*.ply scans/*.xyz --points 2048 --normals --fps --out clouds/
 Meshes (OFF, PLY, OBJ, STL) are sampled uniformly on their surfaces; point files (.xyz .txt .pts .npy .npz .h5) are
-subsampled.  Each cloud is centred and scaled into the unit sphere and written as OUT/<name>.npy ([N, 3] or [N, 6])."""
+subsampled.  Each cloud is centred and scaled into the unit sphere and written as OUT/<stem>.npy ([N, 3] or [N, 6]);
+files that share a stem keep their suffix (table.off -> OUT/table.off.npy, table.ply -> OUT/table.ply.npy)."""
 
 
 def _add_sample(sub) -> None:
@@ -232,13 +248,28 @@ def _run_sample(args) -> int:
     from dlparts.data import load_points
 
     out = Path(args.out)
+    targets = _sample_targets(args.files, out)
     out.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(args.files):
+    for i, (name, target) in enumerate(zip(args.files, targets)):
         cloud = load_points(name, args.points, normals=args.normals, fps=args.fps, seed=args.seed + i)
-        target = out / (Path(name).stem + ".npy")
+        replaced = " (replaced the file there)" if target.exists() else ""
         np.save(target, cloud.numpy())
-        print(f"{name} -> {target} {list(cloud.shape)}")
+        print(f"{name} -> {target} {list(cloud.shape)}{replaced}")
     return 0
+
+
+def _sample_targets(files: list[str], out: Path) -> list[Path]:
+    """``OUT/<stem>.npy`` per file, ``OUT/<name>.npy`` (suffix kept: ``table.off.npy``) for stems that more than
+    one file shares; two files that would still meet in one target are refused before anything is written."""
+    stems = Counter(Path(f).stem for f in files)
+    targets = [out / ((Path(f).stem if stems[Path(f).stem] == 1 else Path(f).name) + ".npy") for f in files]
+    first: dict[Path, str] = {}
+    for name, target in zip(files, targets):
+        if target in first:
+            raise ConfigError(f"{first[target]} and {name} would both be written to {target}; "
+                              "sample them into different --out folders")
+        first[target] = name
+    return targets
 
 
 COMMANDS: list[tuple[Callable, Callable]] = [
@@ -269,14 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse's own message, plus the key=value form where the options are config keys (fit, test)
+        hint = getattr(args, "_unknown_hint", None)
+        where = f"dlparts {args.command}" if args.command else "dlparts"
+        parser.exit(2, f"{where}: error: unrecognized arguments: {' '.join(unknown)}"
+                       f"{hint(unknown, argv) if hint else ''}\n")
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return int(args._runners[args.command](args) or 0)
     except DlpartsError as exc:
-        print(f"dlparts {args.command}: error: {exc}", file=sys.stderr)
+        print(f"dlparts {args.command}: error: {report.one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dlparts {args.command}: interrupted", file=sys.stderr)

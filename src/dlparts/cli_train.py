@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from dlparts import report
-from dlparts.errors import ConfigError
+from dlparts.errors import ConfigError, DlpartsError
 
 _STARTED = time.time()  # for the time-to-first-step figure of `dlparts fit` (imported when the command starts)
 
@@ -33,6 +34,24 @@ def _add_fit(sub) -> None:
     p.add_argument("--config", "-c", help="a recipe YAML (configs/*.yaml)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.ckpt")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.01")
+    p.set_defaults(_unknown_hint=override_hint)
+
+
+def override_hint(unknown: list[str], argv: list[str]) -> str:
+    """For options that are config keys written the argparse way (``--max_epochs 1``), the ``key=value`` form to
+    use instead (``; config keys are set as key=value: trainer.max_epochs=1``); empty when none is."""
+    from dlparts.train.config import DEFAULTS
+
+    forms = []
+    for token in (t for t in unknown if t.startswith("--")):
+        name, sep, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        if not sep:
+            at = argv.index(token) + 1
+            value = argv[at] if at < len(argv) and not argv[at].startswith("-") else "VALUE"
+        keys = [f"{section}.{name}" for section, keys in DEFAULTS.items() if isinstance(keys, dict) and name in keys]
+        forms += [f"{key}={value}" for key in keys or ([name] if name in DEFAULTS else [])]
+    return f"; config keys are set as key=value: {' '.join(forms)}" if forms else ""
 
 
 def _run_fit(args) -> int:
@@ -67,6 +86,7 @@ def _add_test(sub) -> None:
                                    "Overrides apply to the config saved in the checkpoint (voting, data root, batch).")
     p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. eval.votes=12")
+    p.set_defaults(_unknown_hint=override_hint)
 
 
 def _run_test(args) -> int:
@@ -84,7 +104,7 @@ _PREDICT_FILES = ("Images: any format Pillow reads; point files: .xyz .txt .pts 
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or coloured segmentations (PLY + PNG)",
+    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or coloured segmentations (PLY, PNG, HTML)",
                        description="Predict.\n\nexamples:\n  dlparts predict --ckpt best.ckpt photo.jpg cat.png\n"
                                    "  dlparts predict --ckpt cls.ckpt chair.off cloud.npy points.txt\n"
                                    "  dlparts predict --ckpt partseg.ckpt --category airplane plane.ply --out seg/\n"
@@ -92,7 +112,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
     p.add_argument("files", nargs="+", metavar="FILE", help="images, point files or meshes")
     p.add_argument("--category", help="object category of the shapes (part segmentation)")
-    p.add_argument("--out", help="folder for segmentation PLY/PNG files (default: beside each input)")
+    p.add_argument("--out", help="folder for segmentation PLY/PNG/HTML files (default: beside each input)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling points from meshes (default 0)")
 
 
@@ -102,14 +122,25 @@ def _run_predict(args) -> int:
 
     module, _ = load_checkpoint(args.ckpt)
     console = report.console()
+    failed = []
     for path in args.files:
-        result = predict_file(module, path, category=args.category, out_dir=args.out, seed=args.seed)
+        try:
+            result = predict_file(module, path, category=args.category, out_dir=args.out, seed=args.seed)
+        except DlpartsError as exc:  # one bad file is reported, the others still predicted
+            failed.append(path)
+            print(f"dlparts predict: error: {report.one_line(exc)}", file=sys.stderr)
+            continue
         if result.top:
             console.print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top), soft_wrap=True)
         else:
             counts = ", ".join(f"{name} {n}" for name, n in result.counts.items())
             console.print(f"{path}: {counts} -> {', '.join(result.outputs)}", soft_wrap=True)
-    return 0
+        for note in result.notes:
+            console.print(f"  {note}", soft_wrap=True)
+    if failed:
+        print(f"dlparts predict: {len(failed)} of {len(args.files)} files failed: {', '.join(failed)}",
+              file=sys.stderr)
+    return 2 if failed else 0
 
 
 # --------------------------------------------------------------------------------------------------------------- export

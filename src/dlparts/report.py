@@ -23,6 +23,11 @@ def console() -> Console:
     return Console(width=shutil.get_terminal_size((160, 40)).columns, highlight=False)
 
 
+def one_line(message: object) -> str:
+    """An error message on one line, whatever its own layout (the CLI's errors are one line each)."""
+    return " ".join(str(message).split())
+
+
 def human_bytes(n: int) -> str:
     if n < 1024:
         return f"{n} B"

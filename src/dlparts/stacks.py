@@ -13,7 +13,8 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from dlparts.arith import LRN, Activation, Conv, Dropout, Field, LayerCost, Layer, Linear, Pool, Volume, dtype_bytes
+from dlparts.arith import (LRN, Activation, BatchNorm, Conv, Dropout, Field, Layer, LayerCost, Linear, Pool, Volume,
+                           dtype_bytes)
 from dlparts.errors import ConfigError, DataNotFoundError, ShapeError
 
 
@@ -96,7 +97,7 @@ def _parse_value(text: str):
 
 def parse_layer(text: str) -> Layer:
     """One layer from text: ``conv(96, k=11, s=4)``, ``conv(256, k=5, p=same, g=2)``, ``convT(64, k=4, s=2, p=1)``,
-    ``maxpool(k=3, s=2)``, ``avgpool(2)``, ``lrn`` / ``lrn(n=5, alpha=1e-4, beta=0.75, k=2)``, ``relu``,
+    ``maxpool(k=3, s=2)``, ``avgpool(2)``, ``lrn`` / ``lrn(n=5, alpha=1e-4, beta=0.75, k=2)``, ``bn``, ``relu``,
     ``dropout(0.5)``, ``fc(4096)``.  Sizes may be ``3x5``; padding may be valid, same, full or an integer."""
     m = _LAYER_RE.match(text)
     if not m:
@@ -136,11 +137,14 @@ def _build_layer(name: str, positional: list, kwargs: dict) -> Layer:
         if len(positional) != 1 or not isinstance(positional[0], int):
             raise ConfigError(f"{name} needs the number of output features, e.g. fc(4096)")
         return Linear(positional[0], **kwargs)
+    if name in ("bn", "batchnorm"):
+        return BatchNorm(*positional, **kwargs)
     if name in ("relu", "tanh", "sigmoid", "gelu", "leaky_relu"):
         return Activation(name)
     if name == "dropout":
         return Dropout(*positional, **kwargs)
-    raise ConfigError(f"unknown layer type {name!r}; known: conv, convT, maxpool, avgpool, lrn, relu, dropout, fc")
+    known = "conv, convT, maxpool, avgpool, lrn, bn, relu, dropout, fc"
+    raise ConfigError(f"unknown layer type {name!r}; known: {known}")
 
 
 def split_spec(spec: str) -> list[str]:
@@ -214,6 +218,24 @@ def parse_sizes(text: str, name: str) -> int | tuple[int, ...]:
     except ValueError:
         raise ConfigError(f"--{name} {text!r} is not an integer or sizes like 3x5") from None
     return values[0] if len(values) == 1 else values
+
+
+def input_warnings(text: str, volume: Volume, channels_first: bool) -> list[str]:
+    """Readings of ``--input`` that are valid but likely unintended: a leading 1 before a 3-D volume (a batch of one
+    written the torchinfo way, ``1x3x224x224``), and two sizes with a large last one read as a 1-D signal with that
+    many channels (``224x224``: an image without its channel count)."""
+    warnings = []
+    shape = volume.chw() if channels_first else volume.hwc()
+    if len(volume.spatial) == 3 and (volume.channels if channels_first else volume.spatial[0]) == 1:
+        rest = "x".join(map(str, volume.spatial if channels_first else (*volume.spatial[1:], volume.channels)))
+        part = "1 channel" if channels_first else "depth 1"
+        warnings.append(f"input {text} was read as a 3-D volume ({part}); if the leading 1 is a batch, write "
+                        f"--input {rest} --batch 1")
+    if len(volume.spatial) == 1 and volume.channels > 16 and volume.channels >= volume.spatial[0]:
+        image = f"1x{shape}" if channels_first else f"{shape}x1"
+        warnings.append(f"input {text} was read as a 1-D signal of length {volume.spatial[0]} with {volume.channels} "
+                        f"channels; for a one-channel image write --input {image}")
+    return warnings
 
 
 def parse_padding(text: str) -> str | int | list[int]:

@@ -72,9 +72,9 @@ class Plots(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and pl_module.history:
-            from dlparts.viz import plot_curves
+            from dlparts.train.plots import fit_plots
 
-            self.written.append(plot_curves(pl_module.history, self.folder / "curves.png"))
+            self.written += fit_plots(pl_module, self.folder)
 
     def on_test_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:

@@ -1,14 +1,16 @@
 """Predictions of a trained model on files: images, point files or meshes.
 
-Classification gives the top-5 classes with probabilities; segmentation writes a coloured PLY and a PNG render next
-to the input (or into ``out_dir``).  Point clouds are resampled to the run's ``data.num_points`` and brought to the
-frame the datasets use (centred, inside the unit sphere).
+Classification gives the top-5 classes with probabilities; segmentation writes a coloured PLY, a PNG render with a
+legend and an interactive HTML view next to the input (or into ``out_dir``).  Point clouds are resampled to the run's
+``data.num_points`` and brought to the frame the datasets use (centred, inside the unit sphere); a model that takes
+normals gets them estimated for files that hold only xyz.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,24 +23,45 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
     outputs: list[str] = field(default_factory=list)  # files written (segmentations)
     counts: dict[str, int] = field(default_factory=dict)  # points per predicted label (segmentations)
+    notes: list[str] = field(default_factory=list)  # what was done to the input (normals estimated)
 
 
-def read_cloud(path: Path, num_points: int, channels: int, seed: int = 0) -> np.ndarray:
-    """``float32 [num_points, channels]`` from a mesh or point file, centred and inside the unit sphere.
+class Cloud(NamedTuple):
+    points: np.ndarray  # float32 [num_points, channels]
+    note: str | None  # how the input was completed (normals it lacked), or None
 
-    3 channels are xyz, 6 are xyz + normals (:func:`dlparts.data.clouds.load_points`); other counts (S3DIS blocks'
-    9) are read as the first ``channels`` columns of a text or ``.npy`` table, prepared the way the dataset was.
+
+#: Neighbours per point for the normals of files that hold only xyz (:func:`dlparts.data.normals.estimate_normals`).
+NORMAL_NEIGHBOURS = 16
+
+
+def read_cloud(path: Path, num_points: int, channels: int, seed: int = 0) -> Cloud:
+    """``num_points`` points of ``channels`` from a mesh or point file, centred and inside the unit sphere.
+
+    3 channels are xyz, 6 are xyz + normals (:func:`dlparts.data.clouds.load_points`: a mesh's normals are its faces');
+    a file that holds only xyz gets normals estimated from each point's nearest neighbours, and the note says so.
+    Other counts (S3DIS blocks' 9) are read as the first ``channels`` columns of a text or ``.npy`` table, prepared the
+    way the dataset was.
     """
     from dlparts.data.clouds import load_points
     from dlparts.data.points import read_table
 
     if channels in (3, 6):
-        return load_points(path, num_points, normals=channels == 6, seed=seed).numpy()
+        try:
+            return Cloud(load_points(path, num_points, normals=channels == 6, seed=seed).numpy(), None)
+        except DataError:
+            if channels == 3:
+                raise
+            xyz = load_points(path, num_points, seed=seed)  # the file's own error again when xyz fails too
+        from dlparts.data.normals import estimate_normals
+
+        note = f"normals estimated from the {NORMAL_NEIGHBOURS} nearest neighbours of each point (the file has none)"
+        return Cloud(torch.cat([xyz, estimate_normals(xyz, NORMAL_NEIGHBOURS)], dim=1).numpy(), note)
     table = np.load(path) if path.suffix.lower() == ".npy" else read_table(path)
     if table.ndim != 2 or table.shape[1] < channels:
         raise DataError(f"{path}: points have shape {list(table.shape)}; the model needs [N, {channels}]")
     idx = np.random.default_rng(seed).choice(len(table), num_points, replace=len(table) < num_points)
-    return table[idx, :channels].astype(np.float32)  # [num_points, channels]
+    return Cloud(table[idx, :channels].astype(np.float32), None)  # [num_points, channels]
 
 
 def read_image(path: Path, module) -> torch.Tensor:
@@ -81,16 +104,19 @@ def predict_file(module, path: str | Path, *, category: str | None = None, out_d
     if info["task"] == "image_cls":
         logits = module.model(read_image(path, module)[None])[0]  # [K]
         return Prediction(str(path), top=_top5(logits, info["classes"]))
-    points = read_cloud(path, cfg["data"]["num_points"], info["input_spec"][-1], seed)
+    points, note = read_cloud(path, cfg["data"]["num_points"], info["input_spec"][-1], seed)
+    notes = [note] if note else []
     batch = {"points": torch.from_numpy(points)[None]}  # [1, N, C]
     if info["task"] == "point_cls":
-        return Prediction(str(path), top=_top5(module(batch)[0], info["classes"]))
+        return Prediction(str(path), top=_top5(module(batch)[0], info["classes"]), notes=notes)
     if info["task"] == "point_partseg":
         batch["category"] = torch.tensor([_category_index(info, category, path)])
         labels = module.predict_parts(module(batch), batch["category"])[0]  # [N]
     else:
         labels = module(batch)[0].argmax(dim=-1)  # [N]
-    return _write_segmentation(path, points, labels.numpy(), info["classes"], out_dir)
+    result = _write_segmentation(path, points, labels.numpy(), info["classes"], out_dir)
+    result.notes = notes
+    return result
 
 
 def _category_index(info: dict, category: str | None, path: Path) -> int:
@@ -105,12 +131,17 @@ def _category_index(info: dict, category: str | None, path: Path) -> int:
 
 def _write_segmentation(path: Path, points: np.ndarray, labels: np.ndarray, classes: list[str],
                         out_dir: str | Path | None) -> Prediction:
-    from dlparts.viz import plot_point_clouds
+    """``<stem>.seg.ply``, a PNG render (at least 800 px, a legend of the labels) and the interactive
+    ``<stem>.seg.html`` beside it."""
+    from dlparts.viz import plot_point_clouds, write_cloud_html
 
     folder = Path(out_dir) if out_dir else path.parent
     folder.mkdir(parents=True, exist_ok=True)
+    title = f"{path.name}: predicted labels"
     ply = write_ply(folder / f"{path.stem}.seg.ply", points[:, :3], labels)
-    png = plot_point_clouds([(points[:, :3], labels, f"{path.name}: predicted labels")], folder / f"{path.stem}.seg.png")
+    png = plot_point_clouds([(points[:, :3], labels, title)], folder / f"{path.stem}.seg.png", names=classes,
+                            panel=10.0)
+    html = write_cloud_html(points[:, :3], labels, folder / f"{path.stem}.seg.html", names=classes, title=title)
     values, counts = np.unique(labels, return_counts=True)
-    return Prediction(str(path), outputs=[str(ply), str(png)],
+    return Prediction(str(path), outputs=[str(ply), str(png), str(html)],
                       counts={classes[int(v)]: int(c) for v, c in zip(values, counts)})
