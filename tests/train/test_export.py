@@ -162,23 +162,65 @@ def test_onnx_metadata_carries_what_a_deployment_needs(tmp_path):
     assert {p.key: p.value for p in onnx.load(str(report.path)).metadata_props} == meta
 
 
-@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("export", ".pt2")])
-def test_export_command_writes_one_line_per_file(fmt, suffix, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
     from dlparts.cli import main
 
+    folder = tmp_path_factory.mktemp("run")
     assert main(["fit", "model.name=pointnet_cls_vanilla", "data.name=synthetic_shapes", "data.args.tiny=true",
                  "data.num_points=64", "data.batch_size=8", "trainer.max_epochs=1", "trainer.progress=false",
                  "trainer.accelerator=cpu", "trainer.devices=1", "plots.enabled=false",
-                 "trainer.limit_train_batches=1", f"run.dir={tmp_path}", "run.name=r"]) == 0
-    ckpt = tmp_path / "r" / "checkpoints" / "best.ckpt"
+                 "trainer.limit_train_batches=1", f"run.dir={folder}", "run.name=r"]) == 0
+    return folder / "r" / "checkpoints" / "best.ckpt"
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("export", ".pt2")])
+def test_export_command_writes_one_line_per_file(fmt, suffix, checkpoint, capsys):
+    from dlparts.cli import main
+
     capsys.readouterr()
-    assert main(["export", "--ckpt", str(ckpt), "--format", fmt]) == 0
+    assert main(["export", "--ckpt", str(checkpoint), "--format", fmt]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and f"best{suffix} ({fmt}); checked on points 2x64x3, 3 seeds" in out
-    assert float(out.split("PyTorch ")[1].split(",")[0]) <= TOLERANCE and ckpt.with_suffix(suffix).stat().st_size
+    assert float(out.split("PyTorch ")[1].split()[0]) <= TOLERANCE and checkpoint.with_suffix(suffix).stat().st_size
     if fmt == "onnx":
-        meta = {p.key: p.value for p in onnx.load(str(ckpt.with_suffix(suffix))).metadata_props}
+        meta = {p.key: p.value for p in onnx.load(str(checkpoint.with_suffix(suffix))).metadata_props}
         assert meta["task"] == "point_cls" and meta["num_points"] == "64" and len(json.loads(meta["classes"])) > 1
+
+
+def test_predict_onnx_prints_what_predict_ckpt_prints(checkpoint, tmp_path, capsys):
+    from dlparts.cli import main
+
+    cloud = tmp_path / "ball.xyz"
+    np.savetxt(cloud, np.random.default_rng(0).normal(size=(300, 3)))
+    model = tmp_path / "m.onnx"
+    assert main(["export", "--ckpt", str(checkpoint), "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--ckpt", str(checkpoint), str(cloud)]) == 0
+    by_ckpt = capsys.readouterr().out
+    assert main(["predict", "--onnx", str(model), str(cloud)]) == 0
+    assert capsys.readouterr().out == by_ckpt and by_ckpt.count("%") == 5
+
+
+def test_predict_onnx_part_segmentation_equals_the_module(tmp_path):
+    """Part segmentation (category input, labels restricted to the category's parts) through the file's metadata."""
+    from dlparts.train.config import load_config
+    from dlparts.train.data import build_splits
+    from dlparts.train.export import export
+    from dlparts.train.modules import build_module
+    from dlparts.train.predict import load_onnx, predict_file, predict_file_onnx
+
+    cfg = load_config(None, ["model.name=pointnet_partseg", "data.name=synthetic_parts", "data.args.tiny=true",
+                             "data.num_points=64"])
+    module = build_module(cfg, build_splits(cfg).info).eval()
+    export(module, tmp_path / "m.onnx", "onnx")
+    cloud = tmp_path / "c.xyz"
+    np.savetxt(cloud, np.random.default_rng(1).normal(size=(200, 3)))
+    category = module.info["categories"][1]
+    want = predict_file(module, cloud, category=category, out_dir=tmp_path / "ckpt")
+    got = predict_file_onnx(load_onnx(tmp_path / "m.onnx"), cloud, category=category, out_dir=tmp_path / "onnx")
+    assert got.counts == want.counts and len(got.outputs) == len(want.outputs)
+    assert (tmp_path / "onnx" / "c.seg.ply").read_text() == (tmp_path / "ckpt" / "c.seg.ply").read_text()
 
 
 @torch.library.custom_op("dlparts_tests::twice", mutates_args=())

@@ -203,10 +203,10 @@ def _torch_export(model, inputs: dict, path: Path, meta: dict[str, str]):
 
 def _torchscript(model, inputs: dict, path: Path, meta: dict[str, str]):
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # torch.jit's deprecation: the format is kept on purpose
         traced = torch.jit.trace(model, tuple(inputs.values()), check_trace=False)
-    traced.save(str(path))
-    loaded = torch.jit.load(str(path))
+        traced.save(str(path))
+        loaded = torch.jit.load(str(path))
 
     def run(feed):
         with torch.no_grad():
