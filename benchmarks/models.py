@@ -13,7 +13,12 @@ Measured in one run, on 2 threads (``torch.set_num_threads(2)``), B=16 clouds of
   configurations interleaved over ``--rounds``, the best round of each reported;
 * model FLOPs utilization: ``3 x`` the paper-order forward FLOPs (the 0.84 GMACs of the docstring, 2 FLOPs per MAC)
   per cloud times clouds/s, over the fp32 matmul peak measured here (2048^3 products);
-* inference latency (eval, no grad) of one 1024-point cloud for ``pointnet_cls`` and ``pointnet2_cls_ssg``.
+* inference latency (eval, no grad) of one 1024-point cloud for ``pointnet_cls``, ``pointnet2_cls_ssg`` and the
+  peer, each in a fresh process of its own after warm-up calls (see :func:`latency_alone`).  Beside it, the old
+  method: the same timing in this process after the training above, which leaves more threads (numba's workqueue
+  beside torch's pool: 7 instead of 4) and a heap twice the size behind; it came out 2-3x slower than a model timed
+  alone (and up to 40x on a loaded 2-core machine), which is why the latency lines disagreed with timing a model
+  alone.  The warm-up was already outside the timed region; one call is now five.
 
     .venv/bin/python benchmarks/models.py [--steps 5] [--rounds 2]
 """
@@ -22,7 +27,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -145,12 +153,33 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def latency(model: nn.Module, channels: int = 3, repeat: int = 20) -> float:
+LATENCY_MODELS = ("pointnet_cls", "pointnet2_cls_ssg", "peer pointnet2 ssg")
+WARMUP, REPEAT = 5, 30
+
+
+def latency(model: nn.Module, channels: int = 3) -> tuple[float, float]:
+    """``(median, best)`` seconds of one eval forward of one cloud, no grad, after :data:`WARMUP` untimed calls
+    (numba compiles, lazy initialization), over :data:`REPEAT` calls."""
     model.eval()
     x = torch.rand(1, N, channels, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        model(x)
-        return statistics.median(_timed(lambda: model(x)) for _ in range(repeat))
+        for _ in range(WARMUP):
+            model(x)
+        times = [_timed(lambda: model(x)) for _ in range(REPEAT)]
+    return statistics.median(times), min(times)
+
+
+def _latency_model(name: str) -> nn.Module:
+    return PeerPointNet2() if name.startswith("peer") else create_model(name)
+
+
+def latency_alone(name: str, threads: int) -> tuple[float, float]:
+    """:func:`latency` of model ``name`` in a fresh Python process of its own: nothing of this process's training
+    (the thread pools it woke, its heap) is there."""
+    done = subprocess.run([sys.executable, __file__, "--latency-of", name, "--threads", str(threads)],
+                          capture_output=True, text=True, check=True)
+    median, best = json.loads(done.stdout.splitlines()[-1])
+    return median, best
 
 
 def main() -> None:
@@ -158,10 +187,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per configuration and round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds over all configurations (best one counts)")
     parser.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold as it is")
+    parser.add_argument("--latency-of", help=argparse.SUPPRESS)  # the child process of latency_alone
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.latency_of:
+        print(json.dumps(latency(_latency_model(args.latency_of))))
+        return
     if not args.default_malloc:  # both implementations run in this process, so the setting is fair to each
         print(f"glibc keeps freed memory: {keep_freed_memory()}")
-    torch.set_num_threads(2)
     torch.manual_seed(0)
     peak = matmul_peak()
     flops = 2 * summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (N, 3)).macs  # per cloud
@@ -185,11 +219,20 @@ def main() -> None:
     print(f"  ours fp32 vs peer fp32: {rates['ours fp32'] / rates['peer fp32']:.2f}x; "
           f"ours bf16 vs peer fp32: {rates['ours bf16'] / rates['peer fp32']:.2f}x; "
           f"ours bf16 vs peer bf16: {rates['ours bf16'] / rates['peer bf16']:.2f}x")
-    print("\ninference latency, one 1024-point cloud, eval, no grad (median of 20)")
-    for label, model in (("pointnet_cls", create_model("pointnet_cls")), ("pointnet2_cls_ssg", ours),
-                         ("peer pointnet2 ssg", peer)):
-        print(f"  {label:<22} {latency(model) * 1e3:>8.2f} ms")
-
+    print(f"\ninference latency, one 1024-point cloud, eval, no grad, {args.threads} threads: each model timed in a "
+          f"fresh process of its own, {WARMUP} untimed warm-up calls (numba compiles, lazy init), then median and best "
+          f"of {REPEAT} calls, models interleaved over the rounds (best round); beside it the same timing in this "
+          f"process after the training above (more threads, a larger heap: slower, the old method)")
+    alone: dict[str, tuple[float, float]] = {}
+    for _ in range(args.rounds):
+        for name in LATENCY_MODELS:
+            median, best = latency_alone(name, args.threads)
+            alone[name] = min(alone.get(name, (median, best)), (median, best))
+    here = {"pointnet_cls": create_model("pointnet_cls"), "pointnet2_cls_ssg": ours, "peer pointnet2 ssg": peer}
+    print(f"  {'model':<22} {'alone median':>12} {'best':>8}   {'in this process, median':>24}")
+    for name in LATENCY_MODELS:
+        median, best = alone[name]
+        print(f"  {name:<22} {median * 1e3:>9.2f} ms {best * 1e3:>5.2f} ms   {latency(here[name])[0] * 1e3:>21.2f} ms")
 
 if __name__ == "__main__":
     main()

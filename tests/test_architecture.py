@@ -23,7 +23,7 @@ LAYERS = [
     ("dlparts.layers",),
     ("dlparts.models",),
     ("dlparts.data",),
-    ("dlparts.summary", "dlparts.report"),
+    ("dlparts.summary", "dlparts.layer_costs", "dlparts.meta_run", "dlparts.report"),
     ("dlparts.viz",),
     ("dlparts.train",),
     ("dlparts.cli", "dlparts.cli_train", "dlparts.__main__"),

@@ -63,6 +63,40 @@ def test_test_command_reproduces_the_fit_metrics(run, capsys):
     assert f"top-1 {100 * acc:.1f}%" in out
 
 
+def test_test_command_writes_beside_the_fit_and_says_which_checkpoint(run, capsys):
+    from dlparts.train import engine
+    from dlparts.train.report import checkpoint_line, result_rows
+
+    fit_results = (run / "results.json").read_text()
+    result = engine.test(run / "checkpoints" / "last.ckpt", ["plots.enabled=true", "plots.examples=2"])
+    assert (result["ckpt_kind"], result["data"], result["epochs"]) == ("last", "synthetic_shapes", 1)
+    assert json.loads((run / "test-last.json").read_text())["test"] == result["test"]
+    assert (run / "results.json").read_text() == fit_results  # the fit's results stay
+    assert result["plots"] and all(p.startswith(str(run / "plots" / "test-last")) for p in result["plots"])
+    model, data, epochs, best, test, seconds = result_rows([result])[0]
+    assert (data, epochs) == ("synthetic_shapes", "1") and best.endswith("(epoch 1)") and seconds.endswith(" s")
+    assert checkpoint_line(result).endswith("last.ckpt: the last epoch's)")
+
+
+def test_default_run_names_do_not_collide_and_progress_is_told(tmp_path, capsys):
+    quick = [*TINY, "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", f"run.dir={tmp_path}"]
+    assert main(["fit", *quick]) == 0
+    assert main(["fit", *quick, "trainer.progress=true"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pointnet_cls_vanilla-synthetic_shapes",
+                                                         "pointnet_cls_vanilla-synthetic_shapes-2"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dlparts: ")]
+    assert [line.split(" ")[1] for line in lines] == ["preparing", "data", "training;", "first"]
+
+
+def test_a_time_cap_that_ended_the_fit_is_said_in_the_table():
+    from dlparts.train.report import result_rows
+
+    result = {"task": "point_cls", "model": "m", "data": "d", "epochs": 3, "max_epochs": 8, "time_cap": 100,
+              "test": {"acc": 0.5}, "fit_seconds": 101.0}
+    assert result_rows([result])[0][2] == "3 of 8 (time cap 100 s)"
+    assert result_rows([{**result, "epochs": 8, "time_cap": None}])[0][2] == "8"
+
+
 def test_predict_prints_top5_for_a_point_file(run, tmp_path, capsys):
     cloud = tmp_path / "ball.xyz"
     xyz = np.random.default_rng(0).normal(size=(300, 3))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dlparts import arith, stacks
-from dlparts.errors import ConfigError
+from dlparts.errors import ConfigError, ShapeError
 from dlparts.summary import summarize
 
 
@@ -188,3 +188,146 @@ def test_point_model_runs_on_its_own_example_inputs():
     result = summarize(model, (256, 3), batch_size=2)
     rows = {r.name: r for r in result.rows}
     assert result.input_shape == [256, 3] and rows["head.1"].output_shape == [2, 256, 50]
+
+
+# ------------------------------------------------------------------------------------------------ depth roll-up (#19)
+def _rolled_models():
+    from dlparts.models import create_model
+
+    with torch.device("meta"):
+        resnet, vit = torchvision.models.resnet50(), torchvision.models.vit_b_16()
+    return [(resnet, (3, 224, 224)), (vit, (3, 224, 224)), (create_model("pointnet2_partseg_msg"), (2048, 6))]
+
+
+@pytest.fixture(scope="module")
+def rolled_summaries():
+    return [summarize(model, shape) for model, shape in _rolled_models()]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, None])
+def test_rows_at_every_depth_add_up_to_the_totals(rolled_summaries, depth):
+    for result in rolled_summaries:
+        rows = result.at_depth(depth)
+        assert all(depth is None or r.depth <= depth for r in rows)
+        assert sum(r.params for r in rows) == result.total_params, (result.model, depth)
+        assert sum(r.trainable for r in rows) == result.trainable_params
+        assert sum(r.macs for r in rows) == result.macs and sum(r.flops for r in rows) == result.flops
+        assert sum(r.activation_bytes for r in rows if not r.inplace) == result.activation_bytes
+    if depth == 0:
+        assert [len(s.at_depth(0)) for s in rolled_summaries] == [1, 1, 1]
+
+
+def test_cut_off_rows_carry_their_submodules_totals(rolled_summaries):
+    resnet = rolled_summaries[0]
+    rows = {r.name: r for r in resnet.at_depth(1)}
+    assert list(rows) == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+    layer4 = [r for r in resnet.rows if r.name.startswith("layer4.")]
+    assert rows["layer4"].type == "Sequential" and rows["layer4"].output_shape == [1, 2048, 7, 7]
+    assert rows["layer4"].macs == sum(r.macs for r in layer4) > 0
+    assert rows["layer4"].params == 14_964_736  # torchvision's layer4: 3 bottlenecks of 512 -> 2048
+    assert len(resnet.at_depth(2)) > len(resnet.at_depth(1)) > len(resnet.at_depth(0))
+    with pytest.raises(ConfigError, match="depth -1"):
+        resnet.at_depth(-1)
+
+
+def test_print_summary_prints_the_table(rolled_summaries, capsys):
+    print(rolled_summaries[0])
+    text = capsys.readouterr().out.splitlines()
+    assert text[0] == "ResNet on 1x3x224x224 (meta device)"
+    assert text[1].split() == ["layer", "type", "output", "params", "MACs", "FLOPs", "RF", "activations"]
+    assert text[-1].startswith("parameters 25,557,032 (trainable 25,557,032, frozen 0;")
+    assert rolled_summaries[0].table(1).count("\n") == 1 + 10 + 1
+
+
+def test_input_with_the_batch_dimension_torchinfo_style():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 2))
+    plain = summarize(model, (3, 8, 8), batch_size=2)
+    given = summarize(model, input_size=(2, 3, 8, 8))
+    read = summarize(model, (2, 3, 8, 8))  # no 4-D input runs: the first size is read as the batch
+    assert (given.batch_size, given.input_shape) == (read.batch_size, read.input_shape) == (2, [3, 8, 8])
+    assert given.totals() == read.totals() == plain.totals()
+    with pytest.raises(ShapeError, match=r"input shape \[5, 7\] \(a shape without the batch dimension"):
+        summarize(model, (5, 7))
+    with pytest.raises(ConfigError, match="input_size"):
+        summarize(model, (3, 8, 8), input_size=(1, 3, 8, 8))
+    checked = summarize(_Unpacking(), (1, 3, 8, 8))  # a model whose own shape check is a ValueError
+    assert (checked.batch_size, checked.input_shape, checked.macs) == (1, [3, 8, 8], 6 * 6 * 2 * 27)
+
+
+class _Unpacking(nn.Module):
+    """Checks its input as torchvision's ViT does: ``n, c, h, w = x.shape`` raises ValueError on a 5-D tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return self.conv(x)
+
+
+# --------------------------------------------------------------------------------------- attention and matrix products
+def test_multihead_attention_by_hand():
+    n, length, source, e, heads = 2, 5, 7, 8, 2
+    attention = nn.MultiheadAttention(e, heads, kdim=3, vdim=4, batch_first=True)
+    q, k, v = torch.randn(n, length, e), torch.randn(n, source, 3), torch.randn(n, source, 4)
+    result = summarize(attention, inputs=(q, k, v))
+    projections = n * (length * e + source * 3 + source * 4) * e + n * length * e * e
+    assert result.macs == projections + 2 * n * length * source * e
+    assert result.flops == 2 * result.macs + 3 * n * heads * length * source
+    assert result.total_params == sum(r.params for r in result.rows)  # out_proj's weights, used but never called
+
+
+class _Attention(nn.Module):
+    """Attention with the products done by tensors, not child modules: einsum scores, SDPA, a matmul."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # 3 x [B, T, C]
+        scores = torch.einsum("btc,bsc->bts", q, k).softmax(-1)  # [B, T, T]
+        return scores @ v + nn.functional.scaled_dot_product_attention(q, k, v)  # [B, T, C]
+
+
+def test_products_inside_modules_are_counted():
+    b, t, c = 2, 6, 4
+    result = summarize(_Attention(c), (t, c), batch_size=b)
+    rows = {r.name: r for r in result.rows}
+    products = 2 * b * t * t * c + 2 * b * t * t * c  # einsum and matmul; SDPA's Q K^T and A V
+    assert rows["(model)"].macs == products and rows["qkv"].macs == b * t * c * 3 * c
+    assert result.uncounted == []
+
+
+def _family_samples() -> list[str]:
+    """One model per torchvision family (the first listed), and those the issue names; every model with
+    ``DLPARTS_ALL_TORCHVISION=1`` (about 30 s more)."""
+    import os
+    import re
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if os.environ.get("DLPARTS_ALL_TORCHVISION") == "1":
+        return names
+    first = {}
+    for name in names:
+        first.setdefault(re.match(r"[a-z]+", name).group(), name)
+    return sorted({*first.values(), "resnet50", "vit_b_16", "vit_h_14", "googlenet"})
+
+
+@pytest.mark.parametrize("name", _family_samples())
+def test_totals_match_torchvision_published_gflops(name, monkeypatch):
+    """torchvision's ``_ops`` ("GFLOPS") are multiply-accumulates, fvcore's convention: they equal our MACs (to the
+    3 decimals published), not our FLOPs (2 per MAC).  Built on meta without weights: regnet's builder computes
+    with tensors, so parameters are moved to meta as they are registered instead of building under a meta device;
+    the published sizes need ViT-H/14's 518 px and GoogLeNet without its training-only auxiliary classifiers."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    crop = weights.transforms.keywords["crop_size"]
+    register = nn.Module.register_parameter
+    monkeypatch.setattr(nn.Module, "register_parameter", lambda self, key, p: register(
+        self, key, None if p is None else nn.Parameter(p.to("meta"), p.requires_grad)))
+    kwargs = {"image_size": crop} if name.startswith("vit_") else {"aux_logits": False} if name == "googlenet" else {}
+    model = torchvision.models.get_model(name, **kwargs)
+    result = summarize(model, (3, crop, crop), device="meta")
+    assert round(result.macs / 1e9, 3) == pytest.approx(weights.meta["_ops"], abs=1e-9), name
+    assert result.total_params == weights.meta["num_params"]

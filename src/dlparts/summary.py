@@ -12,7 +12,13 @@ Units, as in :mod:`dlparts.arith` (whose formulas the tests hold these counts to
   comparisons or ``window`` adds per output), local response normalization (``2 n + 3`` per element), batch norm
   (2 per element at inference), elementwise activations (1 per element), softmax (3 per element), and whatever a
   module reports through ``dlparts_cost(inputs, output)`` (sampling, grouping, interpolation in point networks).
-  Operations done outside modules (a functional ``x + y`` in a residual block) are not seen and not counted.
+  ``nn.MultiheadAttention`` is counted by formula (projections, ``Q K^T``, ``A V``, softmax).  Matrix products a
+  module does with tensors rather than child modules (``q @ k.T``, ``bmm``, ``einsum``,
+  ``F.scaled_dot_product_attention``, ``F.linear``) are measured with ``FlopCounterMode`` and put on that module's
+  row, 2 FLOPs per MAC.  Elementwise operations outside modules (a functional ``x + y`` in a residual block, a
+  softmax by ``tensor.softmax``) are not counted; modules of unknown types are listed in ``uncounted``.
+* **Rows**: one per module call that has parameters, a cost or work of its own; :meth:`Summary.at_depth` rolls them
+  up to a nesting depth (torchinfo's ``depth``), and the rows of every depth add up to the totals.
 * **Activation memory**: the bytes of each layer's output; the total leaves out in-place layers (they reuse their
   input's storage).
 * **Receptive field** and **jump** (in input pixels) along the first spatial dimension, for convolution/pooling
@@ -21,9 +27,8 @@ Units, as in :mod:`dlparts.arith` (whose formulas the tests hold these counts to
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -34,26 +39,18 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from dlparts.arith import Field, field_after, lrn_flops_per_element
+from dlparts.arith import Field, field_after
 from dlparts.errors import ConfigError, ShapeError
+from dlparts.layer_costs import _ADAPTIVE, _CONVS, _CONVTS, _POOLS, MatmulTally, layer_cost
+from dlparts.meta_run import eval_mode, prepare, shape_only_norms
 from dlparts.models.registry import random_inputs
-
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-                nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
-          nn.InstanceNorm3d)
-_FREE = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, nn.Flatten,
-         nn.Unflatten, nn.Embedding)
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONVTS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-_ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
-             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+from dlparts.report import SUMMARY_COLUMNS, human_bytes
 
 
 @dataclass
 class LayerRow:
-    """One module call. ``params`` are the module's own (not its children's); shapes include the batch."""
+    """One module call. ``params`` are the module's own (not its children's, but including those of child modules
+    its forward uses without calling them); shapes include the batch."""
 
     name: str
     type: str
@@ -72,8 +69,33 @@ class LayerRow:
 
 
 @dataclass
+class ModuleEntry:
+    """One module of the model, called or not: its type, its parameters with its children's (``params``) and
+    without (``own``), and the shapes of its last call."""
+
+    type: str
+    params: int
+    trainable: int
+    own: int
+    own_trainable: int
+    called: bool = False
+    input_shape: list[int] | None = None
+    output_shape: list[int] | None = None
+
+
+def _depth(name: str) -> int:
+    return 0 if name == "(model)" else name.count(".") + 1
+
+
+def _ancestor(name: str, depth: int) -> str:
+    """The name of ``name``'s ancestor at ``depth`` (itself when it is not deeper)."""
+    return ".".join(name.split(".")[:depth]) if depth and name != "(model)" else "(model)"
+
+
+@dataclass
 class Summary:
-    """The result of :func:`summarize`: rows in execution order and the totals."""
+    """The result of :func:`summarize`: rows in execution order and the totals; ``print(summary)`` prints the table,
+    :meth:`at_depth` rolls it up to a nesting depth."""
 
     model: str
     input_shape: list[int]
@@ -83,6 +105,8 @@ class Summary:
     trainable_params: int = 0
     param_bytes: int = 0
     uncounted: list[str] = field(default_factory=list)
+    modules: dict[str, ModuleEntry] = field(default_factory=dict, repr=False)
+    batch_size: int = 1
 
     @property
     def frozen_params(self) -> int:
@@ -99,6 +123,78 @@ class Summary:
     @property
     def activation_bytes(self) -> int:
         return sum(r.activation_bytes for r in self.rows if not r.inplace)
+
+    def at_depth(self, depth: int | None = None) -> list[LayerRow]:
+        """The rows to nesting ``depth`` (``0`` is the model itself, ``None`` every row), as torchinfo's ``depth``:
+        the rows nested deeper are rolled up into their ancestor at ``depth``, which then carries everything beneath
+        it (parameters of the whole submodule, MACs, FLOPs and the activation bytes of every call beneath, its type
+        and its call's shapes).  A module's parameters show on its first row only, so the rows add up to the totals:
+        parameters, MACs, FLOPs, and activation bytes of the rows not in place."""
+        if depth is not None and depth < 0:
+            raise ConfigError(f"depth {depth} must be 0 or more")
+        view: list[LayerRow | list[LayerRow]] = []
+        key = None
+        for row in self.rows:
+            if depth is None or row.depth < depth:
+                view.append(row)
+                key = None
+            elif _ancestor(row.name, depth) == key:
+                view[-1].append(row)
+            else:
+                key = _ancestor(row.name, depth)
+                view.append([row])
+        seen: set[str] = set()
+        out = []
+        for item in view:
+            row = item if isinstance(item, LayerRow) else self._rolled(item, depth)
+            if row.name in seen:
+                row = dataclasses.replace(row, params=0, trainable=0)
+            seen.add(row.name)
+            out.append(row)
+        return out
+
+    def _rolled(self, rows: list[LayerRow], depth: int) -> LayerRow:
+        """One row for the contiguous ``rows`` of one call of the module at ``depth`` that holds them."""
+        name = _ancestor(rows[0].name, depth)
+        if len(rows) == 1 and rows[0].name == name:
+            return rows[0]
+        entry = self.modules[name]
+        return LayerRow(
+            name=name, type=entry.type, depth=depth, input_shape=entry.input_shape or rows[0].input_shape,
+            output_shape=entry.output_shape or rows[-1].output_shape, params=entry.params, trainable=entry.trainable,
+            macs=sum(r.macs for r in rows), flops=sum(r.flops for r in rows),
+            activation_bytes=sum(r.activation_bytes for r in rows if not r.inplace), rf=rows[-1].rf,
+            jump=rows[-1].jump, counted=all(r.counted for r in rows))
+
+    def table_rows(self, depth: int | None = None) -> list[list[str]]:
+        """The cells of :meth:`at_depth`'s rows under :data:`SUMMARY_COLUMNS`, for a command-line table."""
+        return [[r.name, r.type, "x".join(map(str, r.output_shape or [])) or "-", f"{r.params:,}", f"{r.macs:,}",
+                 f"{r.flops:,}", "-" if r.rf is None else str(r.rf), human_bytes(r.activation_bytes)]
+                for r in self.at_depth(depth)]
+
+    def title(self) -> str:
+        return f"{self.model} on {'x'.join(map(str, [self.batch_size, *self.input_shape]))} ({self.device} device)"
+
+    def notes(self) -> list[str]:
+        """The totals line and, when some layers are not counted, the line naming them."""
+        t = self.totals()
+        lines = [f"parameters {t['params']:,} (trainable {t['trainable_params']:,}, frozen {t['frozen_params']:,}; "
+                 f"{human_bytes(t['param_bytes'])}); MACs {t['macs']:,}; FLOPs {t['flops']:,}; "
+                 f"activations {human_bytes(t['activation_bytes'])}"]
+        if self.uncounted:
+            lines.append(f"not counted (unknown layer types): {', '.join(self.uncounted)}")
+        return lines
+
+    def table(self, depth: int | None = None) -> str:
+        """A plain-text table of :meth:`at_depth`'s rows, the title above and :meth:`notes` below."""
+        cells = [list(SUMMARY_COLUMNS), *self.table_rows(depth)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(SUMMARY_COLUMNS))]
+        lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                 for row in cells]
+        return "\n".join([self.title(), *lines, *self.notes()])
+
+    def __str__(self) -> str:
+        return self.table()
 
     def totals(self) -> dict[str, Any]:
         return {
@@ -127,50 +223,7 @@ class Summary:
         return out.getvalue()
 
 
-# ---------------------------------------------------------------------------------------------------------- the counts
-def _pool_window(module: nn.Module, dims: int) -> int:
-    k = module.kernel_size
-    return math.prod((k,) * dims if isinstance(k, int) else k)
-
-
-def layer_cost(module: nn.Module, inputs: tuple, output: Any) -> tuple[int, int, bool]:
-    """``(macs, flops, counted)`` of one call of a leaf ``module``; ``counted`` is False for unknown types."""
-    x = next((t for t in inputs if isinstance(t, torch.Tensor)), None)
-    out = output if isinstance(output, torch.Tensor) else None
-    in_n, out_n = (x.numel() if x is not None else 0), (out.numel() if out is not None else 0)
-    if hasattr(module, "dlparts_cost"):
-        cost = module.dlparts_cost(inputs, output)
-        return int(cost.get("macs", 0)), int(cost.get("flops", 2 * cost.get("macs", 0))), True
-    if isinstance(module, _CONVS):
-        macs = out_n * (module.in_channels // module.groups) * math.prod(module.kernel_size)
-        return macs, 2 * macs, True
-    if isinstance(module, _CONVTS):
-        macs = in_n * (module.out_channels // module.groups) * math.prod(module.kernel_size)
-        return macs, 2 * macs, True
-    if isinstance(module, nn.Linear):
-        macs = out_n * module.in_features
-        return macs, 2 * macs, True
-    if isinstance(module, _POOLS):
-        dims = x.dim() - 2
-        window = _pool_window(module, dims)
-        return 0, out_n * (window - 1 if "Max" in type(module).__name__ else window), True
-    if isinstance(module, _ADAPTIVE):
-        return 0, in_n, True
-    if all(hasattr(module, a) for a in ("size", "alpha", "beta", "k")):  # LRN, torch's or the paper's
-        return 0, out_n * lrn_flops_per_element(int(module.size)), True
-    if isinstance(module, _NORMS):
-        return 0, 2 * out_n, True
-    if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
-        return 0, 5 * out_n, True
-    if isinstance(module, _ACTIVATIONS):
-        return 0, out_n, True
-    if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
-        return 0, 3 * out_n, True
-    if isinstance(module, _FREE):
-        return 0, 0, True
-    return 0, 0, False
-
-
+# ------------------------------------------------------------------------------------------------- receptive field
 def _first(value) -> int:
     return value if isinstance(value, int) else value[0]
 
@@ -208,50 +261,60 @@ def _example_inputs(model: nn.Module, input_shape: Sequence[int], batch_size: in
 
 
 class _Recorder:
-    """Forward hooks that turn each module call into a :class:`LayerRow`."""
+    """Forward hooks that turn module calls into :class:`LayerRow` s: every leaf, and every module with parameters of
+    its own, a cost formula or matrix products of its own (measured by ``tally``); containers with none of these
+    leave their totals to their children's rows."""
 
-    def __init__(self, model: nn.Module, dtype_bytes: int):
+    def __init__(self, model: nn.Module, tally: MatmulTally):
         self.rows: list[LayerRow] = []
         self.uncounted: set[str] = set()
-        self.dtype_bytes = dtype_bytes
+        self.tally = tally
         self.fields: dict[int, tuple[int | None, Fraction | None]] = {}
         self.keep: list[torch.Tensor] = []  # keeps recorded tensors alive so their ids stay unique during the run
         self.last_field: tuple[int | None, Fraction | None] = (1, Fraction(1))
         self.handles = []
-        self.own: dict[int, tuple[int, int]] = {}
+        self.modules: dict[str, ModuleEntry] = {}
         for name, module in model.named_modules():
-            params = list(module.parameters(recurse=False))
-            self.own[id(module)] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
-            leaf = not any(True for _ in module.children())
-            if leaf or params or hasattr(module, "dlparts_cost"):
-                self.handles.append(module.register_forward_hook(self._hook(name or "(model)", module)))
+            name = name or "(model)"
+            own, every = list(module.parameters(recurse=False)), list(module.parameters())
+            self.modules[name] = ModuleEntry(
+                type(module).__name__, sum(p.numel() for p in every), sum(p.numel() for p in every if p.requires_grad),
+                sum(p.numel() for p in own), sum(p.numel() for p in own if p.requires_grad))
+            self.handles.append(module.register_forward_pre_hook(lambda *_: tally.enter()))
+            self.handles.append(module.register_forward_hook(self._hook(name)))
 
-    def _hook(self, name: str, module: nn.Module):
+    def _hook(self, name: str):
         def hook(mod, inputs, output):
+            own_products = self.tally.leave()
             x = next((t for t in inputs if isinstance(t, torch.Tensor)), None)
             out = output if isinstance(output, torch.Tensor) else None
             if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
                 out = output[0]
+            entry = self.modules[name]
+            entry.called = True
+            entry.input_shape = list(x.shape) if x is not None else None
+            entry.output_shape = list(out.shape) if out is not None else None
             leaf = not any(True for _ in mod.children())
-            if leaf or hasattr(mod, "dlparts_cost"):
-                macs, flops, counted = layer_cost(mod, inputs, out if out is not None else output)
-            else:
-                macs, flops, counted = 0, 0, False
+            macs, flops, counted = layer_cost(mod, inputs, out if out is not None else output)
+            if not counted and own_products:
+                macs, flops, counted = own_products // 2, own_products, True
+            if not (leaf or entry.own or counted):
+                return
             if leaf and not counted:
                 self.uncounted.add(type(mod).__name__)
-            rf, jump = self.fields.get(id(x), self.last_field) if x is not None else self.last_field
-            rf, jump = _field_after(mod, x, out, rf, jump)
+            if leaf:
+                rf, jump = self.fields.get(id(x), self.last_field) if x is not None else self.last_field
+                rf, jump = _field_after(mod, x, out, rf, jump)
+            else:  # a container's output field is what its children made of it
+                rf, jump = self.fields.get(id(out), self.last_field)
             if out is not None:
                 self.fields[id(out)] = (rf, jump)
                 self.keep.append(out)
             self.last_field = (rf, jump)
-            own, trainable = self.own[id(mod)]
             self.rows.append(LayerRow(
-                name=name, type=type(mod).__name__, depth=name.count(".") + (name != "(model)"),
-                input_shape=list(x.shape) if x is not None else None,
-                output_shape=list(out.shape) if out is not None else None,
-                params=own, trainable=trainable,
-                macs=macs, flops=flops,
+                name=name, type=type(mod).__name__, depth=_depth(name),
+                input_shape=entry.input_shape, output_shape=entry.output_shape, params=entry.own,
+                trainable=entry.own_trainable, macs=macs, flops=flops,
                 activation_bytes=(out.numel() * out.element_size()) if out is not None else 0,
                 inplace=bool(getattr(mod, "inplace", False)), rf=rf,
                 jump=float(jump) if jump is not None else None, counted=counted or not leaf,
@@ -259,23 +322,31 @@ class _Recorder:
 
         return hook
 
-    def remove(self) -> None:
+    def finish(self) -> None:
+        """Remove the hooks; give the parameters of modules the forward never called (``MultiheadAttention`` uses its
+        ``out_proj`` weights without calling it) to the first row of their nearest recorded ancestor."""
         for h in self.handles:
             h.remove()
-
-
-def _materialize(model: nn.Module) -> nn.Module:
-    """A CPU copy of ``model`` with freshly initialized parameters (for models built on the meta device)."""
-    model = model.to_empty(device="cpu")
-    for module in model.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    return model
+        first: dict[str, LayerRow] = {}
+        for row in self.rows:
+            first.setdefault(row.name, row)
+        for name, entry in self.modules.items():
+            if entry.called or not entry.own:
+                continue
+            ancestors = (_ancestor(name, d) for d in range(_depth(name) - 1, -1, -1))
+            row = next((first[a] for a in ancestors if a in first), None)
+            if row is not None:
+                row.params += entry.own
+                row.trainable += entry.own_trainable
 
 
 def summarize(model: nn.Module, input_shape: Sequence[int] | None = None, *, batch_size: int = 1,
-              dtype: torch.dtype = torch.float32, device: str = "auto", inputs: tuple | None = None) -> Summary:
-    """Summarize ``model`` on one batch of ``input_shape`` (without the batch dimension, e.g. ``(3, 224, 224)``).
+              dtype: torch.dtype = torch.float32, device: str = "auto", inputs: tuple | None = None,
+              input_size: Sequence[int] | None = None) -> Summary:
+    """Summarize ``model`` on one batch of ``input_shape`` (without the batch dimension, e.g. ``(3, 224, 224)``), or
+    of ``input_size`` with the batch first (torchinfo's convention, e.g. ``(1, 3, 224, 224)``).  An ``input_shape``
+    the model does not take, but whose first size read as the batch makes one it does, is read that way (the
+    summary's ``batch_size`` and ``input_shape`` say how it was read).
 
     ``device="auto"`` runs on the meta device and falls back to a small real CPU run when the forward reads values;
     ``"meta"`` or ``"cpu"`` force one.  ``inputs`` gives explicit example tensors instead of a shape; without them the
@@ -283,6 +354,10 @@ def summarize(model: nn.Module, input_shape: Sequence[int] | None = None, *, bat
     meta or device copies (a model built on meta is copied and materialized) and is left as it was: hooks removed,
     every submodule's training mode restored, no attribute left behind.
     """
+    if input_size is not None:
+        if input_shape is not None or len(input_size) < 2:
+            raise ConfigError(f"input_size {input_size!r} is the batch then the input shape, given instead of it")
+        batch_size, input_shape = int(input_size[0]), input_size[1:]
     if inputs is None:
         if input_shape is None or not len(input_shape) or any(int(s) <= 0 for s in input_shape):
             raise ConfigError(f"input shape {input_shape!r} must be positive sizes without the batch dimension")
@@ -291,84 +366,42 @@ def summarize(model: nn.Module, input_shape: Sequence[int] | None = None, *, bat
         raise ConfigError(f"batch size {batch_size} must be positive")
     if device not in ("auto", "meta", "cpu", "cuda"):
         raise ConfigError(f"device {device!r} is not auto, meta, cpu or cuda")
-    attempts = ["meta", "cpu"] if device == "auto" else [device]
+    readings = [(input_shape, batch_size)]
+    if inputs is None and input_size is None and batch_size == 1 and len(input_shape) >= 2:
+        readings.append((input_shape[1:], input_shape[0]))
     error: Exception | None = None
-    for dev in attempts:
-        try:
-            return _run(model, input_shape, batch_size, dtype, torch.device(dev), inputs)
-        except (NotImplementedError, RuntimeError) as exc:  # data-dependent ops cannot run on meta
-            error = exc
-    raise ShapeError(f"the model does not run on input shape {input_shape}: {error}") from None
+    for shape, batch in readings:
+        for dev in ["meta", "cpu"] if device == "auto" else [device]:
+            # data-dependent ops cannot run on meta; a shape the model does not take fails in torch (RuntimeError)
+            # or in the model's own checks (ValueError: `n, c, h, w = x.shape`, AssertionError)
+            try:
+                return _run(model, shape, batch, dtype, torch.device(dev), inputs)
+            except (NotImplementedError, RuntimeError, ValueError, AssertionError) as exc:
+                error = exc if shape is input_shape else error
+    raise ShapeError(f"the model does not run on input shape {input_shape} (a shape without the batch dimension; "
+                     f"batch_size gives the batch): {error}") from None
 
 
 def _run(model, input_shape, batch_size, dtype, device, inputs) -> Summary:
-    work, state = _prepare(model, device)
+    work, state = prepare(model, device)
     if inputs is None:
         inputs = _example_inputs(model, input_shape, batch_size, device, dtype)
     else:
         inputs = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
         input_shape = list(inputs[0].shape[1:])
-    recorder = _Recorder(work, torch.empty((), dtype=dtype).element_size())
+    tally = MatmulTally()
+    recorder = _Recorder(work, tally)
     try:
-        with _eval_mode(work), _shape_only_norms(work if device.type == "meta" else None), torch.no_grad():
+        with eval_mode(work), shape_only_norms(work if device.type == "meta" else None), torch.no_grad(), tally:
             torch.func.functional_call(work, state, inputs) if state else work(*inputs)
     finally:
-        recorder.remove()
+        recorder.finish()
     params = list(model.parameters())
     return Summary(
         model=type(model).__name__ if getattr(model, "model_info", None) is None else model.model_info.name,
-        input_shape=list(input_shape), device=device.type, rows=recorder.rows,
+        input_shape=list(input_shape), device=device.type, rows=recorder.rows, batch_size=inputs[0].shape[0],
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         param_bytes=sum(p.numel() * p.element_size() for p in params),
-        uncounted=sorted(recorder.uncounted),
+        uncounted=sorted(recorder.uncounted), modules=recorder.modules,
     )
-
-
-def _same_shape(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    """Every submodule in eval mode for the run, then back to its own mode (``model.train(was)`` would give every
-    submodule the root's mode)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-@contextlib.contextmanager
-def _shape_only_norms(model: nn.Module | None):
-    """On meta, normalization layers run through slow Python decompositions although their output has the input's
-    shape; give them a shape-only forward for this run (their hooks still fire and are counted), then restore what
-    each had (an instance ``forward`` of the caller's own is kept)."""
-    kinds = (*_NORMS, nn.LayerNorm, nn.GroupNorm)
-    norms = [] if model is None else [m for m in model.modules() if isinstance(m, kinds)]
-    own = [(m, vars(m).get("forward")) for m in norms]
-    for module in norms:
-        module.forward = _same_shape
-    try:
-        yield
-    finally:
-        for module, forward in own:
-            if forward is None:
-                del module.forward
-            else:
-                module.forward = forward
-
-
-def _prepare(model: nn.Module, device: torch.device) -> tuple[nn.Module, dict | None]:
-    """The module to run and, when it runs with swapped-in tensors, the state to swap (the model is not copied)."""
-    on_meta = any(t.is_meta for t in (*model.parameters(), *model.buffers()))
-    if device.type == "meta":
-        state = {n: torch.empty_like(t, device="meta") for n, t in (*model.named_parameters(), *model.named_buffers())}
-        return model, state
-    if on_meta:
-        return _materialize(copy.deepcopy(model)).to(device), None
-    state = {n: t.to(device) for n, t in (*model.named_parameters(), *model.named_buffers())}
-    return model, state

@@ -7,6 +7,7 @@ also run directly when the whole process was started with it).  The ``gpu`` case
 without CUDA.  Sizes are small because the interpreter is slow.
 """
 
+import contextlib
 import os
 import re
 import subprocess
@@ -114,6 +115,71 @@ def test_large_k_runs_the_reference():
     ref, query, lengths = _inputs(1, 300, 3, seed=5, ragged_lengths=False)
     k = cuda._TOPK_MAX + 1
     assert torch.equal(cuda.knn(query, ref, lengths, k)[1], reference.knn(query, ref, lengths, k)[1])
+
+
+class FakeGraphs:
+    """``torch.cuda.CUDAGraph`` / ``torch.cuda.graph`` on CPU: a capture records the step launches (running none), a
+    replay runs what was recorded, on the tensors recorded, as a CUDA graph replays its kernels on fixed addresses."""
+
+    def __init__(self, monkeypatch):
+        self.captures = 0
+        self.step = cuda._fps_step
+        fakes = self
+
+        class Graph:
+            def __init__(self):
+                self.launches = []
+
+            def replay(self):
+                for grid, args, kwargs in self.launches:
+                    fakes.step[grid](*args, **kwargs)
+
+        @contextlib.contextmanager
+        def capture(graph):
+            self.captures += 1
+
+            class Recorder:
+                def __getitem__(self, grid):
+                    return lambda *args, **kwargs: graph.launches.append((grid, args, kwargs))
+
+            monkeypatch.setattr(cuda, "_fps_step", Recorder())
+            yield
+            monkeypatch.setattr(cuda, "_fps_step", fakes.step)
+
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+        monkeypatch.setattr(torch.cuda, "graph", capture)
+        monkeypatch.setattr(cuda, "_graphs", {})
+
+
+@interpreted
+def test_fps_steps_replayed_from_a_graph_equal_reference(monkeypatch):
+    graphs = FakeGraphs(monkeypatch)
+    monkeypatch.setenv(cuda.GRAPH_VAR, "1")
+    monkeypatch.setattr(cuda, "_FPS_REGISTER_MAX", 16)
+    monkeypatch.setattr(cuda, "_FPS_STREAM_MAX", 32)
+    monkeypatch.setattr(cuda, "_FPS_CHUNK", 32)
+    for seed in (1, 2, 3):  # one capture, then replays on new clouds, starts and lengths of the same shape
+        xyz, _, lengths = _inputs(2, 120, 1, seed=seed, grid=0.2)
+        start = torch.remainder(torch.tensor([seed * 5, seed]), lengths)
+        assert torch.equal(cuda.fps(xyz, lengths, 12, start), reference.fps(xyz, lengths, 12, start))
+    assert graphs.captures == 1 and len(cuda._graphs) == 1
+    xyz, _, lengths = _inputs(1, 70, 1, seed=4)
+    start = torch.tensor([0])
+    assert torch.equal(cuda.fps(xyz, lengths, 9, start), reference.fps(xyz, lengths, 9, start))
+    assert graphs.captures == 2 and len(cuda._graphs) == 2
+
+
+@pytest.mark.parametrize("nearest", [False, True])
+@interpreted
+def test_large_k_ball_query_runs_the_reference(monkeypatch, nearest):
+    # order="index" keeps [16, next_pow2(k)] indices per program: k = 2^16 + 1 is beyond Triton's largest tensor.
+    xyz, centers, lengths = _inputs(1, 300, 3, seed=6, ragged_lengths=False)
+    k = 2**16 + 1
+    want = reference.ball_query(xyz, centers, lengths, 0.09, k, nearest)
+    calls = []
+    monkeypatch.setattr(cuda.reference, "ball_query", lambda *a: calls.append(a[4]) or want)
+    got = cuda.ball_query(xyz, centers, lengths, 0.09, k, nearest)
+    assert calls == [k] and got is want
 
 
 @pytest.mark.skipif(INTERPRETER, reason="the interpreter accepts CPU tensors")

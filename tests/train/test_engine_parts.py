@@ -105,3 +105,37 @@ def test_atomic_checkpoint_leaves_no_partial_file(tmp_path):
     io.save_checkpoint({"a": torch.arange(4)}, target)
     assert torch.load(target)["a"].tolist() == [0, 1, 2, 3]
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_default_run_names_count_up_and_a_given_name_is_refused(tmp_path):
+    from dlparts.train.engine import run_folder
+
+    cfg = load_config(None, ["model.name=pointnet_cls", "data.name=synthetic_shapes", f"run.dir={tmp_path}"])
+    first = run_folder(cfg)
+    assert first == tmp_path / "pointnet_cls-synthetic_shapes"
+    (first / "checkpoints").mkdir(parents=True)
+    (first / "checkpoints" / "interrupted.ckpt").write_bytes(b"")  # a run stopped before its first epoch ended
+    assert run_folder(cfg) == tmp_path / "pointnet_cls-synthetic_shapes-2"
+    (tmp_path / "pointnet_cls-synthetic_shapes-2" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "pointnet_cls-synthetic_shapes-2" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert run_folder(cfg) == tmp_path / "pointnet_cls-synthetic_shapes-3"
+    assert run_folder(cfg, resume=first) == first
+    named = load_config(None, ["model.name=pointnet_cls", "data.name=synthetic_shapes", f"run.dir={tmp_path}",
+                               f"run.name={first.name}"])
+    with pytest.raises(ConfigError, match="already holds a run; continue it with --resume"):
+        run_folder(named)
+
+
+def test_resumed_logs_keep_the_rows_up_to_the_checkpoint():
+    from dlparts.train.callbacks import kept_rows
+
+    rows = [{"epoch": "0", "step": "8"}, {"epoch": "1", "step": "9"}, {"epoch": "1", "step": "17"},
+            {"epoch": "2", "step": "20"}, {"epoch": "2", "step": "23"}]
+
+    def ckpt(epoch, step, processed):
+        return {"epoch": epoch, "global_step": step,
+                "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": processed}}}}}
+
+    assert kept_rows(rows, ckpt(1, 18, 2)) == rows[:3]  # end of epoch 1: epoch 2's rows are replayed
+    assert kept_rows(rows, ckpt(2, 22, 2)) == rows[:4]  # within epoch 2, at step 22
+    assert kept_rows(rows, ckpt(0, 3, 0)) == []

@@ -1,6 +1,8 @@
 """Whole runs in subprocesses: kill -9 mid-epoch then --resume equals an uninterrupted run; a 2-process DDP fit
 (gloo on loopback, launched by torchrun) ends with equal weights on both processes and metrics over all samples."""
 
+import csv
+import io
 import json
 import os
 import signal
@@ -51,6 +53,35 @@ def test_kill_mid_epoch_and_resume_equals_uninterrupted(tmp_path):
     history = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["dlparts_history"]
                for d in (whole, killed)]
     assert history[0] == history[1] and len(history[0]) == 4
+    # the resumed run appended to logs/metrics.csv: every epoch's rows once, the same as the uninterrupted run's
+    logs = [(d / "logs" / "metrics.csv").read_text() for d in (whole, killed)]
+    assert logs[0] == logs[1]
+    assert [row["epoch"] for row in csv.DictReader(io.StringIO(logs[1])) if row["val/acc"]] == ["0", "1", "2", "3"]
+
+
+def _wait_for(path: Path, proc: subprocess.Popen) -> None:
+    deadline = time.time() + 200
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.2)
+
+
+def test_ctrl_c_before_the_first_epoch_ends_saves_a_checkpoint_to_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(run), "--hang-at", "0", "trainer.max_epochs=1"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(run / "midepoch", proc)
+    os.kill(proc.pid, signal.SIGINT)  # Ctrl-C after the 3rd step of the first epoch
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 1
+    saved = run / "checkpoints" / "interrupted.ckpt"
+    lines = [line for line in err.splitlines() if line.startswith("interrupted:")]
+    assert lines == [f"interrupted: saved {saved} (epoch 1, step 3); continue with: dlparts fit --resume {run}"]
+    assert not (run / "checkpoints" / "last.ckpt").exists()
+    resumed = _run([run, "--resume", "trainer.max_epochs=1"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len(torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["dlparts_history"]) == 1
 
 
 def _free_port() -> int:

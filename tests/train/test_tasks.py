@@ -72,4 +72,6 @@ def test_point_classification_with_votes_and_critical_points(tmp_path):
     names = {p.rsplit("/", 1)[-1] for p in result["plots"]}
     assert names == {"curves.png", "confusion_matrix.png", "critical_points.png"}
     assert result["run_dir"] == str(tmp_path / "pointnet_cls-synthetic_shapes")  # run.name unset: model-data
-    assert load_config(Path(result["run_dir"]) / "config.yaml") == cfg
+    # the saved config names the run it resolved, so that --resume finds it again
+    assert load_config(Path(result["run_dir"]) / "config.yaml") == {**cfg, "run": {**cfg["run"],
+                                                                             "name": "pointnet_cls-synthetic_shapes"}}

@@ -54,14 +54,10 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(torch.float32).contiguous()
 
 
-def _fewest(lengths, lens: torch.Tensor, n: int) -> int:
-    """The size of the smallest cloud: ``n`` without ``lengths``, or while tracing (no values to read)."""
-    return n if lengths is None or _checks.tracing(lens) else int(lens.min())
-
-
-def _start_indices(fn: str, start, xyz: torch.Tensor, lengths: torch.Tensor, generator) -> torch.Tensor:
-    """Resolve ``start`` to ``int64 [B]`` with ``0 <= start[b] < lengths[b]``."""
+def _start_indices(fn: str, start, xyz: torch.Tensor, lens: _checks.Lengths, generator) -> torch.Tensor:
+    """Resolve ``start`` to ``int64 [B]`` with ``0 <= start[b] < lengths[b]``, on the device of ``xyz``."""
     b = xyz.shape[0]
+    lengths = lens.values
     if isinstance(start, str):
         if start == "random":
             gen_device = generator.device if generator is not None else torch.device("cpu")
@@ -75,16 +71,25 @@ def _start_indices(fn: str, start, xyz: torch.Tensor, lengths: torch.Tensor, gen
         s = _checks.tensor(fn, "start", start, floating=False)
         if s.shape != (b,):
             raise ShapeError(f"{fn}: start must be an int or have shape [{b}], got shape {list(s.shape)}")
-        s = s.to(device=xyz.device, dtype=torch.int64)
+        on_host = _checks.on_host(start) and _checks.on_host(lengths)  # the CPU path: compare on the host
+        s = s.to(device=xyz.device, dtype=torch.int64).contiguous()
     else:
-        s = torch.full((b,), _checks.integer(fn, "start", start, 0), dtype=torch.int64, device=xyz.device)
+        first = _checks.integer(fn, "start", start, 0)
+        s = torch.full((b,), first, dtype=torch.int64, device=xyz.device)
+        # With the smallest cloud known on the host a valid start needs no read; a bad one is read for the message.
+        on_host = lens.fewest is not None
+        if on_host and first < lens.fewest:
+            return s
     if _checks.tracing(s):
-        return s.contiguous()
+        return s
+    if not on_host:
+        _checks.require((s >= 0) & (s < lengths), f"{fn}: start must lie in [0, lengths[b]) for every cloud b")
+        return s
     bad = (s < 0) | (s >= lengths)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
         raise ConfigError(f"{fn}: start={int(s[i])} for cloud {i} is outside its {int(lengths[i])} points")
-    return s.contiguous()
+    return s
 
 
 def _centroid_farthest(xyz: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -111,10 +116,10 @@ def farthest_point_sample(xyz: torch.Tensor, m: int, *, start=0, lengths=None, g
     xyz = _checks.coords(fn, "xyz", xyz)
     b, n, _ = xyz.shape
     lens = _checks.lengths(fn, lengths, b, n, xyz.device)
-    fewest = _fewest(lengths, lens, n)
-    m = _checks.integer(fn, "m", m, 1, fewest, f"the number of points ({fewest})")
+    m = _checks.integer(fn, "m", m, 1)
+    _checks.at_most_fewest(fn, "m", m, lens, "points")
     pts = _f32(xyz)
-    return _library.fps(pts, lens, m, _start_indices(fn, start, pts, lens, generator), backend)
+    return _library.fps(pts, lens.values, m, _start_indices(fn, start, pts, lens, generator), backend)
 
 
 def ball_query(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int, *, order: str = "index",
@@ -140,7 +145,7 @@ def ball_query(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int, 
     lens = _checks.lengths(fn, lengths, b, n, xyz.device)
     r = np.float32(radius)
     radius2 = float(r * r)  # rounded to float32, as every backend compares in float32
-    idx, count = _library.ball_query(_f32(xyz), _f32(centers), lens, radius2, k, order == "nearest", backend)
+    idx, count = _library.ball_query(_f32(xyz), _f32(centers), lens.values, radius2, k, order == "nearest", backend)
     return BallQuery(idx, count)
 
 
@@ -150,9 +155,9 @@ def _knn(fn: str, query, ref, k: int, lengths, backend: str | None) -> KNN:
     ref = _checks.coords(fn, "ref", ref, batch=b)
     _checks.same_device(fn, ("query", query), ("ref", ref))
     lens = _checks.lengths(fn, lengths, b, ref.shape[1], ref.device)
-    fewest = _fewest(lengths, lens, ref.shape[1])
-    k = _checks.integer(fn, "k", k, 1, fewest, f"the number of reference points ({fewest})")
-    return _search(query, ref, lens, k, backend)
+    k = _checks.integer(fn, "k", k, 1)
+    _checks.at_most_fewest(fn, "k", k, lens, "reference points")
+    return _search(query, ref, lens.values, k, backend)
 
 
 def _search(query: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor, k: int, backend: str | None) -> KNN:
@@ -203,8 +208,12 @@ def three_interpolate(unknown: torch.Tensor, known: torch.Tensor, features: torc
     _checks.same_device(fn, ("unknown", unknown), ("known", known), ("features", feats))
     eps = _checks.positive_float(fn, "eps", eps)
     lens = _checks.lengths(fn, lengths, b, known.shape[1], known.device)
-    k = min(3, _fewest(lengths, lens, known.shape[1]))
-    near = _search(unknown, known, lens, k, backend)
+    fewest = lens.fewest
+    if fewest is None:
+        # The one host read left on the GPU path, only for lengths given on the GPU: the smallest cloud sizes k.
+        fewest = known.shape[1] if _checks.tracing(lens.values) else int(lens.values.min())
+    k = min(3, fewest)
+    near = _search(unknown, known, lens.values, k, backend)
     dtype = torch.promote_types(torch.promote_types(unknown.dtype, known.dtype), feats.dtype)
     d2 = sq_dist(unknown.to(dtype)[:, :, None, :], _gather(known.to(dtype), near.idx))  # [B, n, k]
     w = 1.0 / (d2 + eps)

@@ -2,12 +2,17 @@
 
 Checks of shapes, dtypes and devices always run.  Checks of values (finite coordinates, index and length ranges) need
 the data, so they are skipped while a tensor has none: on the meta device (:mod:`dlparts.summary`) and while
-``torch.compile`` or ``torch.export`` traces (see :func:`tracing`).
+``torch.compile`` or ``torch.export`` traces (see :func:`tracing`).  Values on the host (CPU tensors, Python lists) are
+checked on the host, with messages that name the value at fault.  Values on a GPU are checked on the GPU by
+``torch._assert_async`` (see :func:`on_host`): reading them on the host would stall the CPU until the GPU drains and
+make the operators impossible to capture in a CUDA graph; a failed device assertion stops the process's CUDA context
+with the message.
 """
 
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +27,16 @@ def _shape(t: torch.Tensor) -> str:
 def tracing(t: torch.Tensor) -> bool:
     """Whether ``t`` carries no values to check: a meta tensor, or a trace by ``torch.compile`` / ``torch.export``."""
     return t.is_meta or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def on_host(t: torch.Tensor) -> bool:
+    """Whether the values of ``t`` are checked on the host (CPU tensors); elsewhere they are checked on the device."""
+    return t.device.type == "cpu"
+
+
+def require(condition: torch.Tensor, message: str) -> None:
+    """A device-side check: ``condition`` (a bool tensor, reduced with ``all``) must hold, else ``message``."""
+    torch._assert_async(condition.all(), message)
 
 
 def tensor(fn: str, name: str, value, *, floating: bool = True) -> torch.Tensor:
@@ -43,13 +58,19 @@ def coords(fn: str, name: str, value, batch: int | None = None) -> torch.Tensor:
         raise ShapeError(f"{fn}: {name} has batch size {t.shape[0]} but the first argument has {batch}")
     if t.shape[1] == 0:
         raise ShapeError(f"{fn}: {name} holds no points (shape {_shape(t)})")
-    if not tracing(t) and not _all_finite(t):
-        raise ConfigError(f"{fn}: {name} holds non-finite coordinates (NaN or inf)")
+    message = f"{fn}: {name} holds non-finite coordinates (NaN or inf)"
+    if tracing(t):
+        return t
+    if not on_host(t):
+        require(torch.isfinite(t.detach()), message)
+    elif not _all_finite(t):
+        raise ConfigError(message)
     return t
 
 
 def _all_finite(t: torch.Tensor) -> bool:
-    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+    """All values of the CPU tensor ``t`` finite."""
+    if t.dtype in (torch.float32, torch.float64):
         # numpy, single-threaded: a torch op here would wake torch's OpenMP pool, whose spinning threads then compete
         # with the numba kernel that follows for the same cores.
         return bool(np.isfinite(t.detach().numpy()).all())
@@ -83,22 +104,42 @@ def positive_float(fn: str, name: str, value) -> float:
     return value
 
 
-def lengths(fn: str, value, batch: int, n: int, device: torch.device) -> torch.Tensor:
+class Lengths(NamedTuple):
+    """Checked cloud sizes: ``values int64 [B]`` on the points' device; ``fewest`` the smallest, when it is known on
+    the host without reading the device (``None``: lengths given on a GPU, or being traced)."""
+
+    values: torch.Tensor
+    fewest: int | None
+
+
+def lengths(fn: str, value, batch: int, n: int, device: torch.device) -> Lengths:
     """``int64 [B]`` on ``device`` with ``1 <= lengths[b] <= N``; ``None`` means every cloud has all N points."""
     if value is None:
-        return torch.full((batch,), n, dtype=torch.int64, device=device)
+        return Lengths(torch.full((batch,), n, dtype=torch.int64, device=device), n)
     if isinstance(value, (list, tuple)):
         value = torch.tensor(value)
     t = tensor(fn, "lengths", value, floating=False)
     if t.shape != (batch,):
         raise ShapeError(f"{fn}: lengths must have shape [{batch}] (one per cloud), got {_shape(t)}")
-    t = t.to(device=device, dtype=torch.int64).contiguous()
+    t = t.to(dtype=torch.int64)
     if tracing(t):
-        return t
+        return Lengths(t.to(device).contiguous(), None)
+    if not on_host(t):
+        require((t >= 1) & (t <= n), f"{fn}: lengths must lie in [1, {n}] (the number of points)")
+        return Lengths(t.to(device).contiguous(), None)
     low, high = int(t.min()), int(t.max())
     if low < 1 or high > n:
         raise ConfigError(f"{fn}: lengths must lie in [1, {n}] (the number of points), got values from {low} to {high}")
-    return t
+    return Lengths(t.to(device).contiguous(), low)
+
+
+def at_most_fewest(fn: str, name: str, value: int, lens: Lengths, what: str) -> None:
+    """``value`` (already checked >= 1) must not exceed any cloud's size; ``what`` names what the size counts."""
+    if lens.fewest is not None:
+        if value > lens.fewest:
+            raise ConfigError(f"{fn}: {name}={value} exceeds the number of {what} ({lens.fewest})")
+    elif not tracing(lens.values):
+        require(lens.values >= value, f"{fn}: {name}={value} exceeds the number of {what} of a cloud")
 
 
 def indices(fn: str, name: str, value, batch: int, n: int, device: torch.device) -> torch.Tensor:
@@ -108,7 +149,9 @@ def indices(fn: str, name: str, value, batch: int, n: int, device: torch.device)
         raise ShapeError(f"{fn}: {name} must have shape [B, ...] with B={batch}, got {_shape(t)}")
     if t.device != device:
         raise ConfigError(f"{fn}: {name} is on {t.device} but the points are on {device}")
-    if t.numel() > 0 and not tracing(t):
+    if t.numel() > 0 and not tracing(t) and not on_host(t):
+        require((t >= 0) & (t < n), f"{fn}: {name} must lie in [0, {n - 1}]")
+    elif t.numel() > 0 and not tracing(t):
         low, high = int(t.min()), int(t.max())
         if low < 0 or high >= n:
             raise ConfigError(f"{fn}: {name} must lie in [0, {n - 1}], got values from {low} to {high}")

@@ -16,10 +16,16 @@ Testing without a GPU.  ``TRITON_INTERPRET=1`` makes Triton run the same kernels
 reads the flag when a function is decorated with ``triton.jit``, its own library functions (``tl.min``, ``tl.argmax``,
 ...) included, so it must be set before ``triton`` is first imported in the process; ``DEVICE_TYPES`` then admits CPU
 tensors as well.  The tests also compile every kernel for sm_90 with Triton's bundled toolchain (no GPU needed) and
-check the PTX for FMAs.
+check the PTX, and the SASS of every specialisation the launches produce, for FMAs; they record the grid and the
+current device of every launch on fake CUDA tensors (tests/ops/test_gpu_launches.py).
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -34,12 +40,18 @@ from dlparts.ops import reference
 _FPS_REGISTER_MAX = 8192
 _FPS_STREAM_MAX = 65536
 _FPS_CHUNK = 2048
-# The nearest-neighbour kernels keep the best k keys per query in registers; beyond this k the reference runs instead.
+# The neighbour kernels keep [_QUERY_BLOCK, next_pow2(k)] keys or indices per program in registers; beyond this k
+# (Triton refuses tensors above 2^16 elements long before registers run out) the reference runs instead.
 _TOPK_MAX = 256
 # Each program of the neighbour kernels handles _QUERY_BLOCK queries against chunks of _POINT_BLOCK points.
 _QUERY_BLOCK = 16
 _POINT_BLOCK = 64
 _LAUNCH = {"enable_fp_fusion": False}
+# With DLPARTS_FPS_GRAPH=1 the step launches of large-cloud FPS are captured once per (device, B, N, m, chunk) in a CUDA
+# graph and replayed: one host launch per call instead of m.  Prepared before any GPU was lent: unverified on hardware.
+GRAPH_VAR = "DLPARTS_FPS_GRAPH"
+_GRAPHS_KEPT = 4
+_graphs: dict[tuple, tuple] = {}  # insertion-ordered: the oldest capture is dropped first
 
 # Under Triton's interpreter the kernels run with numpy on CPU tensors too.
 DEVICE_TYPES: tuple[str, ...] = ("cuda", "cpu") if triton.knobs.runtime.interpret else ("cuda",)
@@ -47,6 +59,19 @@ DEVICE_TYPES: tuple[str, ...] = ("cuda", "cpu") if triton.knobs.runtime.interpre
 
 def _pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
+
+
+def _on_input_device(entry):
+    """Run a backend entry with the device of its first tensor current: Triton launches on
+    ``torch.cuda.current_device()``, so inputs on ``cuda:1`` while ``cuda:0`` is current would otherwise be read
+    through the wrong GPU.  CPU tensors (the interpreter) need no guard."""
+
+    @functools.wraps(entry)
+    def guarded(first: torch.Tensor, *args):
+        with torch.cuda.device(first.device) if first.device.type == "cuda" else contextlib.nullcontext():
+            return entry(first, *args)
+
+    return guarded
 
 
 # ---------------------------------------------------------------------------------------------------------------- FPS
@@ -114,13 +139,15 @@ def _fps_step(xyz_ptr, lengths_ptr, idx_ptr, mind_ptr, top_ptr, arg_ptr, n, m, i
               CHUNK: tl.constexpr, PARTS: tl.constexpr):
     """Step ``i`` of FPS, one program per (cloud, chunk of ``CHUNK`` points): many programs share one cloud.
 
+    Program ``pid = b * parts + c`` (all on grid axis 0, whose limit is 2^31 - 1; axis 1 stops at 65,535 chunks).
     ``top_ptr``/``arg_ptr [2, B, PARTS]`` hold each chunk's largest distance and its index, double-buffered: step
     ``i`` reads the maxima of step ``i - 1`` from buffer ``(i + 1) % 2`` (the host seeds it with the start) and writes
     its own to ``i % 2``.  Every program reduces the maxima to the chosen point itself, so no step needs a grid sync.
     """
-    b = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
-    nb = tl.num_programs(0)
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // parts
+    c = pid % parts
+    nb = tl.num_programs(0) // parts
     length = tl.load(lengths_ptr + b)
     j = tl.arange(0, PARTS)
     prev = ((i + 1) % 2 * nb + b) * PARTS + j
@@ -145,11 +172,13 @@ def _fps_step(xyz_ptr, lengths_ptr, idx_ptr, mind_ptr, top_ptr, arg_ptr, n, m, i
     tl.store(arg_ptr + out, c * CHUNK + arg.to(tl.int64))
 
 
+@_on_input_device
 def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -> torch.Tensor:
     """Farthest point sampling (PointNet++ Sec. 3.2): ``xyz [B, N, 3]`` -> ``idx int64 [B, m]``; see the reference.
 
     Small clouds run in registers, one program per cloud; medium ones stream through one program per cloud; large
-    ones run one launch per step over all of the GPU (launch overhead instead of one multiprocessor's bandwidth).
+    ones run one launch per step over all of the GPU (launch overhead instead of one multiprocessor's bandwidth), or
+    with ``DLPARTS_FPS_GRAPH=1`` one replay of those launches from a CUDA graph (unverified on hardware).
     """
     b, n, _ = xyz.shape
     idx = torch.empty(b, m, dtype=torch.int64, device=xyz.device)
@@ -159,6 +188,8 @@ def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -
                              **_LAUNCH)
     elif n <= _FPS_STREAM_MAX:
         _fps_streaming(xyz, lengths, m, start, idx, _FPS_CHUNK)
+    elif os.environ.get(GRAPH_VAR, "") == "1":
+        _fps_steps_graphed(xyz, lengths, m, start, idx, _FPS_CHUNK)
     else:
         _fps_steps(xyz, lengths, m, start, idx, _FPS_CHUNK)
     return idx
@@ -172,27 +203,81 @@ def _fps_streaming(xyz, lengths, m: int, start, idx, chunk: int) -> None:
                        **_LAUNCH)
 
 
+class _Steps(NamedTuple):
+    """The tensors of one FPS by :func:`_fps_step`: inputs, output ``idx [B, m]`` and the state it carries."""
+
+    xyz: torch.Tensor
+    lengths: torch.Tensor
+    start: torch.Tensor
+    idx: torch.Tensor
+    mind: torch.Tensor  # [B, N] distance to the chosen set
+    top: torch.Tensor  # [2, B, PARTS] each chunk's largest distance, double-buffered
+    arg: torch.Tensor  # [2, B, PARTS] its index
+
+
+def _steps(xyz, lengths, start, idx, chunk: int) -> _Steps:
+    b, n, _ = xyz.shape
+    parts = _pow2(triton.cdiv(n, chunk))
+    f32 = dict(dtype=torch.float32, device=xyz.device)
+    return _Steps(xyz, lengths, start, idx, torch.empty((b, n), **f32), torch.empty((2, b, parts), **f32),
+                  torch.empty((2, b, parts), dtype=torch.int64, device=xyz.device))
+
+
+def _reset(st: _Steps) -> None:
+    st.mind.fill_(float("inf"))
+    st.top.fill_(-2.0)
+    st.arg.zero_()
+    st.top[1, :, 0] = 0.0  # step 0 reads buffer 1: its only maximum is the start
+    st.arg[1, :, 0] = st.start
+
+
+def _launch_steps(st: _Steps, m: int, chunk: int) -> None:
+    b, n, _ = st.xyz.shape
+    parts = triton.cdiv(n, chunk)
+    for i in range(m):
+        _fps_step[(b * parts,)](st.xyz, st.lengths, st.idx, st.mind, st.top, st.arg, n, m, i, parts, CHUNK=chunk,
+                                PARTS=_pow2(parts), num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
+
+
 def _fps_steps(xyz, lengths, m: int, start, idx, chunk: int) -> None:
     """FPS by ``m`` launches of :func:`_fps_step` into ``idx [B, m]`` (``chunk`` a power of two)."""
-    b, n, _ = xyz.shape
-    parts = triton.cdiv(n, chunk)
-    mind = torch.full((b, n), float("inf"), dtype=torch.float32, device=xyz.device)
-    top = torch.full((2, b, _pow2(parts)), -2.0, dtype=torch.float32, device=xyz.device)
-    arg = torch.zeros((2, b, _pow2(parts)), dtype=torch.int64, device=xyz.device)
-    top[1, :, 0] = 0.0  # step 0 reads buffer 1: its only maximum is the start
-    arg[1, :, 0] = start
-    for i in range(m):
-        _fps_step[(b, parts)](xyz, lengths, idx, mind, top, arg, n, m, i, parts, CHUNK=chunk, PARTS=_pow2(parts),
-                              num_warps=max(1, min(16, chunk // 256)), **_LAUNCH)
+    st = _steps(xyz, lengths, start, idx, chunk)
+    _reset(st)
+    _launch_steps(st, m, chunk)
+
+
+def _fps_steps_graphed(xyz, lengths, m: int, start, idx, chunk: int) -> None:
+    """:func:`_fps_steps` with the ``m`` launches replayed from a CUDA graph of the shape (captured at first use on
+    copies of the inputs, after one eager run that compiles the kernel); the state is reset outside the graph."""
+    key = (xyz.device, *xyz.shape, m, chunk)
+    if key not in _graphs:
+        st = _steps(xyz.clone(), lengths.clone(), start.clone(), idx.clone(), chunk)
+        _reset(st)
+        _launch_steps(st, m, chunk)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            _launch_steps(st, m, chunk)
+        while len(_graphs) >= _GRAPHS_KEPT:
+            _graphs.pop(next(iter(_graphs)))
+        _graphs[key] = graph, st
+    graph, st = _graphs[key]
+    st.xyz.copy_(xyz)
+    st.lengths.copy_(lengths)
+    st.start.copy_(start)
+    _reset(st)
+    graph.replay()
+    idx.copy_(st.idx)
 
 
 # --------------------------------------------------------------------------------------------------------- ball query
 @triton.jit
 def _ball_index(xyz_ptr, centers_ptr, lengths_ptr, idx_ptr, count_ptr, n, s, radius2, k,
                 BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr):
-    """Ball query in index order: the first ``k`` points with ``d2 < radius2``; one program per ``BQ`` centers."""
-    b = tl.program_id(0).to(tl.int64)
-    q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    """Ball query in index order: the first ``k`` points with ``d2 < radius2``; one program per ``BQ`` centers of a
+    cloud, numbered ``b * cdiv(s, BQ) + j`` on grid axis 0."""
+    blocks = tl.cdiv(s, BQ)
+    b = tl.program_id(0).to(tl.int64) // blocks  # program b * blocks + j: B and S share axis 0 (limit 2^31 - 1)
+    q = tl.program_id(0).to(tl.int64) % blocks * BQ + tl.arange(0, BQ)
     qmask = q < s
     length = tl.load(lengths_ptr + b)
     base = xyz_ptr + b * n * 3
@@ -238,13 +323,15 @@ def _ball_index(xyz_ptr, centers_ptr, lengths_ptr, idx_ptr, count_ptr, n, s, rad
 def _nearest(xyz_ptr, query_ptr, lengths_ptr, idx_ptr, dist_ptr, count_ptr, n, s, radius2, k,
              BQ: tl.constexpr, BN: tl.constexpr, KP: tl.constexpr, IN_BALL: tl.constexpr):
     """The ``k`` nearest points by ``(d2, index)``; with ``IN_BALL`` only those with ``d2 < radius2`` (ball query).
+    One program per ``BQ`` queries of a cloud, numbered ``b * cdiv(s, BQ) + j`` on grid axis 0.
 
     Keeps the best keys of each query, ascending, in registers (``[BQ, KP]``, padded with ``NEVER``) and inserts
     into them the keys of each chunk of ``BN`` points that beat the ``k``-th best.
     """
     NEVER: tl.constexpr = 0x7FFFFFFFFFFFFFFF  # larger than the key of every real point
-    b = tl.program_id(0).to(tl.int64)
-    q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    blocks = tl.cdiv(s, BQ)
+    b = tl.program_id(0).to(tl.int64) // blocks  # program b * blocks + j: B and S share axis 0 (limit 2^31 - 1)
+    q = tl.program_id(0).to(tl.int64) % blocks * BQ + tl.arange(0, BQ)
     qmask = q < s
     length = tl.load(lengths_ptr + b)
     base = xyz_ptr + b * n * 3
@@ -294,16 +381,17 @@ def _nearest(xyz_ptr, query_ptr, lengths_ptr, idx_ptr, dist_ptr, count_ptr, n, s
     tl.store(idx_ptr + row, found, mask=(slots[None, :] < k) & qmask[:, None])
 
 
+@_on_input_device
 def ball_query(xyz: torch.Tensor, centers: torch.Tensor, lengths: torch.Tensor, radius2: float, k: int,
                nearest: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Ball query (PointNet++ Sec. 3.2): ``idx int64 [B, S, k]``, ``count int64 [B, S]``; see the reference."""
     b, n, _ = xyz.shape
     s = centers.shape[1]
-    if nearest and k > _TOPK_MAX:
+    if k > _TOPK_MAX:
         return reference.ball_query(xyz, centers, lengths, radius2, k, nearest)
     idx = torch.empty(b, s, k, dtype=torch.int64, device=xyz.device)
     count = torch.empty(b, s, dtype=torch.int64, device=xyz.device)
-    grid = (b, triton.cdiv(s, _QUERY_BLOCK))
+    grid = (b * triton.cdiv(s, _QUERY_BLOCK),)
     blocks = {"BQ": _QUERY_BLOCK, "BN": _POINT_BLOCK, "KP": _pow2(k)}
     if nearest:
         # dist_ptr is never read or written with IN_BALL (the branch is compiled out); idx only fills its place.
@@ -313,6 +401,7 @@ def ball_query(xyz: torch.Tensor, centers: torch.Tensor, lengths: torch.Tensor, 
     return idx, count
 
 
+@_on_input_device
 def knn(query: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest neighbours: ``dists float32 [B, S, k]`` (squared), ``idx int64 [B, S, k]``, by ``(d2, index)``."""
     b, n, _ = ref.shape
@@ -321,7 +410,7 @@ def knn(query: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, k: int) -
         return reference.knn(query, ref, lengths, k)
     idx = torch.empty(b, s, k, dtype=torch.int64, device=ref.device)
     dists = torch.empty(b, s, k, dtype=torch.float32, device=ref.device)
-    grid = (b, triton.cdiv(s, _QUERY_BLOCK))
+    grid = (b * triton.cdiv(s, _QUERY_BLOCK),)
     # count_ptr is never read or written without IN_BALL (the branch is compiled out); idx only fills its place.
     _nearest[grid](ref, query, lengths, idx, dists, idx, n, s, 0.0, k, IN_BALL=False, BQ=_QUERY_BLOCK,
                    BN=_POINT_BLOCK, KP=_pow2(k), **_LAUNCH)

@@ -1,14 +1,19 @@
-"""Callbacks of the engine: BN momentum schedule, throughput, first-step time, plots; atomic checkpoint files."""
+"""Callbacks of the engine: BN momentum schedule, throughput, first-step time, plots, Ctrl-C; atomic checkpoint files;
+the CSV logger that resumes a run's history."""
 
 from __future__ import annotations
 
+import csv
 import os
+import sys
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from torch import nn
 
 
@@ -52,14 +57,19 @@ class Throughput(pl.Callback):
 
 
 class FirstStep(pl.Callback):
-    """Records the wall-clock time (``time.time()``) at which the first training step ended: the start-up figure."""
+    """Records the wall-clock time (``time.time()``) at which the first training step ended: the start-up figure;
+    with ``say``, also tells it (the first step is where kernels compile)."""
 
-    def __init__(self):
+    def __init__(self, say=None):
         self.at: float | None = None
+        self.say = say
+        self.began = time.time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.at is None:
             self.at = time.time()
+            if self.say is not None:
+                self.say(f"first training step done after {self.at - self.began:.0f} s")
 
 
 class Plots(pl.Callback):
@@ -97,3 +107,81 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+
+#: The file :class:`Interrupted` writes in a run's ``checkpoints/``.
+INTERRUPTED = "interrupted.ckpt"
+
+
+class Interrupted(pl.Callback):
+    """On Ctrl-C during ``fit``: saves the state of the moment to ``checkpoints/interrupted.ckpt`` (weights, optimizer,
+    scheduler, epoch and step; a run interrupted before its first epoch ends has no ``last.ckpt`` to resume from) and
+    prints one line saying what was saved and how to continue.  Lightning then exits with status 1."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.saved: Path | None = None
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != "fit":
+            return
+        if trainer.world_size == 1:  # saving is collective under DDP, and the other processes are gone or going
+            self.saved = self.folder / "checkpoints" / INTERRUPTED
+            trainer.save_checkpoint(self.saved)
+        saved = (f"saved {self.saved} (epoch {trainer.current_epoch + 1}, step {trainer.global_step})"
+                 if self.saved else "nothing saved (several processes)")
+        last = self.folder / "checkpoints" / "last.ckpt"
+        also = f"; {last} holds the last finished epoch" if last.exists() else ""
+        print(f"interrupted: {saved}{also}; continue with: dlparts fit --resume {self.folder}", file=sys.stderr,
+              flush=True)
+
+
+def kept_rows(rows: list[dict], ckpt: dict) -> list[dict]:
+    """The rows of a run's ``metrics.csv`` (``csv.DictReader`` rows) logged up to checkpoint ``ckpt``: those of the
+    epochs it finished and, for a checkpoint saved within an epoch, that epoch's rows of earlier steps; what came
+    after is replayed by the resumed run."""
+    done = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"]
+    step = ckpt["global_step"]
+
+    def kept(row: dict) -> bool:
+        epoch = int(float(row["epoch"])) if row.get("epoch") not in (None, "") else done
+        return epoch < done or (epoch == done == ckpt["epoch"] and int(float(row["step"])) < step)
+
+    return [row for row in rows if kept(row)]
+
+
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv`` ("previous log files ... will be deleted"); this
+    one keeps its rows up to the checkpoint being resumed and appends after them."""
+
+    def __init__(self, log_dir: str, ckpt: dict):
+        self.ckpt = ckpt
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            header, rows = list(reader.fieldnames or []), list(reader)
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(kept_rows(rows, self.ckpt))
+        self.metrics_keys = sorted(header)
+
+
+class ResumingCSVLogger(CSVLogger):
+    """A CSV logger that continues a run's ``logs/metrics.csv`` from checkpoint ``ckpt`` (see :func:`kept_rows`)."""
+
+    def __init__(self, *args, ckpt: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ckpt = ckpt
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(self.log_dir, self.ckpt)
+        return self._experiment

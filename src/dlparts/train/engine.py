@@ -2,13 +2,21 @@
 ``load_checkpoint``; what ``dlparts fit`` and ``dlparts test`` call.
 
 A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/{last,best}.ckpt``, ``logs/metrics.csv``,
-TensorBoard event files under ``tb/``, ``plots/*.png`` and ``results.json``.
+TensorBoard event files under ``tb/``, ``plots/*.png`` and ``results.json``; after Ctrl-C ``checkpoints/
+interrupted.ckpt``; after ``dlparts test`` its own ``test-<checkpoint>.json`` and ``plots/test-<checkpoint>/``.
+
+Resuming from ``last.ckpt`` (the end of an epoch) is exact: the run ends as the uninterrupted one would, weights,
+metrics and ``logs/metrics.csv`` alike.  Resuming from ``interrupted.ckpt`` (within an epoch) restores the weights,
+optimizer, scheduler, epoch and step of the moment exactly, but Lightning then runs the rest of that epoch's steps
+from the beginning of the epoch's data order (the loaders are not fast-forwarded), so that epoch differs from the
+uninterrupted one; the epochs after it are seeded by their number as always.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -20,13 +28,26 @@ from dlparts.train.config import load_config, save_config
 UNITS = {"image_cls": "images", "point_cls": "clouds", "point_partseg": "clouds", "point_semseg": "blocks"}
 
 
-def run_folder(cfg: dict, resume: bool) -> Path:
-    """``run.dir/run.name``; a folder that already holds checkpoints is refused unless resuming."""
-    name = cfg["run"]["name"] or f"{cfg['model']['name']}-{cfg['data']['name']}"
-    folder = Path(cfg["run"]["dir"]) / name
-    if not resume and (folder / "checkpoints" / "last.ckpt").exists():
-        raise ConfigError(f"run folder {folder} already holds a run; continue it with --resume {folder} "
-                          f"or start another with run.name=NEW_NAME")
+def _holds_run(folder: Path) -> bool:
+    return any((folder / "checkpoints").glob("*.ckpt"))
+
+
+def run_folder(cfg: dict, resume: str | Path | None = None) -> Path:
+    """The folder of a run: the resumed one; else ``run.dir/run.name``, refused when it already holds a run; by
+    default (no ``run.name``) ``run.dir/<model>-<data>``, then ``-2``, ``-3``, ... while that already holds a run."""
+    if resume is not None:
+        return Path(resume)
+    if cfg["run"]["name"]:
+        folder = Path(cfg["run"]["dir"]) / cfg["run"]["name"]
+        if _holds_run(folder):
+            raise ConfigError(f"run folder {folder} already holds a run; continue it with --resume {folder} "
+                              f"or start another with run.name=NEW_NAME")
+        return folder
+    base = f"{cfg['model']['name']}-{cfg['data']['name']}"
+    folder, n = Path(cfg["run"]["dir"]) / base, 1
+    while _holds_run(folder):
+        n += 1
+        folder = folder.with_name(f"{base}-{n}")
     return folder
 
 
@@ -51,9 +72,11 @@ def _precision(cfg: dict) -> str:
     return {"32": "32-true", "64": "64-true"}.get(precision, precision)
 
 
-def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callbacks=(), logs: bool = True):
+def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callbacks=(), logs: bool = True,
+                  plots: Path | None = None, resumed: dict | None = None):
     """A Lightning trainer for ``cfg`` writing into ``folder`` (CSV and TensorBoard logs unless ``logs`` is False:
-    ``dlparts test`` must not replace the logs of the fit)."""
+    ``dlparts test`` must not replace the logs of the fit), its plots into ``plots`` (default ``folder/plots``);
+    ``resumed``: the checkpoint a resumed fit starts from, whose ``logs/metrics.csv`` rows are kept."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -71,9 +94,10 @@ def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callba
         b = cfg["bn_momentum"]
         callbacks.append(cb.BNMomentumSchedule(b["start"], b["decay"], b["step"], b["min"]))
     if cfg["plots"]["enabled"]:
-        callbacks.append(cb.Plots(folder / "plots", cfg["plots"]["examples"]))
-    loggers = [CSVLogger(folder, name="logs", version=""), TensorBoardLogger(folder, name="tb", version="")] \
-        if logs else False
+        callbacks.append(cb.Plots(plots or folder / "plots", cfg["plots"]["examples"]))
+    csv_logger = CSVLogger(folder, name="logs", version="") if resumed is None else \
+        cb.ResumingCSVLogger(folder, name="logs", version="", ckpt=resumed)
+    loggers = [csv_logger, TensorBoardLogger(folder, name="tb", version="")] if logs else False
     return pl.Trainer(
         max_epochs=t["max_epochs"], max_time=None if t["max_time"] is None else {"seconds": t["max_time"]},
         accelerator=t["accelerator"], devices=t["devices"], num_nodes=t["num_nodes"],
@@ -101,8 +125,9 @@ def _quiet_lightning() -> None:
 def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     """Train ``cfg``, test the best-on-validation checkpoint, write ``results.json``; return the results.
 
-    ``resume``: a run folder whose ``checkpoints/last.ckpt`` continues exactly (epoch, optimizer, scheduler, BN
-    momentum, history; per-epoch seeding makes the interrupted epoch replay identically).  ``callbacks``: extra
+    ``resume``: a run folder to continue from its newest checkpoint (:func:`resume_checkpoint`); from
+    ``last.ckpt`` exactly (epoch, optimizer, scheduler, BN momentum, history, the rows of ``logs/metrics.csv``;
+    per-epoch seeding makes the interrupted epoch replay identically).  ``callbacks``: extra
     Lightning callbacks.  The trained module is returned under ``"module"`` (not written to ``results.json``).
     """
     import lightning.pytorch as pl
@@ -115,39 +140,62 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     keep_freed_memory()
     if cfg["trainer"]["threads"]:
         torch.set_num_threads(cfg["trainer"]["threads"])
-    folder = run_folder(cfg, resume is not None)
-    ckpt = None
-    if resume is not None:
-        ckpt = Path(resume) / "checkpoints" / "last.ckpt"
-        if not ckpt.is_file():
-            raise DataNotFoundError(f"--resume {resume}: {ckpt} does not exist")
+    folder = run_folder(cfg, resume)
+    ckpt = None if resume is None else resume_checkpoint(resume)
+    cfg = {**cfg, "run": {**cfg["run"], "dir": str(folder.parent), "name": folder.name}}  # saved as resolved
     pl.seed_everything(cfg["seed"], verbose=False)
     started = time.time()
+    say = _progress(cfg)
+    say(f"preparing {cfg['data']['name']} (the embedded datasets are generated on first use, then cached)")
     splits = build_splits(cfg)
+    say(f"data ready after {time.time() - started:.0f} s: {len(splits.train)} train, {len(splits.val)} validation, "
+        f"{len(splits.test)} test samples")
     check_task(cfg, splits.info)
     module = build_module(cfg, splits.info)
     module.extra_state = splits.extra_state
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / "config.yaml")
-    from dlparts.train.callbacks import FirstStep
+    from dlparts.train.callbacks import FirstStep, Interrupted
 
-    first = FirstStep()
-    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], [first, *callbacks])
+    first = FirstStep(say)
+    resumed = None if ckpt is None else torch.load(ckpt, map_location="cpu", weights_only=False)
+    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]],
+                            [first, Interrupted(folder), *callbacks], resumed=resumed)
+    del resumed
     datamodule = DataModule(cfg, splits)
+    say("training; the first step compiles the point kernels when their cache is cold (up to a minute)"
+        if splits.info["task"].startswith("point") else "training")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     fit_s = time.time() - started
     best = trainer.checkpoint_callback.best_model_path or str(folder / "checkpoints" / "last.ckpt")
     best_val = _best_row(module.history, module.monitor)
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-    result = {"run_dir": str(folder), "best_ckpt": str(best), "last_ckpt": str(folder / "checkpoints" / "last.ckpt"),
+    result = {"run_dir": str(folder), "best_ckpt": str(best), "ckpt_kind": checkpoint_kind(best),
+              "last_ckpt": str(folder / "checkpoints" / "last.ckpt"),
               "task": splits.info["task"], "model": cfg["model"]["name"], "data": cfg["data"]["name"],
-              "epochs": trainer.current_epoch, "best_val": best_val,
+              "epochs": trainer.current_epoch, "max_epochs": cfg["trainer"]["max_epochs"],
+              "time_cap": _time_cap_hit(trainer, cfg), "best_val": best_val,
               "test": {k.removeprefix("test/"): float(v) for k, v in test_metrics.items()},
               "fit_seconds": fit_s, "first_step_at": first.at, "setup_seconds": (first.at or time.time()) - started,
               "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written]}
     if trainer.is_global_zero:
         (folder / "results.json").write_text(json.dumps(result, indent=2))
     return {**result, "module": module}
+
+
+def _progress(cfg: dict):
+    """A function printing one progress line to stderr, or doing nothing when ``trainer.progress`` is off."""
+    def say(line: str) -> None:
+        if cfg["trainer"]["progress"]:
+            print(f"dlparts: {line}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _time_cap_hit(trainer, cfg: dict) -> float | None:
+    """``trainer.max_time`` in seconds when it ended the fit before ``max_epochs``, else None."""
+    cap = cfg["trainer"]["max_time"]
+    return cap if cap is not None and trainer.current_epoch < cfg["trainer"]["max_epochs"] else None
 
 
 def _best_row(history: list[dict], monitor: str) -> dict:
@@ -184,22 +232,55 @@ def load_checkpoint(path: str | Path, overrides: list[str] = ()):
     return module, cfg
 
 
+def checkpoint_kind(path: str | Path) -> str:
+    """What a checkpoint of a run holds: ``"best"`` (on validation), ``"last"`` (the last finished epoch),
+    ``"interrupted"`` (Ctrl-C), or its file name for any other."""
+    from dlparts.train.callbacks import INTERRUPTED
+
+    name = Path(path).name
+    return {"best.ckpt": "best", "last.ckpt": "last", INTERRUPTED: "interrupted"}.get(name, name)
+
+
 def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
-    """Evaluate a checkpoint on its dataset's test split; plots go beside the checkpoint's run folder."""
+    """Evaluate a checkpoint on its dataset's test split.  Its outputs go beside the fit's without replacing them:
+    ``<run>/test-<checkpoint>.json`` and ``<run>/plots/test-<checkpoint>/``."""
     from dlparts.train.data import DataModule, build_splits
 
     _quiet_lightning()
+    started = time.time()
     module, cfg = load_checkpoint(ckpt, overrides)
     splits = build_splits(cfg)
     check_task(cfg, splits.info)
     folder = Path(ckpt).resolve().parent.parent
     cfg = {**cfg, "trainer": {**cfg["trainer"], "devices": 1, "strategy": "auto", "num_nodes": 1}}
-    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], logs=False)
+    stem = Path(ckpt).stem
+    trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], logs=False,
+                            plots=folder / "plots" / f"test-{stem}")
     metrics = trainer.test(module, datamodule=DataModule(cfg, splits), verbose=False)[0]
-    return {"ckpt": str(ckpt), "task": splits.info["task"], "model": cfg["model"]["name"],
-            "test": {k.removeprefix("test/"): float(v) for k, v in metrics.items()},
-            "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written],
-            "run_dir": str(folder)}
+    result = {"ckpt": str(ckpt), "ckpt_kind": checkpoint_kind(ckpt), "task": splits.info["task"],
+              "model": cfg["model"]["name"], "data": cfg["data"]["name"],
+              "epochs": module.history[-1]["epoch"] + 1 if module.history else 0,
+              "best_val": _best_row(module.history, module.monitor),
+              "test": {k.removeprefix("test/"): float(v) for k, v in metrics.items()},
+              "test_seconds": time.time() - started,
+              "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written],
+              "run_dir": str(folder)}
+    if folder.is_dir():
+        (folder / f"test-{stem}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def resume_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint ``--resume run_dir`` continues from: ``checkpoints/last.ckpt`` (the end of the last finished
+    epoch), or ``interrupted.ckpt`` (saved on Ctrl-C) when that is newer; a DataNotFoundError when neither is there."""
+    from dlparts.train.callbacks import INTERRUPTED
+
+    folder = Path(run_dir) / "checkpoints"
+    found = [p for p in (folder / "last.ckpt", folder / INTERRUPTED) if p.is_file()]
+    if not found:
+        raise DataNotFoundError(f"--resume {run_dir}: neither {folder / 'last.ckpt'} nor {folder / INTERRUPTED} "
+                                f"exists")
+    return max(found, key=lambda p: p.stat().st_mtime_ns)
 
 
 def resume_config(run_dir: str | Path, overrides: list[str] = ()) -> dict:
