@@ -8,6 +8,7 @@ normals gets them estimated for files that hold only xyz.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -145,3 +146,52 @@ def _write_segmentation(path: Path, points: np.ndarray, labels: np.ndarray, clas
     values, counts = np.unique(labels, return_counts=True)
     return Prediction(str(path), outputs=[str(ply), str(png), str(html)],
                       counts={classes[int(v)]: int(c) for v, c in zip(values, counts)})
+
+
+class Deployed(NamedTuple):
+    """An ONNX file written by ``dlparts export``: its onnxruntime session and its metadata (task, classes, ...)."""
+
+    session: object
+    meta: dict
+
+
+def load_onnx(path: str | Path) -> Deployed:
+    """The ONNX file at ``path`` on onnxruntime's CPU provider, with the ``metadata_props`` that
+    :func:`dlparts.train.export.metadata` wrote (a point model's: task, classes, num_points, channels)."""
+    import onnxruntime
+
+    if not Path(path).is_file():
+        raise DataNotFoundError(f"ONNX file {path} does not exist")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("task") not in ("point_cls", "point_partseg", "point_semseg") or "num_points" not in meta:
+        raise ConfigError(f"{path}: predict --onnx takes point models exported by dlparts export (task "
+                          f"{meta.get('task')!r}; an image model's mean image is not in the file)")
+    return Deployed(session, meta)
+
+
+def predict_file_onnx(deployed: Deployed, path: str | Path, *, category: str | None = None,
+                      out_dir: str | Path | None = None, seed: int = 0) -> Prediction:
+    """:func:`predict_file` through onnxruntime: the same points, the same outputs as the checkpoint exported."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} does not exist")
+    meta = deployed.meta
+    classes = json.loads(meta["classes"])
+    points, note = read_cloud(path, int(meta["num_points"]), int(meta["channels"]), seed)
+    notes = [note] if note else []
+    feed = {"points": points[None]}  # [1, N, C]
+    if meta["task"] == "point_partseg":
+        info = {"categories": json.loads(meta["categories"])}
+        feed["category"] = np.array([_category_index(info, category, path)], dtype=np.int64)
+    logits = torch.from_numpy(deployed.session.run(None, feed)[0][0])  # [K] or [N, K]
+    if meta["task"] == "point_cls":
+        return Prediction(str(path), top=_top5(logits, classes), notes=notes)
+    if meta["task"] == "point_partseg":
+        from dlparts.train.metrics import category_part_mask
+
+        mask = category_part_mask(json.loads(meta["parts_of_category"]), logits.shape[-1])  # [categories, parts]
+        logits = logits.masked_fill(~mask[int(feed["category"][0])], float("-inf"))  # as the module's predict_parts
+    result = _write_segmentation(path, points, logits.argmax(dim=-1).numpy(), classes, out_dir)
+    result.notes = notes
+    return result
