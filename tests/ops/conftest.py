@@ -5,6 +5,8 @@ skip cleanly on machines without a GPU.
 """
 
 import os
+import subprocess
+import sys
 from typing import NamedTuple
 
 import pytest
@@ -42,3 +44,13 @@ def cloud(b: int, n: int, seed: int, *, grid: float | None = None) -> torch.Tens
 def ragged(b: int, n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed + 1000)
     return torch.randint(max(1, n // 2), n + 1, (b,), generator=g)
+
+
+def run_in_interpreter(test_file: str) -> None:
+    """Run the tests of ``test_file`` again in a process with ``TRITON_INTERPRET=1`` (Triton reads it at import, so it
+    cannot be switched on inside this process), and fail with their output if any fails."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    run = subprocess.run([sys.executable, "-m", "pytest", test_file, "-q", "-p", "no:cacheprovider"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and " failed" not in run.stdout

@@ -8,9 +8,7 @@ without CUDA.  Sizes are small because the interpreter is slow.
 """
 
 import contextlib
-import os
 import re
-import subprocess
 import sys
 import warnings
 
@@ -23,7 +21,7 @@ from dlparts import ops  # noqa: E402
 from dlparts.errors import ConfigError  # noqa: E402
 from dlparts.ops import _dispatch, cuda, reference  # noqa: E402
 
-from .conftest import cloud, ragged  # noqa: E402
+from .conftest import cloud, ragged, run_in_interpreter  # noqa: E402
 
 INTERPRETER = cuda.DEVICE_TYPES == ("cuda", "cpu")
 interpreted = pytest.mark.skipif(not INTERPRETER, reason="runs in test_kernels_in_the_interpreter's process")
@@ -32,11 +30,7 @@ gpu = pytest.mark.skipif(INTERPRETER or not torch.cuda.is_available(), reason="n
 
 @pytest.mark.skipif(INTERPRETER, reason="this process already interprets the kernels")
 def test_kernels_in_the_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    run = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert " passed" in run.stdout and " failed" not in run.stdout
+    run_in_interpreter(__file__)
 
 
 def _inputs(b, n, s, seed, *, grid=None, ragged_lengths=True):

@@ -7,9 +7,6 @@ checks run as device assertions), and the kernels run in Triton's interpreter wi
 the flag.  With a GPU the ``gpu`` case counts on real CUDA tensors, nothing patched.
 """
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,7 +17,7 @@ triton = pytest.importorskip("triton")
 from dlparts import ops  # noqa: E402
 from dlparts.ops import _checks, cuda  # noqa: E402
 
-from .conftest import cloud  # noqa: E402
+from .conftest import cloud, run_in_interpreter  # noqa: E402
 
 INTERPRETER = cuda.DEVICE_TYPES == ("cuda", "cpu")
 interpreted = pytest.mark.skipif(not INTERPRETER, reason="runs in test_in_the_interpreter's process")
@@ -29,11 +26,7 @@ gpu = pytest.mark.skipif(INTERPRETER or not torch.cuda.is_available(), reason="n
 
 @pytest.mark.skipif(INTERPRETER, reason="this process already interprets the kernels")
 def test_in_the_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    run = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert " passed" in run.stdout and " failed" not in run.stdout
+    run_in_interpreter(__file__)
 
 
 class HostReads(TorchDispatchMode):
