@@ -22,7 +22,6 @@ operator tests with the ``cuda`` backend and the GPU cases of tests/ops/test_cud
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import statistics

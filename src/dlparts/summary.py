@@ -31,7 +31,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, Sequence
