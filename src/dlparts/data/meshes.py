@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dlparts.data._limits import as_float32, check_line_lengths, check_values, parse_count, parse_numbers
-from dlparts.data.points import read_bytes
+from dlparts.data.points import read_bytes, text_utf8
 from dlparts.data.splits import torch_generator
 from dlparts.errors import ConfigError, DataError
 
@@ -63,11 +63,13 @@ def read_mesh(path: str | Path) -> Mesh:
         raise DataError(f"{path}: unknown mesh format {suffix!r}; expected one of {', '.join(MESH_SUFFIXES)}")
     data = read_bytes(path)
     if suffix in (".off", ".obj"):
+        data = text_utf8(path, data)
         check_line_lengths(path, data)
     if suffix == ".off":
         vertices, faces = _parse_off(path, data)
     else:
         if suffix == ".ply":
+            data = _ply_utf8(path, data)
             _check_ply_header(path, data)
         elif suffix == ".stl":
             _check_stl(path, data)
@@ -200,6 +202,15 @@ def _off_faces(path: Path, lines: list[str], nv: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------- PLY / STL / OBJ
+def _ply_utf8(path: Path, data: bytes) -> bytes:
+    """A PLY with its text in UTF-8: a text PLY with a byte-order mark decoded whole; otherwise only the header
+    (whose comments may be Latin-1), as the body of a binary PLY is not text."""
+    if not data.startswith(b"ply"):
+        return text_utf8(path, data)
+    end = data.find(b"end_header")
+    return data if end < 0 else text_utf8(path, data[:end]) + data[end:]
+
+
 def _check_ply_header(path: Path, data: bytes) -> None:
     """Refuse PLY element counts that the bytes after the header cannot hold (before trimesh allocates them)."""
     end = data.find(b"end_header")
