@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from dlparts.data._arrays import READ_ERRORS, Member, open_arrays, usable
-from dlparts.data._limits import as_float32, check_line_lengths, check_values, parse_count, parse_numbers
+from dlparts.data._limits import (as_float32, check_line_lengths, check_values, finite_rows, parse_count,
+                                  parse_numbers)
 from dlparts.errors import DataError, DataNotFoundError, DlpartsError
 
 POINT_SUFFIXES = (".xyz", ".txt", ".pts", ".npy", ".npz", ".h5", ".hdf5")
@@ -82,8 +83,10 @@ def text_utf8(path: str | Path, data: bytes) -> bytes:
     return data
 
 
-def read_points(path: str | Path) -> PointFile:
-    """Read a point file (by suffix) into a :class:`PointFile`; bad content is a :class:`DataError` naming it."""
+def read_points(path: str | Path, *, drop_nonfinite: bool = False) -> PointFile:
+    """Read a point file (by suffix) into a :class:`PointFile`; bad content is a :class:`DataError` naming it, and
+    NaN/inf coordinates a :class:`NonFiniteError` with their count (with ``drop_nonfinite`` those rows are dropped
+    instead)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in POINT_SUFFIXES:
@@ -93,8 +96,8 @@ def read_points(path: str | Path) -> PointFile:
     elif suffix == ".npy":
         table = _read_npy(path)
     else:
-        return _read_named(path, suffix)
-    return _split_columns(path, table)
+        return _read_named(path, suffix, drop_nonfinite)
+    return _split_columns(path, table, drop_nonfinite)
 
 
 def read_table(path: str | Path) -> np.ndarray:
@@ -156,11 +159,15 @@ def _table_lines(path: Path, data: bytes) -> np.ndarray:
     return values.reshape(len(rows), width)  # [N, C]
 
 
-def _split_columns(path: Path, table: np.ndarray) -> PointFile:
+def _split_columns(path: Path, table: np.ndarray, drop_nonfinite: bool = False) -> PointFile:
     width = table.shape[1] if table.ndim == 2 else 0
     if width not in (3, 4, 6, 7) or len(table) == 0:
         raise DataError(f"{path}: expected 3 (xyz), 4 (+label), 6 (+normals) or 7 (+normals+label) columns, "
                         f"got shape {list(table.shape)}")
+    if drop_nonfinite:
+        table = table[finite_rows(table[:, :6])]  # xyz and normals; the label column is checked by _labels
+        if len(table) == 0:
+            raise DataError(f"{path}: every point has a NaN or infinite coordinate")
     points = torch.from_numpy(as_float32(path, table[:, :3], "point"))
     normals = torch.from_numpy(as_float32(path, table[:, 3:6], "the normal of point")) if width >= 6 else None
     labels = torch.from_numpy(_labels(path, table[:, -1])) if width in (4, 7) else None
@@ -201,7 +208,7 @@ def _read_npy(path: Path) -> np.ndarray:
     return _arrays(path, ".npy", use)
 
 
-def _read_named(path: Path, suffix: str) -> PointFile:
+def _read_named(path: Path, suffix: str, drop_nonfinite: bool = False) -> PointFile:
     """``.npz`` / HDF5: arrays by name; one cloud per file (``[N, C]`` or ``[1, N, C]``).  Only the arrays used are
     read, each after its header is checked."""
     def use(arrays: dict[str, Member]) -> np.ndarray:
@@ -226,7 +233,7 @@ def _read_named(path: Path, suffix: str) -> PointFile:
             columns.append(np.asarray(labels.read(), dtype=np.float64).reshape(-1, 1))
         return np.concatenate(columns, axis=1)
 
-    return _split_columns(path, _arrays(path, suffix, use))
+    return _split_columns(path, _arrays(path, suffix, use), drop_nonfinite)
 
 
 def _one_cloud(path: Path, key: str, member: Member, rows: int | None = None) -> np.ndarray:
