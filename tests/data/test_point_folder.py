@@ -180,3 +180,12 @@ def test_readers_count_nonfinite_rows_or_drop_them_with_the_faces_using_them(tmp
     table = tmp_path / "holes.xyz"
     table.write_text("0 0 0 5\ninf 0 0 6\n1 1 1 7\n")
     assert read_points(table, drop_nonfinite=True).labels.tolist() == [5, 7]
+
+
+def test_worker_processes_sample_the_same_clouds_and_all_splits_equal_one_by_one(root, tmp_path, monkeypatch):
+    alone = PointFolder.all_splits(root, num_points=32)
+    monkeypatch.setenv("DLPARTS_CACHE", str(tmp_path / "other_cache"))
+    monkeypatch.setattr(folders, "_FILES_PER_WORKER", 4)  # 16 files: as many workers as cores, up to 4
+    for split, dataset in alone.items():
+        one = PointFolder(root, split, num_points=32)
+        assert one.files == dataset.files and one.points.equal(dataset.points) and one.labels.equal(dataset.labels)

@@ -23,12 +23,14 @@ Items: ``{"points": float32 [num_points, 3 or 6], "label": int64 []}``.
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from dlparts.data._cache import cache_file, load_npz, save_npz
 from dlparts.data._dataset import CLASSIFICATION_FIELDS, CloudDataset
@@ -54,10 +56,15 @@ class FolderSplits(NamedTuple):
     layout: str
 
 
-def _data_files(folder: Path) -> list[Path]:
-    """The readable files under ``folder`` (any depth, hidden files and folders left out), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def _data_files(root: Path, folder: str) -> list[str]:
+    """The files of a known format under ``root/folder`` (any depth, hidden files and folders left out), as sorted
+    paths relative to ``root`` with ``/`` separators."""
+    found = []
+    for top, dirs, names in os.walk(root / folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = Path(top).relative_to(root).as_posix()
+        found += [f"{rel}/{n}" for n in names if not n.startswith(".") and os.path.splitext(n)[1].lower() in SUFFIXES]
+    return sorted(found)
 
 
 def _class_folders(root: Path, classes: list[str] | None) -> list[str]:
@@ -88,9 +95,9 @@ def plan_splits(root: str | Path, *, classes: list[str] | None = None, val_fract
     files: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
     for label, name in enumerate(names):
         if published:
-            train, test = (_data_files(root / name / s) for s in ("train", "test"))
+            train, test = (_data_files(root, f"{name}/{s}") for s in ("train", "test"))
         else:
-            train = _data_files(root / name)
+            train = _data_files(root, name)
             if not train:
                 raise DataError(f"class {name!r}: its folder {root / name} holds no file of a known format "
                                 f"({' '.join(SUFFIXES)})")
@@ -105,7 +112,7 @@ def plan_splits(root: str | Path, *, classes: list[str] | None = None, val_fract
         kept, held = holdout(len(train), val_fraction, seed)
         for split, chosen_files in (("train", [train[i] for i in kept]), ("val", [train[i] for i in held]),
                                     ("test", test)):
-            files[split] += [(f.relative_to(root).as_posix(), label) for f in chosen_files]
+            files[split] += [(f, label) for f in chosen_files]
     return FolderSplits(names, files, "train/test folders" if published else "seeded fractions")
 
 
@@ -138,7 +145,7 @@ class PointFolder(CloudDataset):
     ``plan``: the split lists to use (e.g. read back from a run folder); by default :func:`plan_splits` with
     ``classes``, ``val_fraction``, ``test_fraction`` and ``seed``.  ``normals`` adds the surface (or file) normals as
     channels 3-5; every file then must have them.  ``fps``: meshes are oversampled and reduced by farthest point
-    sampling, as PointNet++ made its ModelNet40 clouds.
+    sampling, as PointNet++ made its ModelNet40 clouds.  :meth:`all_splits` builds the three splits at once.
     """
 
     fields = CLASSIFICATION_FIELDS
@@ -149,20 +156,28 @@ class PointFolder(CloudDataset):
                  plan: FolderSplits | None = None, transform=None):
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        if num_points < 1:
-            raise ConfigError(f"num_points must be >= 1, got {num_points}")
-        root = Path(root)
-        plan = plan or plan_splits(root, classes=classes, val_fraction=val_fraction, test_fraction=test_fraction,
-                                   seed=seed)
-        settings = {"root": str(root.resolve()), "n": num_points, "normals": normals, "fps": fps, "seed": seed,
-                    "drop_nonfinite": drop_nonfinite, "version": _VERSION}
-        every = sorted({f for s in SPLITS for f, _ in plan.files[s]})
-        cache = _FolderCache(root, cache_file("point_folder", settings, "clouds.npz"), settings)
-        cache.update(every)
+        plan, cache = _prepare(Path(root), num_points, normals, fps, classes, val_fraction, test_fraction, seed,
+                               drop_nonfinite, plan)
+        self._fill(Path(root), split, plan, cache, transform)
+
+    @classmethod
+    def all_splits(cls, root: str | Path, *, num_points: int = 1024, normals: bool = False, fps: bool = False,
+                   classes: list[str] | None = None, val_fraction: float = 0.1, test_fraction: float = 0.2,
+                   seed: int = 0, drop_nonfinite: bool = False,
+                   plan: FolderSplits | None = None) -> dict[str, PointFolder]:
+        """``{"train": ..., "val": ..., "test": ...}`` with the arguments of the constructor, the folder scanned
+        and the cache read once for all three."""
+        plan, cache = _prepare(Path(root), num_points, normals, fps, classes, val_fraction, test_fraction, seed,
+                               drop_nonfinite, plan)
+        splits = {split: cls.__new__(cls) for split in SPLITS}
+        for split, dataset in splits.items():
+            dataset._fill(Path(root), split, plan, cache, None)
+        return splits
+
+    def _fill(self, root: Path, split: str, plan: FolderSplits, cache: _FolderCache, transform) -> None:
         wanted = plan.files[split]
         rows = [(cache.rows[f], label) for f, label in wanted if f in cache.rows]
-        index = np.asarray([r for r, _ in rows], dtype=np.int64)
-        self.points = torch.from_numpy(cache.points[index])  # [M, num_points, C]
+        self.points = torch.from_numpy(cache.points[np.asarray([r for r, _ in rows], dtype=np.int64)])  # [M, n, C]
         self.labels = torch.tensor([label for _, label in rows], dtype=torch.int64)
         self.files = [f for f, _ in wanted if f in cache.rows]
         self.skipped = [(f, cache.failed[f]) for f, _ in wanted if f in cache.failed]
@@ -171,6 +186,20 @@ class PointFolder(CloudDataset):
         report_skipped(f"point_folder {split}", [(str(root / f), why) for f, why in self.skipped])
         if not self.files:
             raise DataError(f"point_folder {root}: none of the {len(wanted)} {split} files could be read")
+
+
+def _prepare(root: Path, num_points: int, normals: bool, fps: bool, classes, val_fraction: float,
+             test_fraction: float, seed: int, drop_nonfinite: bool, plan: FolderSplits | None):
+    """The plan (given, or drawn) and the cache holding a cloud of every file in it."""
+    if num_points < 1:
+        raise ConfigError(f"num_points must be >= 1, got {num_points}")
+    plan = plan or plan_splits(root, classes=classes, val_fraction=val_fraction, test_fraction=test_fraction,
+                               seed=seed)
+    settings = {"root": str(root.resolve()), "n": num_points, "normals": normals, "fps": fps, "seed": seed,
+                "drop_nonfinite": drop_nonfinite, "version": _VERSION}
+    cache = _FolderCache(root, cache_file("point_folder", settings, "clouds.npz"), settings)
+    cache.update(sorted({f for s in SPLITS for f, _ in plan.files[s]}))
+    return plan, cache
 
 
 class _FolderCache:
@@ -190,7 +219,7 @@ class _FolderCache:
 
     def _stamp(self, name: str) -> tuple[int, int, int]:
         try:
-            st = (self.root / name).stat()
+            st = os.stat(os.path.join(self.root, name))
         except OSError:
             return (-1, -1, -1)
         return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: content rewritten with its mtime restored
@@ -214,36 +243,65 @@ class _FolderCache:
             ok[i], reasons[i] = cloud is not None, why
             if cloud is not None:
                 points[i] = cloud
-        save_npz(self.path, points=points, files=np.asarray(files), ok=ok, reasons=np.asarray(reasons),
-                 dropped=dropped, stamps=np.asarray([stamps[f] for f in files], dtype=np.int64).reshape(-1, 3))
+        save_npz(self.path, compress=False, points=points, files=np.asarray(files), ok=ok,
+                 reasons=np.asarray(reasons), dropped=dropped,
+                 stamps=np.asarray([stamps[f] for f in files], dtype=np.int64).reshape(-1, 3))
         self.points, self.stamps = points, {f: stamps[f] for f in files}
         self.rows = {f: i for i, f in enumerate(files) if ok[i]}
         self.failed = {f: reasons[i] for i, f in enumerate(files) if not ok[i]}
         self.dropped = {f: int(d) for f, d in zip(files, dropped) if d}
 
 
+#: Files per worker process below which sampling stays in this process (a worker costs a fork and a pipe).
+_FILES_PER_WORKER = 64
+
+
 def _sample(root: Path, files: list[str], settings: dict) -> dict[str, tuple[np.ndarray | None, str, int]]:
-    """``{file: (cloud [n, C] or None, reason it failed, non-finite points dropped)}``.  Each file's randomness comes
-    from ``(seed, its name)``, so adding or changing one file leaves the others' clouds as they were."""
-    out = {}
+    """``{file: (cloud [n, C] or None, reason it failed, non-finite points dropped)}``, in worker processes (a torch
+    DataLoader, one per core up to 8) when there are many files: reading and sampling are per-file Python and small
+    tensor work that one process cannot spread over cores."""
+    workers = min(len(files) // _FILES_PER_WORKER, os.cpu_count() or 1, 8)
+    loader = DataLoader(_Files(root, files, settings), batch_size=None, num_workers=workers,
+                        collate_fn=_as_is, worker_init_fn=_one_thread)
     with single_thread():
-        for name in progress(files, f"sampling {len(files)} file(s) of {root}"):
-            gen = torch.Generator().manual_seed(int(rng_for(settings["seed"], zlib.crc32(name.encode()))
-                                                    .integers(2**62)))
-            options = {"normals": settings["normals"], "fps": settings["fps"], "generator": gen}
-            try:
-                out[name] = (load_points(root / name, settings["n"], **options).numpy(), "", 0)
-            except NonFiniteError as exc:
-                out[name] = (None, f"{exc}; set data.drop_nonfinite=true to drop those points", 0)
-                if settings["drop_nonfinite"]:
-                    out[name] = _sample_dropping(root / name, settings, options, exc.count)
-            except DataError as exc:  # DataNotFoundError too: a file removed while we sample
-                out[name] = (None, str(exc), 0)
-    return out
+        return dict(progress(loader, f"sampling {len(files)} file(s) of {root}"))
 
 
-def _sample_dropping(path: Path, settings: dict, options: dict, count: int) -> tuple[np.ndarray | None, str, int]:
+class _Files(Dataset):
+    """Item ``i``: ``(files[i], (cloud or None, reason, dropped))`` of :func:`_sample_file`."""
+
+    def __init__(self, root: Path, files: list[str], settings: dict):
+        self.root, self.files, self.settings = root, files, settings
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        return self.files[i], _sample_file(self.root, self.files[i], self.settings)
+
+
+def _as_is(item):
+    return item
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _sample_file(root: Path, name: str, settings: dict) -> tuple[np.ndarray | None, str, int]:
+    """The cloud of one file; its randomness comes from ``(seed, its name)``, so adding or changing one file leaves
+    the others' clouds as they were."""
+    gen = torch.Generator().manual_seed(int(rng_for(settings["seed"], zlib.crc32(name.encode())).integers(2**62)))
+    options = {"normals": settings["normals"], "fps": settings["fps"], "generator": gen}
     try:
-        return load_points(path, settings["n"], drop_nonfinite=True, **options).numpy(), "", count
+        return load_points(root / name, settings["n"], **options).numpy(), "", 0
+    except NonFiniteError as exc:
+        if not settings["drop_nonfinite"]:
+            return None, f"{exc}; set data.drop_nonfinite=true to drop those points", 0
+        count = exc.count
+    except DataError as exc:  # DataNotFoundError too: a file removed while we sample
+        return None, str(exc), 0
+    try:
+        return load_points(root / name, settings["n"], drop_nonfinite=True, **options).numpy(), "", count
     except DataError as exc:
         return None, str(exc), 0

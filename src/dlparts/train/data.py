@@ -261,11 +261,11 @@ def point_folder(cfg: dict) -> Splits:
     plan = read_splits(run / SPLIT_FILE) if saved else \
         plan_splits(root, classes=d["classes"], val_fraction=d["val_fraction"], test_fraction=d["test_fraction"],
                     seed=cfg["seed"])
-    datasets = {}
+    datasets = PointFolder.all_splits(root, num_points=d["num_points"], seed=cfg["seed"], plan=plan,
+                                      drop_nonfinite=d["drop_nonfinite"], **args)
 
     def make(split: str, transform) -> PointFolder:
-        datasets[split] = PointFolder(root, split, num_points=d["num_points"], seed=cfg["seed"], plan=plan,
-                                      drop_nonfinite=d["drop_nonfinite"], transform=transform, **args)
+        datasets[split].transform = transform
         return datasets[split]
 
     splits = _point_splits(cfg, "point_cls", make, has_val=True)
