@@ -270,7 +270,8 @@ def point_folder(cfg: dict) -> Splits:
 
     splits = _point_splits(cfg, "point_cls", make, has_val=True)
     counts = class_counts(plan, {s: datasets[s].labels for s in SPLITS})
-    summary = {"counts": counts, "skipped": [f"{f}: {why}" for s in SPLITS for f, why in datasets[s].skipped],
+    skipped = [why for s in SPLITS for _, why in datasets[s].skipped]  # each reason names its file
+    summary = {"counts": counts, "skipped": skipped,
                "dropped_nonfinite_points": sum(datasets[s].dropped for s in SPLITS)}
     if run is not None and not saved:
         run.mkdir(parents=True, exist_ok=True)
