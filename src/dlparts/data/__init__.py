@@ -21,5 +21,5 @@ from dlparts.data.transforms import build_transforms
 
 __all__ = ["Mesh", "read_mesh", "load_points", "read_points", "sample_surface", "normalize_unit_sphere",
            "ModelNet", "ModelNet40Normal", "ModelNet40H5", "PointFolder", "ShapeNetPart", "S3DIS", "Shapes", "Parts",
-           "Rooms", "build_transforms", "ImageFolderDataset", "RGBStats", "compute_rgb_stats", "ten_crop", "ten_crop_predict",
-           "make_synthetic_images", "cache_root"]
+           "Rooms", "build_transforms", "ImageFolderDataset", "RGBStats", "compute_rgb_stats", "ten_crop",
+           "ten_crop_predict", "make_synthetic_images", "cache_root"]
