@@ -22,6 +22,14 @@ class DataError(DlpartsError, ValueError):
     """A file or dataset that exists but cannot be read as what it claims to be; the message names the file."""
 
 
+class NonFiniteError(DataError):
+    """Coordinates that are NaN or infinite (or beyond float32); ``count`` is how many rows of the file have one."""
+
+    def __init__(self, message: str, count: int):
+        super().__init__(message)
+        self.count = count
+
+
 class DataNotFoundError(DlpartsError, FileNotFoundError):
     """A file, folder or dataset root that does not exist or is laid out wrongly; the message names the path."""
 

@@ -6,6 +6,7 @@ Point-cloud and image datasets return dict items (``docs/contracts.md``); none o
 
 from dlparts.data._cache import cache_root
 from dlparts.data.clouds import load_points, normalize_unit_sphere
+from dlparts.data.folders import PointFolder
 from dlparts.data.imagefolder import ImageFolderDataset
 from dlparts.data.images import RGBStats, compute_rgb_stats, ten_crop, ten_crop_predict
 from dlparts.data.meshes import Mesh, read_mesh, sample_surface
@@ -19,6 +20,6 @@ from dlparts.data.synthetic_images import make_synthetic_images
 from dlparts.data.transforms import build_transforms
 
 __all__ = ["Mesh", "read_mesh", "load_points", "read_points", "sample_surface", "normalize_unit_sphere",
-           "ModelNet", "ModelNet40Normal", "ModelNet40H5", "ShapeNetPart", "S3DIS", "Shapes", "Parts", "Rooms",
-           "build_transforms", "ImageFolderDataset", "RGBStats", "compute_rgb_stats", "ten_crop", "ten_crop_predict",
-           "make_synthetic_images", "cache_root"]
+           "ModelNet", "ModelNet40Normal", "ModelNet40H5", "PointFolder", "ShapeNetPart", "S3DIS", "Shapes", "Parts",
+           "Rooms", "build_transforms", "ImageFolderDataset", "RGBStats", "compute_rgb_stats", "ten_crop",
+           "ten_crop_predict", "make_synthetic_images", "cache_root"]

@@ -25,15 +25,16 @@ def cache_file(kind: str, settings: dict, name: str) -> Path:
     return cache_root() / kind / key / name
 
 
-def save_npz(path: Path, **arrays) -> None:
-    """Write a compressed ``.npz`` atomically (a crash never leaves a half file that looks complete).
+def save_npz(path: Path, compress: bool = True, **arrays) -> None:
+    """Write a compressed ``.npz`` atomically (a crash never leaves a half file that looks complete); with
+    ``compress`` False a stored one (float samples barely compress, and inflating them would dominate a load).
 
     Like ``np.savez_compressed``, but streamed in ~1 MB pieces: numpy's own copies up to 16 MB chunks of each
     array (several times over) before compressing, which would add that much to the peak memory of a first pass.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as zf:
         for name, array in arrays.items():
             array = np.asarray(array)
             with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlparts.errors import ConfigError, DataError
+from dlparts.errors import ConfigError, DataError, NonFiniteError
 
 ENV_MAX_POINTS = "DLPARTS_MAX_POINTS"
 DEFAULT_MAX_VALUES = 2 ** 28
@@ -60,16 +60,24 @@ def check_line_lengths(path: Path | str, data: bytes) -> None:
                         f"{MAX_LINE_BYTES} a text line of numbers may have")
 
 
+def finite_rows(values: np.ndarray) -> np.ndarray:
+    """``bool [N]``: the rows of ``values [N, C]`` that are finite after the cast to float32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = np.asarray(values, dtype=np.float32)
+    return np.isfinite(cast).reshape(len(cast), -1).all(axis=1)
+
+
 def as_float32(path: Path | str, values: np.ndarray, what: str) -> np.ndarray:
     """``values [N, C]`` cast to float32, refusing rows that are NaN or infinite *after* the cast (beyond the float32
-    range of about 3.4e38 in a float64 or text file); the message names the first bad row."""
+    range of about 3.4e38 in a float64 or text file): a :class:`NonFiniteError` naming the first bad row and the
+    count of bad rows."""
     with np.errstate(over="ignore", invalid="ignore"):
         cast = np.ascontiguousarray(values, dtype=np.float32)
-    finite = np.isfinite(cast).reshape(len(cast), -1).all(axis=1)  # [N]
+    finite = finite_rows(cast)
     if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise DataError(f"{path}: {what} {row} has a NaN or infinite value, or one beyond the float32 range "
-                        f"(about 3.4e38)")
+        row, count = int(np.flatnonzero(~finite)[0]), int((~finite).sum())
+        raise NonFiniteError(f"{path}: {what} {row} has a NaN or infinite value, or one beyond the float32 range "
+                             f"(about 3.4e38); {count} of {len(finite)} rows have one", count)
     return cast
 
 

@@ -40,13 +40,16 @@ def farthest_subset(points: torch.Tensor, n: int, generator: torch.Generator) ->
 
 
 def load_points(path: str | Path, n: int, *, normals: bool = False, fps: bool = False, oversample: int = 4,
-                seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                seed: int | None = None, generator: torch.Generator | None = None,
+                drop_nonfinite: bool = False) -> torch.Tensor:
     """A cloud of ``n`` points from any mesh or point file: ``float32 [n, 3]`` (``[n, 6]`` with ``normals``).
 
     Meshes are sampled on their surface (:func:`sample_surface`); with ``fps``, ``oversample * n`` points are sampled
     first and ``n`` kept by farthest point sampling, as PointNet++ made its ModelNet40 files.  Point files with more
     than ``n`` points give a random subset (or FPS), with fewer a random subset repeated.  The result is centred and
     inside the unit sphere (:func:`normalize_unit_sphere`).  Randomness: ``generator``, else ``seed`` (default 0).
+    NaN/inf coordinates are a :class:`~dlparts.errors.NonFiniteError` with their count, or with ``drop_nonfinite``
+    dropped (points, or mesh vertices with the faces using them).
     """
     path = Path(path)
     if n < 1:
@@ -59,7 +62,7 @@ def load_points(path: str | Path, n: int, *, normals: bool = False, fps: bool = 
     gen = torch_generator(seed, generator)
     suffix = path.suffix.lower()
     if suffix in MESH_SUFFIXES:
-        mesh = read_mesh(path)
+        mesh = read_mesh(path, drop_nonfinite=drop_nonfinite)
         if mesh.faces.numel() == 0:
             return _from_points(path, mesh.vertices, None, n, normals, fps, gen)
         pts, nrm, _ = sample_surface(mesh, n * oversample if fps else n, generator=gen, name=str(path))
@@ -68,7 +71,7 @@ def load_points(path: str | Path, n: int, *, normals: bool = False, fps: bool = 
             cloud = cloud[farthest_subset(pts, n, gen)]  # [n, C]
         return normalize_unit_sphere(cloud)
     if suffix in POINT_SUFFIXES:
-        data = read_points(path)
+        data = read_points(path, drop_nonfinite=drop_nonfinite)
         return _from_points(path, data.points, data.normals, n, normals, fps, gen)
     raise DataError(f"{path}: unknown format {suffix!r}; expected a mesh ({', '.join(MESH_SUFFIXES)}) "
                     f"or a point file ({', '.join(POINT_SUFFIXES)})")

@@ -23,8 +23,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dlparts.data._limits import as_float32, check_line_lengths, check_values, parse_count, parse_numbers
-from dlparts.data.points import read_bytes
+from dlparts.data._limits import (as_float32, check_line_lengths, check_values, finite_rows, parse_count,
+                                  parse_numbers)
+from dlparts.data.points import read_bytes, text_utf8
 from dlparts.data.splits import torch_generator
 from dlparts.errors import ConfigError, DataError
 
@@ -51,11 +52,13 @@ class Mesh(NamedTuple):
     faces: torch.Tensor
 
 
-def read_mesh(path: str | Path) -> Mesh:
+def read_mesh(path: str | Path, *, drop_nonfinite: bool = False) -> Mesh:
     """Read an OFF, PLY, OBJ or STL file (by suffix) into a triangle :class:`Mesh`; polygons are fan-triangulated.
 
     Raises :class:`DataError` for empty or truncated files, counts the file cannot hold, faces indexing missing
-    vertices, NaN/inf coordinates and unknown formats; :class:`DataNotFoundError` when the file does not exist.
+    vertices, NaN/inf coordinates (a :class:`NonFiniteError` with their count; with ``drop_nonfinite`` those
+    vertices and the faces using them are dropped instead) and unknown formats; :class:`DataNotFoundError` when the
+    file does not exist.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -63,31 +66,46 @@ def read_mesh(path: str | Path) -> Mesh:
         raise DataError(f"{path}: unknown mesh format {suffix!r}; expected one of {', '.join(MESH_SUFFIXES)}")
     data = read_bytes(path)
     if suffix in (".off", ".obj"):
+        data = text_utf8(path, data)
         check_line_lengths(path, data)
     if suffix == ".off":
         vertices, faces = _parse_off(path, data)
     else:
         if suffix == ".ply":
+            data = _ply_utf8(path, data)
             _check_ply_header(path, data)
         elif suffix == ".stl":
             _check_stl(path, data)
         vertices, faces = _trimesh_load(path, data, suffix[1:])
-    return _checked(path, vertices, faces)
+    return _checked(path, vertices, faces, drop_nonfinite)
 
 
-def _checked(path: Path, vertices: np.ndarray, faces: np.ndarray) -> Mesh:
+def _checked(path: Path, vertices: np.ndarray, faces: np.ndarray, drop_nonfinite: bool = False) -> Mesh:
     if len(vertices) == 0:
         raise DataError(f"{path}: the file holds no vertices")
     if vertices.ndim != 2 or vertices.shape[1] != 3:
         raise DataError(f"{path}: the vertices have {vertices.shape[-1]} coordinates, not 3 (a 2-D drawing or a "
                         f"truncated file?)")
-    vertices = as_float32(path, vertices, "vertex")
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
         bad = int(faces.max() if faces.max() >= len(vertices) else faces.min())
         raise DataError(f"{path}: a face refers to vertex {bad}, but the file has {len(vertices)} vertices "
                         f"(0..{len(vertices) - 1})")
+    if drop_nonfinite:
+        vertices, faces = _finite_part(vertices, faces.reshape(-1, 3))
+        if len(vertices) == 0:
+            raise DataError(f"{path}: every vertex has a NaN or infinite coordinate")
+    vertices = as_float32(path, vertices, "vertex")
     return Mesh(torch.from_numpy(vertices),
                 torch.from_numpy(np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)))
+
+
+def _finite_part(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``vertices [V, 3]`` without the non-finite ones and ``faces [F, 3]`` without those using them, renumbered."""
+    keep = finite_rows(vertices)  # [V]
+    if keep.all():
+        return vertices, faces
+    renumber = np.cumsum(keep) - 1  # [V]: the new index of each kept vertex
+    return vertices[keep], renumber[faces[keep[faces].all(axis=1)]]
 
 
 # ------------------------------------------------------------------------------------------------------------------ OFF
@@ -200,6 +218,15 @@ def _off_faces(path: Path, lines: list[str], nv: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------- PLY / STL / OBJ
+def _ply_utf8(path: Path, data: bytes) -> bytes:
+    """A PLY with its text in UTF-8: a text PLY with a byte-order mark decoded whole; otherwise only the header
+    (whose comments may be Latin-1), as the body of a binary PLY is not text."""
+    if not data.startswith(b"ply"):
+        return text_utf8(path, data)
+    end = data.find(b"end_header")
+    return data if end < 0 else text_utf8(path, data[:end]) + data[end:]
+
+
 def _check_ply_header(path: Path, data: bytes) -> None:
     """Refuse PLY element counts that the bytes after the header cannot hold (before trimesh allocates them)."""
     end = data.find(b"end_header")

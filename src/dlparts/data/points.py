@@ -6,6 +6,9 @@ layout of ShapeNetPart's ``.txt`` files; ModelNet40's ``modelnet40_normal_resamp
 and HDF5 files are found by name (``points``/``xyz``/``data``/``pos``, ``normals``/``normal``, ``labels``/``label``/
 ``seg``) or, in an ``.npz`` holding one array, by being the only one.
 
+Text is read in any encoding a user's tools write: by its byte-order mark (UTF-8, UTF-16 or UTF-32, as Windows
+editors and assimp's ``box_UTF16BE.obj`` have it), else as UTF-8, else as Latin-1 (:func:`text_utf8`).
+
 Bad input is one :class:`DataError` naming the file, found before any large allocation: archive and HDF5 arrays are
 checked from their headers (:mod:`dlparts.data._arrays`), text by line length, counts and the ``DLPARTS_MAX_POINTS``
 ceiling (:mod:`dlparts.data._limits`); coordinates must be finite after the cast to float32.
@@ -13,6 +16,7 @@ ceiling (:mod:`dlparts.data._limits`); coordinates must be finite after the cast
 
 from __future__ import annotations
 
+import codecs
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -21,13 +25,17 @@ import numpy as np
 import torch
 
 from dlparts.data._arrays import READ_ERRORS, Member, open_arrays, usable
-from dlparts.data._limits import as_float32, check_line_lengths, check_values, parse_count, parse_numbers
+from dlparts.data._limits import (as_float32, check_line_lengths, check_values, finite_rows, parse_count,
+                                  parse_numbers)
 from dlparts.errors import DataError, DataNotFoundError, DlpartsError
 
 POINT_SUFFIXES = (".xyz", ".txt", ".pts", ".npy", ".npz", ".h5", ".hdf5")
 _POINT_KEYS = ("points", "xyz", "data", "pos")
 _NORMAL_KEYS = ("normals", "normal")
 _LABEL_KEYS = ("labels", "label", "seg", "pid")
+#: Byte-order marks and the codec each means; UTF-32's marks first, as UTF-32-LE's begins with UTF-16-LE's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 class PointFile(NamedTuple):
@@ -54,8 +62,31 @@ def read_bytes(path: str | Path) -> bytes:
     return data
 
 
-def read_points(path: str | Path) -> PointFile:
-    """Read a point file (by suffix) into a :class:`PointFile`; bad content is a :class:`DataError` naming it."""
+def text_utf8(path: str | Path, data: bytes) -> bytes:
+    """The bytes of a text file re-encoded as UTF-8: decoded by its byte-order mark when it has one, kept when they
+    are UTF-8 already, else read as Latin-1 (every byte is a Latin-1 character, and in a mesh or table only comments
+    and names hold any beyond ASCII).  The parsers and trimesh then never guess an encoding (trimesh's guess needs
+    an optional module).  A file that its mark calls UTF-16/32 but that does not decode is a :class:`DataError`."""
+    if data.isascii():
+        return data
+    codec = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if codec is not None:
+        try:
+            return data.decode(codec).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: starts with a {codec.upper()} byte-order mark but is not {codec.upper()} text "
+                            f"({exc.reason} at byte {exc.start})") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1").encode("utf-8")
+    return data
+
+
+def read_points(path: str | Path, *, drop_nonfinite: bool = False) -> PointFile:
+    """Read a point file (by suffix) into a :class:`PointFile`; bad content is a :class:`DataError` naming it, and
+    NaN/inf coordinates a :class:`NonFiniteError` with their count (with ``drop_nonfinite`` those rows are dropped
+    instead)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in POINT_SUFFIXES:
@@ -65,8 +96,8 @@ def read_points(path: str | Path) -> PointFile:
     elif suffix == ".npy":
         table = _read_npy(path)
     else:
-        return _read_named(path, suffix)
-    return _split_columns(path, table)
+        return _read_named(path, suffix, drop_nonfinite)
+    return _split_columns(path, table, drop_nonfinite)
 
 
 def read_table(path: str | Path) -> np.ndarray:
@@ -76,7 +107,7 @@ def read_table(path: str | Path) -> np.ndarray:
     refused with their line number.
     """
     path = Path(path)
-    data = read_bytes(path)
+    data = text_utf8(path, read_bytes(path))
     check_line_lengths(path, data)
     data = data.replace(b",", b" ")
     table = _plain_table(data)
@@ -128,11 +159,15 @@ def _table_lines(path: Path, data: bytes) -> np.ndarray:
     return values.reshape(len(rows), width)  # [N, C]
 
 
-def _split_columns(path: Path, table: np.ndarray) -> PointFile:
+def _split_columns(path: Path, table: np.ndarray, drop_nonfinite: bool = False) -> PointFile:
     width = table.shape[1] if table.ndim == 2 else 0
     if width not in (3, 4, 6, 7) or len(table) == 0:
         raise DataError(f"{path}: expected 3 (xyz), 4 (+label), 6 (+normals) or 7 (+normals+label) columns, "
                         f"got shape {list(table.shape)}")
+    if drop_nonfinite:
+        table = table[finite_rows(table[:, :6])]  # xyz and normals; the label column is checked by _labels
+        if len(table) == 0:
+            raise DataError(f"{path}: every point has a NaN or infinite coordinate")
     points = torch.from_numpy(as_float32(path, table[:, :3], "point"))
     normals = torch.from_numpy(as_float32(path, table[:, 3:6], "the normal of point")) if width >= 6 else None
     labels = torch.from_numpy(_labels(path, table[:, -1])) if width in (4, 7) else None
@@ -173,7 +208,7 @@ def _read_npy(path: Path) -> np.ndarray:
     return _arrays(path, ".npy", use)
 
 
-def _read_named(path: Path, suffix: str) -> PointFile:
+def _read_named(path: Path, suffix: str, drop_nonfinite: bool = False) -> PointFile:
     """``.npz`` / HDF5: arrays by name; one cloud per file (``[N, C]`` or ``[1, N, C]``).  Only the arrays used are
     read, each after its header is checked."""
     def use(arrays: dict[str, Member]) -> np.ndarray:
@@ -198,7 +233,7 @@ def _read_named(path: Path, suffix: str) -> PointFile:
             columns.append(np.asarray(labels.read(), dtype=np.float64).reshape(-1, 1))
         return np.concatenate(columns, axis=1)
 
-    return _split_columns(path, _arrays(path, suffix, use))
+    return _split_columns(path, _arrays(path, suffix, use), drop_nonfinite)
 
 
 def _one_cloud(path: Path, key: str, member: Member, rows: int | None = None) -> np.ndarray:

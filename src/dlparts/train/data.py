@@ -11,8 +11,10 @@ a run resumed from the last epoch's checkpoint replays the interrupted epoch exa
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable
 
 import lightning.pytorch as pl
@@ -22,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from dlparts.data import (S3DIS, ImageFolderDataset, ModelNet, ModelNet40H5, ModelNet40Normal, Parts, Rooms, Shapes,
                           ShapeNetPart, build_transforms, cache_root, compute_rgb_stats, make_synthetic_images)
+from dlparts.data.folders import SPLITS, PointFolder, class_counts, plan_splits, read_splits, write_splits
 from dlparts.data.images import build_transform, stats_sample
 from dlparts.data.splits import holdout
 from dlparts.errors import ConfigError
@@ -239,6 +242,61 @@ POINT_DATASETS = {
 }
 for _name, _spec in POINT_DATASETS.items():
     register_dataset(_name, partial(_point_dataset, _spec))
+
+#: The file in a ``point_folder`` run's folder that keeps its split lists, class counts and skipped files.
+SPLIT_FILE = "splits.json"
+
+
+def point_folder(cfg: dict) -> Splits:
+    """``data.root`` with a folder per class (:mod:`dlparts.data.folders`; ``data.args``: ``normals``, ``fps``).
+
+    A new run draws the split and writes its file lists, per-class counts and skipped files to ``<run folder>/
+    splits.json``; a run folder that already holds checkpoints (a resumed fit, ``dlparts test``) reads the lists
+    back from there, so its test files stay its test files whatever was added to the folder since."""
+    d = cfg["data"]
+    args = _dataset_args(cfg, ("normals", "fps"))
+    root = _root(cfg)
+    run = Path(cfg["run"]["dir"]) / cfg["run"]["name"] if cfg["run"]["name"] else None
+    saved = run is not None and (run / SPLIT_FILE).is_file() and any(run.glob("checkpoints/*.ckpt"))
+    plan = read_splits(run / SPLIT_FILE) if saved else \
+        plan_splits(root, classes=d["classes"], val_fraction=d["val_fraction"], test_fraction=d["test_fraction"],
+                    seed=cfg["seed"])
+    datasets = PointFolder.all_splits(root, num_points=d["num_points"], seed=cfg["seed"], plan=plan,
+                                      drop_nonfinite=d["drop_nonfinite"], **args)
+
+    def make(split: str, transform) -> PointFolder:
+        datasets[split].transform = transform
+        return datasets[split]
+
+    splits = _point_splits(cfg, "point_cls", make, has_val=True)
+    counts = class_counts(plan, {s: datasets[s].labels for s in SPLITS})
+    skipped = [why for s in SPLITS for _, why in datasets[s].skipped]  # each reason names its file
+    summary = {"counts": counts, "skipped": skipped,
+               "dropped_nonfinite_points": sum(datasets[s].dropped for s in SPLITS)}
+    if run is not None and not saved:
+        run.mkdir(parents=True, exist_ok=True)
+        write_splits(run / SPLIT_FILE, plan, summary)
+    if cfg["trainer"]["progress"]:
+        _print_counts(root, plan.layout, summary, None if run is None else run / SPLIT_FILE)
+    return splits
+
+
+def _print_counts(root: str, layout: str, summary: dict, where: Path | None) -> None:
+    """The per-class sample counts of each split (class imbalance in sight before training), and what was
+    skipped."""
+    counts = summary["counts"]
+    width = max(map(len, counts))
+    lines = [f"dlparts: point_folder {root}: {len(counts)} classes ({layout}); samples train / val / test:"]
+    lines += [f"  {name:<{width}}  {c['train']:>6} / {c['val']:>5} / {c['test']:>5}" for name, c in counts.items()]
+    if summary["skipped"]:
+        lines.append(f"dlparts: {len(summary['skipped'])} unreadable file(s) skipped"
+                     + (f" (listed in {where})" if where else ""))
+    if summary["dropped_nonfinite_points"]:
+        lines.append(f"dlparts: {summary['dropped_nonfinite_points']} non-finite point(s) dropped")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+register_dataset("point_folder", point_folder)
 
 
 def build_splits(cfg: dict) -> Splits:

@@ -303,10 +303,12 @@ def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
     _quiet_lightning()
     started = time.time()
     module, cfg = load_checkpoint(ckpt, overrides)
+    folder = Path(ckpt).resolve().parent.parent
+    # the run folder is the checkpoint's, wherever it was moved: datasets read their split lists from it
+    cfg = {**cfg, "run": {**cfg["run"], "dir": str(folder.parent), "name": folder.name},
+           "trainer": {**cfg["trainer"], "devices": 1, "strategy": "auto", "num_nodes": 1}}
     splits = build_splits(cfg)
     check_task(cfg, splits.info)
-    folder = Path(ckpt).resolve().parent.parent
-    cfg = {**cfg, "trainer": {**cfg["trainer"], "devices": 1, "strategy": "auto", "num_nodes": 1}}
     stem = Path(ckpt).stem
     trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]], logs=False,
                             plots=folder / "plots" / f"test-{stem}")
