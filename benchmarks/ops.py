@@ -191,15 +191,17 @@ def interleaved_medians(fns: dict, reps: int) -> dict:
     return {name: (float(np.median(ts)), min(ts), max(ts)) for name, ts in times.items()}
 
 
-def run_issue17(reps: int) -> None:
-    print(f"{'case':<44} {'implementation':<22} {'median ms':>10} {'min-max ms':>17} {'ratio':>7}")
+def run_issue17(reps: int, only: str) -> None:
+    print(f"{'case':<50} {'implementation':<22} {'median ms':>10} {'min-max ms':>17} {'ratio':>7}")
     for label, ours, peers in issue17_rows():
+        if only not in label:
+            continue
         stats = interleaved_medians({"dlparts (cpu)": ours, **peers}, reps)
         mine = stats["dlparts (cpu)"][0]
         best_peer = min(v[0] for k, v in stats.items() if k != "dlparts (cpu)")
         for name, (med, lo, hi) in stats.items():
             ratio = best_peer / mine if name == "dlparts (cpu)" else med / mine
-            print(f"{label if name == 'dlparts (cpu)' else '':<44} {name:<22} {med * 1e3:>10.2f} "
+            print(f"{label if name == 'dlparts (cpu)' else '':<50} {name:<22} {med * 1e3:>10.2f} "
                   f"{f'{lo * 1e3:.1f}-{hi * 1e3:.1f}':>17} {ratio:>6.2f}x")
 
 
@@ -208,11 +210,12 @@ import time, torch
 t = time.perf_counter()
 from dlparts import ops
 from dlparts.ops import cpu
-cpu.BUCKET_FPS_MIN_POINTS, cpu.GRID_MIN_WORK = 100, 0
+cpu.BUCKET_FPS_MIN_POINTS, cpu.GRID_MIN_WORK, cpu.NEAREST_GRID_MIN_WORK = 100, 0, 0
 x = torch.rand(1, 200, 3)
 ops.farthest_point_sample(x, 10); ops.farthest_point_sample(x.repeat(2, 1, 1), 10)
 ops.ball_query(x, x, 0.2, 4); ops.ball_query(x, x, 0.2, 4, order="nearest"); ops.knn(x, x, 4)
-cpu.GRID_MIN_WORK = 1 << 62
+cpu.GRID_MIN_WORK = cpu.NEAREST_GRID_MIN_WORK = 1 << 62
+ops.knn(x, x, 4)
 ops.ball_query(x, x, 0.2, 4); ops.ball_query(x, x, 0.2, 4, order="nearest")
 print(time.perf_counter() - t)
 """
@@ -234,6 +237,7 @@ def main() -> None:
     parser.add_argument("--issue17", action="store_true",
                         help="only issue 17's rows, ours and the peers interleaved; ratio: best peer over ours")
     parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions of --issue17 (default 7)")
+    parser.add_argument("--only", default="", help="--issue17: only the rows whose label contains this text")
     args = parser.parse_args()
     # One torch thread: on a shared, oversubscribed machine torch's OpenMP barriers turn each small op of the loop peers
     # into a scheduler wait (measured: the torch loop FPS at 16 s instead of ~50 ms with 2 threads).
@@ -241,7 +245,7 @@ def main() -> None:
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} CPUs; "
           + ("interleaved repetitions, medians" if args.issue17 else "times in ms, best of several runs"))
     if args.issue17:
-        run_issue17(args.reps)
+        run_issue17(args.reps, args.only)
         return
     run_table(args.quick)
     if not args.no_compile:
