@@ -22,8 +22,10 @@ DEVICE_TYPES: tuple[str, ...] = ("cpu",)
 
 # Clouds at least this large use bucket-pruned FPS (the crossover of the two, measured at m = N/4).
 BUCKET_FPS_MIN_POINTS = 4096
-# Bucket-pruned FPS: target points per bucket below and from this many points.
+# Bucket-pruned FPS: target points per bucket below and from this many points (fewer, larger buckets pay off on large
+# clouds: 1M -> 4096 on one core took 224, 182, 150, 162 ms with 128, 256, 384, 512 points per bucket).
 LARGE_CLOUD_POINTS = 32768
+LARGE_CLOUD_LEAF = 384
 # Ball queries in index order with at least this many query-point pairs search a grid instead of scanning every point.
 GRID_MIN_WORK = 1 << 20
 # The same for the nearest-first searches (kNN, ball query in nearest order), whose scans cost more per pair.
@@ -38,7 +40,7 @@ def soa(t: torch.Tensor) -> np.ndarray:
 def fps(xyz: torch.Tensor, lengths: torch.Tensor, m: int, start: torch.Tensor) -> torch.Tensor:
     b, n, _ = xyz.shape
     if n >= BUCKET_FPS_MIN_POINTS:
-        leaf = 64 if n < LARGE_CLOUD_POINTS else 128
+        leaf = 64 if n < LARGE_CLOUD_POINTS else LARGE_CLOUD_LEAF
         return torch.from_numpy(buckets.fps_buckets(xyz.numpy(), lengths.numpy(), m, start.numpy(), leaf))
     out = np.empty((b, m), dtype=np.int64)
     scan.fps_kernel(soa(xyz), lengths.numpy(), m, start.numpy(), out)
