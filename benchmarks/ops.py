@@ -9,6 +9,7 @@ on-disk cache, then a second process that loads it.
 
     .venv/bin/python benchmarks/ops.py            # everything (about two minutes on 2 cores)
     .venv/bin/python benchmarks/ops.py --quick    # skip the slowest peers
+    .venv/bin/python benchmarks/ops.py --issue17  # only the rows of issue 17: interleaved repetitions, medians
 """
 
 from __future__ import annotations
@@ -156,16 +157,65 @@ def run_table(quick: bool) -> None:
             print(f"{'':<44} {name:<22} {t:>9.2f} {t / mine:>6.2f}x  {same:<5}")
 
 
+# ------------------------------------------------------------------------------------------- issue 17: interleaved rows
+def issue17_rows():
+    """(label, ours, {peer: fn}) for each neighbour-search and FPS row of issue 17's table."""
+    import fpsample
+
+    x = cloud(16, 4096, 3)
+    xn = x.numpy()
+    yield ("kNN k=16, 16 x 4096 against itself", lambda: ops.knn(x, x, 16),
+           {"pykdtree": lambda: pykdtree_query(xn, xn, 16), "scipy cKDTree": lambda: ckdtree_knn(xn, xn, 16)})
+    for b, n, s, r in ((16, 1024, 512, 0.2), (1, 100_000, 10_000, 0.1)):
+        p, c = cloud(b, n, 1), cloud(b, s, 2)
+        pn, cn = p.numpy(), c.numpy()
+        yield (f"ball nearest, {b} x {n:,}, S={s:,}, r={r}, k=32",
+               lambda p=p, c=c, r=r: ops.ball_query(p, c, r, 32, order="nearest"),
+               {"pykdtree k + bound": lambda pn=pn, cn=cn, r=r: pykdtree_query(pn, cn, 32, r)})
+    big = cloud(1, 1_000_000, 1_000_000)
+    bign = big.numpy()
+    yield ("FPS 1 x 1M -> 4096 (exact)", lambda: ops.farthest_point_sample(big, 4096),
+           {"fpsample bucket h=9": lambda: fpsample_batched(fpsample.bucket_fps_kdline_sampling, bign, 4096, h=9)})
+
+
+def interleaved_medians(fns: dict, reps: int) -> dict:
+    """Median, min and max seconds of each function of ``fns``, run in turn ``reps`` times after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: (float(np.median(ts)), min(ts), max(ts)) for name, ts in times.items()}
+
+
+def run_issue17(reps: int, only: str) -> None:
+    print(f"{'case':<50} {'implementation':<22} {'median ms':>10} {'min-max ms':>17} {'ratio':>7}")
+    for label, ours, peers in issue17_rows():
+        if only not in label:
+            continue
+        stats = interleaved_medians({"dlparts (cpu)": ours, **peers}, reps)
+        mine = stats["dlparts (cpu)"][0]
+        best_peer = min(v[0] for k, v in stats.items() if k != "dlparts (cpu)")
+        for name, (med, lo, hi) in stats.items():
+            ratio = best_peer / mine if name == "dlparts (cpu)" else med / mine
+            print(f"{label if name == 'dlparts (cpu)' else '':<50} {name:<22} {med * 1e3:>10.2f} "
+                  f"{f'{lo * 1e3:.1f}-{hi * 1e3:.1f}':>17} {ratio:>6.2f}x")
+
+
 _COMPILE_SCRIPT = """
 import time, torch
 t = time.perf_counter()
 from dlparts import ops
 from dlparts.ops import cpu
-cpu.BUCKET_FPS_MIN_POINTS, cpu.GRID_MIN_WORK = 100, 0
+cpu.BUCKET_FPS_MIN_POINTS, cpu.GRID_MIN_WORK, cpu.NEAREST_GRID_MIN_WORK = 100, 0, 0
 x = torch.rand(1, 200, 3)
 ops.farthest_point_sample(x, 10); ops.farthest_point_sample(x.repeat(2, 1, 1), 10)
 ops.ball_query(x, x, 0.2, 4); ops.ball_query(x, x, 0.2, 4, order="nearest"); ops.knn(x, x, 4)
-cpu.GRID_MIN_WORK = 1 << 62
+cpu.GRID_MIN_WORK = cpu.NEAREST_GRID_MIN_WORK = 1 << 62
+ops.knn(x, x, 4)
 ops.ball_query(x, x, 0.2, 4); ops.ball_query(x, x, 0.2, 4, order="nearest")
 print(time.perf_counter() - t)
 """
@@ -184,12 +234,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip fpsample's exact FPS on the large clouds")
     parser.add_argument("--torch-threads", type=int, default=1, help="threads of the torch peers (default 1)")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile-time measurement")
+    parser.add_argument("--issue17", action="store_true",
+                        help="only issue 17's rows, ours and the peers interleaved; ratio: best peer over ours")
+    parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions of --issue17 (default 7)")
+    parser.add_argument("--only", default="", help="--issue17: only the rows whose label contains this text")
     args = parser.parse_args()
     # One torch thread: on a shared, oversubscribed machine torch's OpenMP barriers turn each small op of the loop peers
     # into a scheduler wait (measured: the torch loop FPS at 16 s instead of ~50 ms with 2 threads).
     torch.set_num_threads(args.torch_threads)
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} CPUs; "
-          "times in ms, best of several runs")
+          + ("interleaved repetitions, medians" if args.issue17 else "times in ms, best of several runs"))
+    if args.issue17:
+        run_issue17(args.reps, args.only)
+        return
     run_table(args.quick)
     if not args.no_compile:
         compile_times()

@@ -67,6 +67,7 @@ def test_equals_oracle(backend, order, b, n, s, radius, k, grid):
 @pytest.mark.parametrize("order", ["index", "nearest"])
 def test_cpu_grid_path_equals_reference(monkeypatch, order):
     monkeypatch.setattr(cpu, "GRID_MIN_WORK", 0)
+    monkeypatch.setattr(cpu, "NEAREST_GRID_MIN_WORK", 0)
     for seed, (n, s, radius, k, grid) in enumerate([(500, 80, 0.15, 8, None), (400, 60, 0.2, 40, 0.1),
                                                     (300, 30, 0.01, 4, None), (200, 20, 3.0, 16, None)]):
         x = cloud(2, n, seed, grid=grid)
@@ -74,6 +75,18 @@ def test_cpu_grid_path_equals_reference(monkeypatch, order):
         lengths = ragged(2, n, seed)
         want = ops.ball_query(x, centers, radius, k, order=order, lengths=lengths, backend="reference")
         got = ops.ball_query(x, centers, radius, k, order=order, lengths=lengths, backend="cpu")
+        assert torch.equal(got.idx, want.idx) and torch.equal(got.count, want.count)
+
+
+@pytest.mark.parametrize("radius,k", [(0.05, 4), (0.3, 16), (0.9, 120), (1e-4, 8)])
+def test_cpu_nearest_grid_awkward_clouds(monkeypatch, radius, k):
+    from .test_knn import _awkward_clouds
+
+    monkeypatch.setattr(cpu, "NEAREST_GRID_MIN_WORK", 0)
+    for x, c in _awkward_clouds():
+        scale = float((x.amax(dim=1) - x.amin(dim=1)).max())  # the radius relative to the cloud's extent
+        want = ops.ball_query(x, c, radius * scale, k, order="nearest", backend="reference")
+        got = ops.ball_query(x, c, radius * scale, k, order="nearest", backend="cpu")
         assert torch.equal(got.idx, want.idx) and torch.equal(got.count, want.count)
 
 

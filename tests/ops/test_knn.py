@@ -34,6 +34,7 @@ def test_cpu_grid_path_equals_reference(monkeypatch):
     from dlparts.ops import cpu
 
     monkeypatch.setattr(cpu, "GRID_MIN_WORK", 0)
+    monkeypatch.setattr(cpu, "NEAREST_GRID_MIN_WORK", 0)
     for seed, (n, s, k, grid) in enumerate([(500, 80, 8, None), (400, 60, 40, 0.1), (300, 30, 1, None),
                                             (64, 50, 64, 0.5)]):
         ref = cloud(2, n, seed, grid=grid)
@@ -42,6 +43,34 @@ def test_cpu_grid_path_equals_reference(monkeypatch):
         lengths = ragged(2, n, seed) if k <= n // 2 else None
         want = ops.knn(q, ref, k, lengths, backend="reference")
         got = ops.knn(q, ref, k, lengths, backend="cpu")
+        assert torch.equal(got.idx, want.idx) and torch.equal(got.dists, want.dists)
+
+
+def _awkward_clouds():
+    """Clouds for the nearest-first grid's other paths: two far clusters (empty cells, queries between them searched
+    ring by ring), a coarse lattice (duplicates and distance ties across cells), a small cloud far from the origin
+    (cell bounds that round), a line (one cell wide)."""
+    g = torch.Generator().manual_seed(7)
+    clusters = torch.cat([torch.rand(1, 150, 3, generator=g) * 0.05, torch.rand(1, 150, 3, generator=g) * 0.05 + 1])
+    lattice = torch.round(torch.rand(1, 300, 3, generator=g) * 3) / 3
+    far = torch.rand(1, 300, 3, generator=g) * 1e-3 + 1e4
+    line = torch.zeros(1, 300, 3)
+    line[0, :, 0] = torch.rand(300, generator=g)
+    for x in (clusters.reshape(1, 300, 3), lattice, far, line):
+        lo, hi = x.amin(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)
+        between = lo + (hi - lo) * (torch.rand(1, 40, 3, generator=g) * 1.6 - 0.3)  # some outside the cloud's box
+        yield x, torch.cat([x[:, :20], between], dim=1)
+
+
+@pytest.mark.parametrize("k", [1, 3, 16, 120])
+def test_cpu_nearest_grid_awkward_clouds(monkeypatch, k):
+    from dlparts.ops import cpu
+
+    monkeypatch.setattr(cpu, "NEAREST_GRID_MIN_WORK", 0)
+    for x, q in _awkward_clouds():
+        lengths = torch.tensor([290])  # k may exceed the points of the 3 x 3 x 3 block: searched further out
+        want = ops.knn(q, x, k, lengths, backend="reference")
+        got = ops.knn(q, x, k, lengths, backend="cpu")
         assert torch.equal(got.idx, want.idx) and torch.equal(got.dists, want.dists)
 
 

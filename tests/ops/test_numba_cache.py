@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dlparts
+from dlparts.ops._numba.config import COMPILE_NOTICE
 
 SRC = Path(dlparts.__file__).resolve().parent
 
@@ -32,7 +33,10 @@ X_ONLY = "        d = dx * dx\n"
 def _run(src: Path, cache: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src), NUMBA_CACHE_DIR=str(cache))
     out = subprocess.run([sys.executable, "-c", RUN], env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # One line while compiling (the cache was missed), none when the cache was used.
+    assert out.stderr.count(COMPILE_NOTICE) == (1 if result["misses"] else 0), out.stderr
+    return result
 
 
 def test_editing_a_primitive_recompiles_its_dependants(tmp_path):

@@ -5,8 +5,9 @@
   source of this whole package.
 - :mod:`~dlparts.ops._numba.primitives`: the leaf: distance blocks, minimum updates, the first arg-max, sort keys of
   (distance, index), the finish of a ball, the uniform grid.
-- :mod:`~dlparts.ops._numba.scan` (brute-force scans), :mod:`~dlparts.ops._numba.grid` (ball query and kNN on a grid)
-  and :mod:`~dlparts.ops._numba.buckets` (bucket-pruned FPS): each imports only the leaf and the config.
+- :mod:`~dlparts.ops._numba.scan` (brute-force scans), :mod:`~dlparts.ops._numba.nearest` (nearest-first search on
+  a grid) and :mod:`~dlparts.ops._numba.buckets` (bucket-pruned FPS): each imports only the leaf and the config;
+  :mod:`~dlparts.ops._numba.grid` (ball query and kNN on a grid) also imports ``nearest``.
 
 :mod:`dlparts.ops.cpu` is the front: tensors to arrays, the choice of kernel by size, arrays back to tensors.
 """

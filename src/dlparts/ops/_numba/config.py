@@ -3,7 +3,8 @@
 Numba's ``cache=True`` stamps a function's cached machine code with the source of the file that defines it only; a
 kernel that inlines a primitive from another file would keep its stale machine code after the primitive changes.
 :func:`kernel` is ``njit`` with a cache whose stamp is a hash of every ``*.py`` file of this package, so any edit to
-any of them recompiles every kernel here.
+any of them recompiles every kernel here.  The first compile of a process prints one line to stderr
+(:data:`COMPILE_NOTICE`), so a first call that takes a minute does not look hung.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import numba
@@ -73,8 +75,28 @@ class _PackageCacheImpl(caching.CompileResultCacheImpl):
     _locator_classes = [_UserProvidedLocator, _InTreeLocator, _UserWideLocator]
 
 
+# The line printed once per process when a kernel misses the on-disk cache and numba compiles it.
+COMPILE_NOTICE = ("dlparts: compiling numba CPU kernels for their first use (once per install or upgrade, cached on "
+                  "disk; this can take a minute)")
+_noticed = False
+
+
+def _notice_compile() -> None:
+    global _noticed
+    if not _noticed:
+        _noticed = True
+        print(COMPILE_NOTICE, file=sys.stderr, flush=True)
+
+
 class _PackageCache(caching.FunctionCache):
     _impl_class = _PackageCacheImpl
+
+    def load_overload(self, sig, target_context):
+        # numba compiles right after a miss here; a hit (the usual case) stays silent.
+        cres = super().load_overload(sig, target_context)
+        if cres is None:
+            _notice_compile()
+        return cres
 
 
 def kernel(*, parallel: bool = False, fastmath=False):
