@@ -19,7 +19,7 @@ top-level ``Loop`` nodes (farthest point sampling) and the costliest operator ty
 
 The eager and onnxruntime timings alternate within each measured pair, so machine load hits both alike.
 
-    .venv/bin/python benchmarks/export.py [--threads 2] [--repeat 20] [--profile]
+    .venv/bin/python benchmarks/export.py [--threads 2] [--repeat 20] [--profile] [--models NAME ...] [--no-peer]
 """
 
 from __future__ import annotations
@@ -172,13 +172,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--profile", action="store_true", help="onnxruntime's profile of the batch runs")
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS, metavar="NAME")
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the popular style's export")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {args.threads} threads, N={N}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in MODELS:
+        for name in args.models:
             ours(name, Path(tmp), args.threads, args.repeat, args.profile)
-        peer(Path(tmp), args.threads, args.repeat)
+        if args.peer:
+            peer(Path(tmp), args.threads, args.repeat)
 
 
 if __name__ == "__main__":
