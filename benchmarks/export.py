@@ -5,19 +5,28 @@ random weights, eval mode), in one run on ``--threads`` threads (torch and onnxr
 
 * export time (``dlparts.train.export.export_model``: trace, inline the point operators, write, load back and check
   3 seeds) and file size;
-* latency of one 1024-point cloud (median of ``--repeat`` runs after a warm-up) in eager and in onnxruntime, ratio;
-* clouds/s at batch 16, both, ratio.
+* latency of one 1024-point cloud (median of ``--repeat`` runs after a warm-up) in eager and in onnxruntime;
+* clouds/s at batch 16, both;
+* "speed": onnxruntime's speed relative to eager (eager time / onnxruntime time; above 1, onnxruntime is faster),
+  the median of the per-round ratios with their quartiles (how noisy the machine was).
 
 The peer: the SSG classifier written as the popular PyTorch port writes it (``benchmarks/models.py``:
 ``PeerPointNet2``, farthest point sampling as a Python loop), traced by ``torch.onnx.export``: whether it exports,
 its export time, file size and node count, whether the file equals its eager outputs, its latency.
 
-    .venv/bin/python benchmarks/export.py [--threads 2] [--repeat 20]
+With ``--profile``, also onnxruntime's own profile of three batch-16 runs per model: the share of the run spent in
+top-level ``Loop`` nodes (farthest point sampling) and the costliest operator types inside it.
+
+The eager and onnxruntime timings alternate within each measured pair, so machine load hits both alike.
+
+    .venv/bin/python benchmarks/export.py [--threads 2] [--repeat 20] [--profile] [--models NAME ...] [--no-peer]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import statistics
 import tempfile
 import time
@@ -48,26 +57,63 @@ def median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def session(path: Path, threads: int, quiet: bool = False) -> onnxruntime.InferenceSession:
+def session(path: Path, threads: int, quiet: bool = False, profile: str | None = None) -> onnxruntime.InferenceSession:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = threads
+    if profile is not None:
+        options.enable_profiling, options.profile_file_prefix = True, profile
     options.log_severity_level = 4 if quiet else 2  # quiet: the peer's failing runs are reported in its line
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def timings(model, feeds: dict[int, dict], sess, repeat: int) -> dict[str, float]:
-    """Eager and onnxruntime latency at batch 1 (ms) and clouds/s at :data:`BATCH`."""
+def paired(fns: dict, repeat: int) -> dict[str, list[float]]:
+    """Seconds of each of ``fns`` over ``repeat`` rounds that call each in turn (after one warm-up call each), so a
+    change of machine load hits every entry of a round alike."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def timings(model, feeds: dict[int, dict], sess, repeat: int) -> dict[int, dict]:
+    """Per batch size: the medians of eager and onnxruntime (s) and the quartiles of the per-round ratios
+    eager / onnxruntime (above 1: onnxruntime is faster)."""
     out = {}
     for batch, feed in feeds.items():
         arrays = {k: v.numpy() for k, v in feed.items()}
         with torch.no_grad():
-            eager = median_seconds(lambda: model(*feed.values()), repeat if batch == 1 else max(3, repeat // 4))
-        ort = median_seconds(lambda: sess.run(None, arrays), repeat if batch == 1 else max(3, repeat // 4))
-        out |= {f"eager_{batch}": eager, f"ort_{batch}": ort}
+            t = paired({"eager": lambda: model(*feed.values()), "ort": lambda: sess.run(None, arrays)},
+                       repeat if batch == 1 else max(5, repeat // 2))
+        ratios = statistics.quantiles([e / o for e, o in zip(t["eager"], t["ort"])], n=4)
+        out[batch] = {"eager": statistics.median(t["eager"]), "ort": statistics.median(t["ort"]), "ratio": ratios}
     return out
 
 
-def ours(name: str, folder: Path, threads: int, repeat: int) -> None:
+def profile(path: Path, feed: dict, threads: int, folder: Path) -> str:
+    """onnxruntime's profile of three runs of ``feed``: the share of the run time in top-level ``Loop`` nodes and the
+    three costliest operator types inside the loops."""
+    sess = session(path, threads, profile=str(folder / "profile"))
+    arrays = {k: v.numpy() for k, v in feed.items()}
+    for _ in range(3):
+        sess.run(None, arrays)
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    total = sum(e["dur"] for e in events if e.get("name") == "model_run")
+    nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    loops = sum(e["dur"] for e in nodes if e["args"].get("op_name") == "Loop" and "/body/" not in e["name"])
+    inside = collections.Counter()
+    for e in nodes:
+        if "/body/" in e["name"]:
+            inside[e["args"].get("op_name", "?")] += e["dur"]
+    top = ", ".join(f"{op} {100 * dur / max(loops, 1):.0f}%" for op, dur in inside.most_common(3))
+    return f"FPS loops {100 * loops / max(total, 1):.0f}% of onnxruntime's time" + (f" (inside: {top})" if top else "")
+
+
+def ours(name: str, folder: Path, threads: int, repeat: int, profiled: bool) -> None:
     torch.manual_seed(0)
     model = create_model(name).eval()
     task = get_model_info(name).task
@@ -78,11 +124,15 @@ def ours(name: str, folder: Path, threads: int, repeat: int) -> None:
     seconds = time.perf_counter() - start
     feeds = {b: model_inputs(model, task, b, (N, channels), 7) for b in (1, BATCH)}
     t = timings(model, feeds, session(report.path, threads), repeat)
+    one, many = t[1], t[BATCH]
     print(f"{name:22s} export {seconds:5.1f} s  {report.path.stat().st_size / 2**20:5.1f} MiB  "
-          f"max|diff| {report.max_abs_diff:.1e}  |  1 cloud: eager {1e3 * t['eager_1']:7.1f} ms, onnxruntime "
-          f"{1e3 * t['ort_1']:7.1f} ms ({t['ort_1'] / t['eager_1']:.2f}x)  |  batch {BATCH}: eager "
-          f"{BATCH / t[f'eager_{BATCH}']:6.1f}, onnxruntime {BATCH / t[f'ort_{BATCH}']:6.1f} clouds/s "
-          f"({t[f'eager_{BATCH}'] / t[f'ort_{BATCH}']:.2f}x)", flush=True)
+          f"max|diff| {report.max_abs_diff:.1e}  |  1 cloud: eager {1e3 * one['eager']:7.1f} ms, onnxruntime "
+          f"{1e3 * one['ort']:7.1f} ms, speed {one['ratio'][1]:.2f}x (quartiles {one['ratio'][0]:.2f}-"
+          f"{one['ratio'][2]:.2f})  |  batch {BATCH}: eager {BATCH / many['eager']:6.1f}, onnxruntime "
+          f"{BATCH / many['ort']:6.1f} clouds/s, speed {many['ratio'][1]:.2f}x (quartiles "
+          f"{many['ratio'][0]:.2f}-{many['ratio'][2]:.2f})", flush=True)
+    if profiled:
+        print(f"{'':22s} batch {BATCH}: {profile(report.path, feeds[BATCH], threads, folder)}", flush=True)
 
 
 def peer(folder: Path, threads: int, repeat: int) -> None:
@@ -121,13 +171,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--profile", action="store_true", help="onnxruntime's profile of the batch runs")
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS, metavar="NAME")
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the popular style's export")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {args.threads} threads, N={N}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in MODELS:
-            ours(name, Path(tmp), args.threads, args.repeat)
-        peer(Path(tmp), args.threads, args.repeat)
+        for name in args.models:
+            ours(name, Path(tmp), args.threads, args.repeat, args.profile)
+        if args.peer:
+            peer(Path(tmp), args.threads, args.repeat)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,8 @@ def _add_predict(sub) -> None:
                                    f"{_PREDICT_FILES}.")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--ckpt", help="a checkpoint written by dlparts fit")
-    model.add_argument("--onnx", metavar="MODEL.onnx", help="a point model's ONNX file written by dlparts export, "
-                       "run by onnxruntime")
+    model.add_argument("--onnx", metavar="MODEL.onnx", help="an ONNX file written by dlparts export (its metadata "
+                       "holds the classes and preprocessing), run by onnxruntime")
     p.add_argument("files", nargs="+", metavar="FILE", help="images, point files or meshes")
     p.add_argument("--category", help="object category of the shapes (part segmentation)")
     p.add_argument("--out", help="folder for segmentation PLY/PNG/HTML files (default: beside each input)")

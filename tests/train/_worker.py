@@ -4,7 +4,7 @@
 
 Writes ``final_rank<r>.pt`` (the weights each process ends with) and ``test_rank<r>.pt`` (the confusion matrix that
 process computed) into RUN_DIR.  ``--hang-at E`` writes ``RUN_DIR/midepoch`` after the 3rd step of epoch E and
-sleeps, so a test can kill the process with SIGKILL in the middle of that epoch.
+sleeps (until a Ctrl-C, which ends that step), so a test can kill the process in the middle of that epoch.
 """
 
 import sys
@@ -16,6 +16,7 @@ import torch
 
 from dlparts.train import data as D
 from dlparts.train.config import load_config
+from dlparts.train.callbacks import Interrupted
 from dlparts.train.engine import fit
 
 TRAIN, TEST, POINTS = 96, 21, 32  # 21 test clouds: uneven shares for 2 processes
@@ -57,7 +58,10 @@ class Hang(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.current_epoch == self.epoch and batch_idx == 2:
             (self.folder / "midepoch").write_text("now")
-            time.sleep(120)
+            interrupted = next(c for c in trainer.callbacks if isinstance(c, Interrupted))
+            end = time.time() + 120
+            while time.time() < end and not interrupted.requested:  # a Ctrl-C lets the step end
+                time.sleep(0.05)
 
 
 def main(argv):

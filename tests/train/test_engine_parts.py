@@ -9,7 +9,7 @@ from dlparts.data.transforms import axis_rotation
 from dlparts.errors import ConfigError
 from dlparts.train.callbacks import AtomicCheckpointIO, bn_momentum
 from dlparts.train.config import load_config
-from dlparts.train.data import EpochSampler, holdout
+from dlparts.train.data import EpochSampler, ResumableLoader, holdout
 from dlparts.train.optim import build_optimizer
 from dlparts.train.voting import vote_logits
 
@@ -59,6 +59,39 @@ def test_sampler_shuffles_by_epoch_and_splits_ranks():
     assert len(parts[0]) == len(parts[1]) == 5 and not set(parts[0]) & set(parts[1])
     evals = [list(EpochSampler(11, shuffle=False, rank=r, world=2)) for r in range(2)]
     assert sorted(evals[0] + evals[1]) == list(range(11))  # every sample once, no padding
+
+
+class Noisy(torch.utils.data.Dataset):
+    """Sample ``i`` with a draw of the global RNG, as augmentation makes."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i), float(torch.rand(()))])
+
+
+def _loader() -> ResumableLoader:
+    return ResumableLoader(Noisy(), batch_size=3, sampler=EpochSampler(12, shuffle=True, seed=4), drop_last=True)
+
+
+def test_a_loader_resumed_within_an_epoch_serves_the_rest_of_it_with_the_same_draws():
+    whole = _loader()
+    whole.sampler.set_epoch(2)
+    batches = iter(whole)
+    done = [next(batches), next(batches)]
+    state = whole.state_dict()
+    assert state["epoch"] == 2 and state["batches"] == 2
+    rest = list(batches)  # two more batches
+    resumed = _loader()
+    resumed.load_state_dict(state)
+    torch.manual_seed(123)  # whatever ran before: the saved random states replace it
+    resumed.sampler.set_epoch(2)
+    again = list(resumed)
+    assert len(again) == 2 and all(torch.equal(a, b) for a, b in zip(again, rest))
+    assert resumed.served == 4 and not any(torch.equal(a, b) for a in again for b in done)
+    resumed.sampler.set_epoch(3)  # the next epoch is whole
+    assert len(list(resumed)) == 4 and resumed.served == 4
 
 
 def test_holdout_is_seeded_and_disjoint():

@@ -58,44 +58,67 @@ def checks(model, name: str) -> list[dict]:
             for seed in range(3)]
 
 
-# A process that imports neither torch nor dlparts runs the file on the saved inputs and compares with eager.
+# One process that imports neither torch nor dlparts runs every file on the saved inputs and compares with eager.
 RUNNER = textwrap.dedent("""
-    import sys, numpy as np, onnxruntime
-    model, data = sys.argv[1], np.load(sys.argv[2])
-    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
-    worst, same = 0.0, True
-    for seed in range(3):
-        feed = {i.name: data[f"{seed}/{i.name}"] for i in session.get_inputs()}
-        got, want = session.run(None, feed)[0], data[f"{seed}/logits"]
-        worst = max(worst, float(np.abs(got - want).max()))
-        same = same and bool(np.array_equal(got.argmax(-1), want.argmax(-1)))
+    import json, sys, numpy as np, onnxruntime
+    folder, results = sys.argv[1], {}
+    data = np.load(f"{folder}/data.npz")
+    for name in sys.argv[2:]:
+        session = onnxruntime.InferenceSession(f"{folder}/{name}.onnx", providers=["CPUExecutionProvider"])
+        worst, same = 0.0, True
+        for seed in range(3):
+            feed = {i.name: data[f"{name}/{seed}/{i.name}"] for i in session.get_inputs()}
+            got, want = session.run(None, feed)[0], data[f"{name}/{seed}/logits"]
+            worst = max(worst, float(np.abs(got - want).max()))
+            same = same and bool(np.array_equal(got.argmax(-1), want.argmax(-1)))
+        results[name] = [worst, same]
     assert "torch" not in sys.modules and "dlparts" not in sys.modules
-    print(worst, same)
+    print(json.dumps(results))
 """)
 
 
-@pytest.fixture(scope="module", params=MODELS)
-def exported(request, tmp_path_factory):
-    """One ONNX export per model: (model name, file, eager inputs and logits of the three seeds)."""
-    name = request.param
-    model = small_model(name)
-    inputs = checks(model, name)
-    folder = tmp_path_factory.mktemp(name)
-    report = export_model(model, folder / f"{name}.onnx", "onnx", inputs, {"task": get_model_info(name).task})
-    data = {}
-    for seed, feed in enumerate(inputs):
-        with torch.no_grad():
-            data[f"{seed}/logits"] = model(*feed.values()).numpy()
-        data |= {f"{seed}/{k}": v.numpy() for k, v in feed.items()}
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Every model exported to ONNX once, for all the tests of this file: ``(folder, reports, runs)``; ``reports``
+    by model name: the ExportReport, or the exception its export raised; ``runs`` by name: ``[max abs difference,
+    labels identical]`` from the torch-free process (one process for all the files)."""
+    folder = tmp_path_factory.mktemp("onnx")
+    reports, data = {}, {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the one_thread fixture, which a module fixture precedes
+    for name in MODELS:
+        model = small_model(name)
+        inputs = checks(model, name)
+        try:
+            reports[name] = export_model(model, folder / f"{name}.onnx", "onnx", inputs,
+                                         {"task": get_model_info(name).task})
+        except Exception as exc:  # raised again by this model's tests, not by every test of the file
+            reports[name] = exc
+            continue
+        for seed, feed in enumerate(inputs):
+            with torch.no_grad():
+                data[f"{name}/{seed}/logits"] = model(*feed.values()).numpy()
+            data |= {f"{name}/{seed}/{k}": v.numpy() for k, v in feed.items()}
+    torch.set_num_threads(threads)
     np.savez(folder / "data.npz", **data)
-    return name, report, folder
+    done = [name for name in MODELS if not isinstance(reports[name], Exception)]
+    out = subprocess.run([sys.executable, "-c", RUNNER, str(folder), *done], capture_output=True, text=True,
+                         check=True).stdout
+    return folder, reports, json.loads(out)
 
 
-def test_onnx_runs_without_torch_and_equals_eager(exported):
-    name, report, folder = exported
-    out = subprocess.run([sys.executable, "-c", RUNNER, str(report.path), str(folder / "data.npz")],
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert float(out[0]) <= TOLERANCE and out[1] == "True", name
+def _report(exported, name):
+    report = exported[1][name]
+    if isinstance(report, Exception):
+        raise report
+    return report
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_runs_without_torch_and_equals_eager(exported, name):
+    report = _report(exported, name)
+    worst, same = exported[2][name]
+    assert worst <= TOLERANCE and same, name
     assert report.seeds == 3 and report.max_abs_diff <= TOLERANCE
 
 
@@ -109,8 +132,9 @@ def _domains(graph) -> set[str]:
     return found
 
 
-def test_onnx_uses_standard_operators_only(exported):
-    name, report, _ = exported
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_uses_standard_operators_only(exported, name):
+    report = _report(exported, name)
     proto = onnx.load(str(report.path))
     assert _domains(proto.graph) <= {"", "ai.onnx"}, name
     assert [(o.domain, o.version) for o in proto.opset_import] == [("", 17)]
@@ -120,7 +144,8 @@ def test_onnx_uses_standard_operators_only(exported):
         assert {"Loop", "TopK", "ArgMin"} <= ops  # the point operators are in the graph, not in a custom domain
 
 
-@pytest.mark.parametrize("name", ["pointnet2_cls_msg", "pointnet2_partseg_ssg", "pointnet_cls", "alexnet_small"])
+# MSG with feature propagation and a category input, a T-Net, an image model
+@pytest.mark.parametrize("name", ["pointnet2_partseg_msg", "pointnet_cls", "alexnet_small"])
 def test_torch_export_program_equals_eager(name, tmp_path):
     model = small_model(name)
     report = export_model(model, tmp_path / f"{name}.pt2", "export", checks(model, name))
@@ -130,8 +155,8 @@ def test_torch_export_program_equals_eager(name, tmp_path):
 
 
 def test_export_is_quiet(capfd, tmp_path):
-    model = small_model("pointnet2_semseg_ssg")
-    export_model(model, tmp_path / "m.onnx", "onnx", checks(model, "pointnet2_semseg_ssg"))
+    model = small_model("pointnet2_cls_ssg")
+    export_model(model, tmp_path / "m.onnx", "onnx", checks(model, "pointnet2_cls_ssg"))
     out, err = capfd.readouterr()
     assert out == "" and err == ""
 
@@ -170,7 +195,8 @@ def checkpoint(tmp_path_factory):
     assert main(["fit", "model.name=pointnet_cls_vanilla", "data.name=synthetic_shapes", "data.args.tiny=true",
                  "data.num_points=64", "data.batch_size=8", "trainer.max_epochs=1", "trainer.progress=false",
                  "trainer.accelerator=cpu", "trainer.devices=1", "plots.enabled=false",
-                 "trainer.limit_train_batches=1", f"run.dir={folder}", "run.name=r"]) == 0
+                 "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                 f"run.dir={folder}", "run.name=r"]) == 0
     return folder / "r" / "checkpoints" / "best.ckpt"
 
 
@@ -221,6 +247,34 @@ def test_predict_onnx_part_segmentation_equals_the_module(tmp_path):
     got = predict_file_onnx(load_onnx(tmp_path / "m.onnx"), cloud, category=category, out_dir=tmp_path / "onnx")
     assert got.counts == want.counts and len(got.outputs) == len(want.outputs)
     assert (tmp_path / "onnx" / "c.seg.ply").read_text() == (tmp_path / "ckpt" / "c.seg.ply").read_text()
+
+
+@pytest.mark.parametrize("mean", ["image", "channel"])
+def test_predict_onnx_image_model_equals_the_checkpoint(mean, tmp_path):
+    """The file carries the preprocessing (image size, crop, the run's mean image or colour, exactly)."""
+    from PIL import Image
+
+    from dlparts.train.config import load_config
+    from dlparts.train.data import build_splits
+    from dlparts.train.export import decode_mean, export, image_mean
+    from dlparts.train.modules import build_module
+    from dlparts.train.predict import load_onnx, predict_file, predict_file_onnx
+
+    cfg = load_config(None, ["model.name=alexnet_small", "data.name=synthetic_images", "data.args.image_size=48",
+                             "data.args.crop_size=40", "data.args.train_per_class=2", "data.args.val_per_class=1",
+                             f"data.args.mean={mean}"])
+    splits = build_splits(cfg)
+    module = build_module(cfg, splits.info).eval()
+    module.extra_state = splits.extra_state
+    export(module, tmp_path / "m.onnx", "onnx")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(photo)
+    deployed = load_onnx(tmp_path / "m.onnx")
+    assert torch.equal(decode_mean(deployed.meta), image_mean(module))
+    assert decode_mean(deployed.meta).dim() == (3 if mean == "image" else 1)
+    want, got = predict_file(module, photo), predict_file_onnx(deployed, photo)
+    assert [c for c, _ in got.top] == [c for c, _ in want.top] and len(got.top) == 5
+    assert np.allclose([p for _, p in got.top], [p for _, p in want.top], atol=1e-5)
 
 
 @torch.library.custom_op("dlparts_tests::twice", mutates_args=())

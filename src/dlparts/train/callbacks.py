@@ -1,20 +1,24 @@
-"""Callbacks of the engine: BN momentum schedule, throughput, first-step time, plots, Ctrl-C; atomic checkpoint files;
-the CSV logger that resumes a run's history."""
+"""Callbacks of the engine: BN momentum schedule, throughput, first-step time, plots, Ctrl-C, checkpoints every N
+steps and what resuming within an epoch needs; atomic checkpoint files; the CSV logger that resumes a run's history."""
 
 from __future__ import annotations
 
 import csv
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from torch import nn
+from torchmetrics import Metric, MetricCollection
 
 
 def bn_momentum(epoch: int, start: float = 0.5, decay: float = 0.5, step: int = 20, floor: float = 0.01) -> float:
@@ -28,7 +32,7 @@ def bn_momentum(epoch: int, start: float = 0.5, decay: float = 0.5, step: int = 
 
 
 class BNMomentumSchedule(pl.Callback):
-    """Sets the momentum of every batch-norm layer at the start of each training epoch."""
+    """Sets the momentum of every batch-norm layer at the start of each training epoch (and of a resumed one)."""
 
     def __init__(self, start: float, decay: float, step: int, floor: float):
         self.start, self.decay, self.step, self.floor = start, decay, step, floor
@@ -38,6 +42,9 @@ class BNMomentumSchedule(pl.Callback):
         for module in pl_module.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = momentum
+
+    # a fit resumed within an epoch does not start that epoch again (no on_train_epoch_start), but does start training
+    on_train_start = on_train_epoch_start
 
 
 class Throughput(pl.Callback):
@@ -49,6 +56,8 @@ class Throughput(pl.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.start, self.samples = time.perf_counter(), 0
+
+    on_train_start = on_train_epoch_start  # also a fit resumed within an epoch
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.samples += len(batch[pl_module.input_key]) * trainer.world_size
@@ -114,18 +123,54 @@ INTERRUPTED = "interrupted.ckpt"
 
 
 class Interrupted(pl.Callback):
-    """On Ctrl-C during ``fit``: saves the state of the moment to ``checkpoints/interrupted.ckpt`` (weights, optimizer,
-    scheduler, epoch and step; a run interrupted before its first epoch ends has no ``last.ckpt`` to resume from) and
-    prints one line saying what was saved and how to continue.  Lightning then exits with status 1."""
+    """Ctrl-C during ``fit`` saves a checkpoint to resume from, ``checkpoints/interrupted.ckpt``, and prints one line
+    saying what was saved and how to continue; Lightning then exits with status 1.
+
+    The first Ctrl-C is held until the training step under way ends, and the checkpoint is the state after that step
+    (weights, optimizer, schedule, metrics so far, the training loader's position and random states), so resuming
+    from it is exact, as from a step checkpoint.  An epoch's last step and its validation run on to the next step (see
+    :func:`mid_epoch`).  A second Ctrl-C stops at once and saves the state of the moment (the rest of that epoch then
+    does not replay exactly).  Under several processes Ctrl-C stops at once and nothing is saved (saving is
+    collective, and the other processes are going)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.saved: Path | None = None
+        self.requested = False
+        self._previous = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.world_size == 1 and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._hold) or signal.default_int_handler
+
+    def _hold(self, signum, frame) -> None:
+        """The first Ctrl-C: noted; the next one interrupts at once."""
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _stop(self) -> None:
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._hold:
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.requested and mid_epoch(trainer):
+            self.saved = self.folder / "checkpoints" / INTERRUPTED
+            trainer.save_checkpoint(self.saved)
+            self._stop()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._stop()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if self._previous is not None:  # another exception: the handler goes
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
         if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != "fit":
             return
-        if trainer.world_size == 1:  # saving is collective under DDP, and the other processes are gone or going
+        if self.saved is None and trainer.world_size == 1:
             self.saved = self.folder / "checkpoints" / INTERRUPTED
             trainer.save_checkpoint(self.saved)
         saved = (f"saved {self.saved} (epoch {trainer.current_epoch + 1}, step {trainer.global_step})"
@@ -134,6 +179,56 @@ class Interrupted(pl.Callback):
         also = f"; {last} holds the last finished epoch" if last.exists() else ""
         print(f"interrupted: {saved}{also}; continue with: dlparts fit --resume {self.folder}", file=sys.stderr,
               flush=True)
+
+
+def mid_epoch(trainer) -> bool:
+    """Whether the training step that just ended leaves steps of its epoch to run: a checkpoint saved after an epoch's
+    last step would resume without that epoch's validation (Lightning counts the epoch as done); ``last.ckpt``, saved
+    after the validation, covers that moment."""
+    return not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``checkpoints/step.ckpt`` every ``every`` training steps (``trainer.checkpoint_every_n_steps``), but not after an
+    epoch's last step (:func:`mid_epoch`)."""
+
+    def __init__(self, folder: Path, every: int):
+        super().__init__(dirpath=folder, filename="step", monitor=None, save_top_k=1, every_n_train_steps=every,
+                         enable_version_counter=False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if mid_epoch(trainer):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class MidEpochState(pl.Callback):
+    """What resuming within an epoch needs beyond Lightning's own restore: the running states of the module's
+    torchmetrics (the epoch's training loss so far, ...), saved with each checkpoint and restored; and the training
+    loader's position (:class:`dlparts.train.data.ResumableLoader`) handed to the loader even when it was built before
+    the checkpoint was read (``estimated_stepping_batches`` in ``configure_optimizers`` builds it early, and Lightning
+    hands the saved position only to a loader it builds afterwards)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        trainer.fit_loop._load_combined_loader_states()  # a no-op once Lightning has handed it over
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # only single metrics holding updates not yet computed and reset (the training loss within an epoch):
+        # replacing the states of a collection's members would cut the state sharing of its compute groups
+        collections = tuple(f"{name}." for name, m in pl_module.named_modules() if isinstance(m, MetricCollection))
+        checkpoint["dlparts_metric_states"] = {
+            name: {**metric.metric_state, "_update_count": metric._update_count}
+            for name, metric in pl_module.named_modules()
+            if isinstance(metric, Metric) and metric._update_count and not name.startswith(collections)}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if trainer.state.fn != "fit":
+            return
+        states = checkpoint.get("dlparts_metric_states", {})
+        for name, metric in pl_module.named_modules():
+            if isinstance(metric, Metric) and name in states:
+                for key, value in states[name].items():
+                    setattr(metric, key, value.to(metric.device) if isinstance(value, torch.Tensor) else value)
+                metric._computed = None
 
 
 def kept_rows(rows: list[dict], ckpt: dict) -> list[dict]:

@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "trainer": {"max_epochs": 10, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "strategy": "auto",
                 "precision": "auto", "gradient_clip_val": 0.0, "sync_batchnorm": False, "log_every_n_steps": 10,
                 "limit_train_batches": 1.0, "limit_val_batches": 1.0, "limit_test_batches": 1.0,
-                "check_val_every_n_epoch": 1, "progress": True, "threads": 0, "max_time": None},
+                "check_val_every_n_epoch": 1, "progress": True, "threads": 0, "max_time": None,
+                "checkpoint_every_n_steps": 0},
     "eval": {"votes": 1, "vote_axis": 1, "vote_scale": [0.8, 1.25]},
     "plots": {"enabled": True, "examples": 4},
 }
@@ -75,6 +76,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "bn_momentum.step": (1, None, True, False), "bn_momentum.min": (0, 1, True, True),
     "trainer.gradient_clip_val": (0, None, True, False), "trainer.log_every_n_steps": (1, None, True, False),
     "trainer.check_val_every_n_epoch": (1, None, True, False), "trainer.threads": (0, None, True, False),
+    "trainer.checkpoint_every_n_steps": (0, None, True, False),
     "plots.examples": (0, None, True, False), "seed": (0, 2 ** 32 - 1, True, True),
     **{f"trainer.limit_{split}_batches": (0, None, True, False) for split in ("train", "val", "test")},
 }

@@ -5,7 +5,11 @@ checkpoint is chosen without looking at the test set (ModelNet40, ShapeNetPart's
 no validation set of their own).  Training batches are ordered by :class:`EpochSampler`: a permutation drawn from
 ``(seed, epoch)`` alone, of which each DDP process takes every ``world``-th sample.  The sampler also reseeds the
 random generators when an epoch's first batch is requested, so augmentation and dropout depend on the epoch alone:
-a run resumed from the last epoch's checkpoint replays the interrupted epoch exactly.
+a run resumed from the last epoch's checkpoint replays the interrupted epoch exactly.  Within an epoch, the training
+loader (:class:`ResumableLoader`) is what Lightning calls a resumable loader: its state in a checkpoint saved after a
+training step (``trainer.checkpoint_every_n_steps``, Ctrl-C) holds the batches served and the random states of that
+moment, and a run resumed from it skips those batches and restores those states, so the rest of the epoch replays
+exactly too (with ``data.workers=0``; worker processes draw from random states a checkpoint does not hold).
 """
 
 from __future__ import annotations
@@ -62,6 +66,14 @@ class EpochSampler(Sampler[int]):
         self.n, self.shuffle, self.seed, self.rank, self.world = n, shuffle, seed, rank, world
         self.generator = generator
         self.epoch = 0
+        self.skipped = 0  # indices the current epoch's order left out (a resumed epoch)
+        self._resume: tuple[int, int, dict] | None = None
+
+    def resume(self, epoch: int, skip: int, rng: dict) -> None:
+        """If the next order is epoch ``epoch``'s (Lightning restarts that epoch), serve it without its first ``skip``
+        indices and restore the random states ``rng`` (:func:`rng_state`): the moment a mid-epoch checkpoint was
+        saved.  Any other epoch is served whole."""
+        self._resume = (epoch, skip, rng)
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning before each epoch
         self.epoch = epoch
@@ -77,7 +89,13 @@ class EpochSampler(Sampler[int]):
         torch.manual_seed(value)
         perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
         usable = self.n - self.n % self.world
-        return perm[:usable][self.rank::self.world].tolist()
+        order = perm[:usable][self.rank::self.world].tolist()
+        self.skipped = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            self.skipped = self._resume[1]
+            set_rng_state(self._resume[2])
+        self._resume = None
+        return order[self.skipped:]
 
     def __iter__(self):
         return iter(self._order())
@@ -86,6 +104,55 @@ class EpochSampler(Sampler[int]):
         if self.shuffle:
             return self.n // self.world
         return len(range(self.rank, self.n, self.world))
+
+
+def rng_state() -> dict:
+    """The global random states (Python, NumPy, torch CPU and CUDA) as plain values and tensors, which a checkpoint
+    read with ``weights_only=True`` can hold."""
+    numpy = np.random.get_state(legacy=False)
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "numpy": {"key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)), "pos": numpy["state"]["pos"],
+                      "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"]},
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    n = state["numpy"]
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32),
+                                                                "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumableLoader(DataLoader):
+    """The training loader, resumable within an epoch (Lightning saves ``state_dict()`` in each checkpoint and gives
+    it back to ``load_state_dict`` on resume): the epoch, the batches served so far in it and the random states of
+    the moment, which, in a checkpoint saved after a training step, are those the next batch starts from."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.served = 0
+
+    def __iter__(self):
+        batches = super().__iter__()
+        self.served = 0
+
+        def counted():
+            for i, batch in enumerate(batches):
+                self.served = self.sampler.skipped // self.batch_size + i + 1  # skipped: known once iterating
+                yield batch
+
+        return counted()
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "batches": self.served, "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.resume(state["epoch"], state["batches"] * self.batch_size, state["rng"])
 
 
 # ------------------------------------------------------------------------------------------------ image datasets
@@ -321,8 +388,9 @@ class DataModule(pl.LightningDataModule):
         sampler = EpochSampler(len(dataset), shuffle=train, seed=self.cfg["seed"], rank=rank, world=world,
                                generator=generator)
         batch = d["batch_size"] if train else (d["eval_batch_size"] or d["batch_size"])
-        return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=train and len(sampler) >= batch,
-                          num_workers=d["workers"], persistent_workers=d["workers"] > 0, generator=generator)
+        return (ResumableLoader if train else DataLoader)(
+            dataset, batch_size=batch, sampler=sampler, drop_last=train and len(sampler) >= batch,
+            num_workers=d["workers"], persistent_workers=d["workers"] > 0, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.splits.train, True)

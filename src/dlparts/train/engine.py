@@ -2,14 +2,17 @@
 ``load_checkpoint``; what ``dlparts fit`` and ``dlparts test`` call.
 
 A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/{last,best}.ckpt``, ``logs/metrics.csv``,
-TensorBoard event files under ``tb/``, ``plots/*.png`` and ``results.json``; after Ctrl-C ``checkpoints/
-interrupted.ckpt``; after ``dlparts test`` its own ``test-<checkpoint>.json`` and ``plots/test-<checkpoint>/``.
+TensorBoard event files under ``tb/``, ``plots/*.png`` and ``results.json``; with ``trainer.checkpoint_every_n_steps``
+also ``checkpoints/step.ckpt`` (the newest of every N training steps within an epoch); after Ctrl-C
+``checkpoints/interrupted.ckpt``; after ``dlparts test`` its own ``test-<checkpoint>.json`` and
+``plots/test-<checkpoint>/``.
 
-Resuming from ``last.ckpt`` (the end of an epoch) is exact: the run ends as the uninterrupted one would, weights,
-metrics and ``logs/metrics.csv`` alike.  Resuming from ``interrupted.ckpt`` (within an epoch) restores the weights,
-optimizer, scheduler, epoch and step of the moment exactly, but Lightning then runs the rest of that epoch's steps
-from the beginning of the epoch's data order (the loaders are not fast-forwarded), so that epoch differs from the
-uninterrupted one; the epochs after it are seeded by their number as always.
+Resuming is exact from each of them: the run ends as the uninterrupted one would, weights, metrics and
+``logs/metrics.csv`` alike.  ``last.ckpt`` is the end of an epoch (the next one is seeded by its number); ``step.ckpt``
+and ``interrupted.ckpt`` are saved after a training step, within an epoch, and hold the training loader's position
+and random states (:class:`dlparts.train.data.ResumableLoader`) and the running metrics, so the resumed run skips the
+batches done and replays the rest of the epoch as it would have run (with ``data.workers=0``: workers' random states
+are not saved; and in a single process: a Ctrl-C under DDP saves nothing).
 """
 
 from __future__ import annotations
@@ -89,7 +92,9 @@ def build_trainer(cfg: dict, folder: Path, monitor: str, unit: str, extra_callba
                            save_top_k=1, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=folder / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
-    callbacks = [best, last, cb.Throughput(unit), *extra_callbacks]
+    callbacks = [best, last, cb.Throughput(unit), cb.MidEpochState(), *extra_callbacks]
+    if t["checkpoint_every_n_steps"]:  # its own file: a ModelCheckpoint saves by steps or by epochs
+        callbacks.append(cb.StepCheckpoint(folder / "checkpoints", t["checkpoint_every_n_steps"]))
     if cfg["bn_momentum"]["enabled"]:
         b = cfg["bn_momentum"]
         callbacks.append(cb.BNMomentumSchedule(b["start"], b["decay"], b["step"], b["min"]))
@@ -125,10 +130,10 @@ def _quiet_lightning() -> None:
 def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
     """Train ``cfg``, test the best-on-validation checkpoint, write ``results.json``; return the results.
 
-    ``resume``: a run folder to continue from its newest checkpoint (:func:`resume_checkpoint`); from
-    ``last.ckpt`` exactly (epoch, optimizer, scheduler, BN momentum, history, the rows of ``logs/metrics.csv``;
-    per-epoch seeding makes the interrupted epoch replay identically).  ``callbacks``: extra
-    Lightning callbacks.  The trained module is returned under ``"module"`` (not written to ``results.json``).
+    ``resume``: a run folder to continue from its newest checkpoint (:func:`resume_checkpoint`), exactly (epoch,
+    step, optimizer, scheduler, BN momentum, history, the rows of ``logs/metrics.csv``; the data order and random
+    states from that point on; see the module docstring).  ``callbacks``: extra Lightning callbacks.  The trained
+    module is returned under ``"module"`` (not written to ``results.json``).
     """
     import lightning.pytorch as pl
 
@@ -163,7 +168,7 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
 
     first = FirstStep(say)
     trainer = build_trainer(cfg, folder, module.monitor, UNITS[splits.info["task"]],
-                            [first, Interrupted(folder), *callbacks], resumed=resumed)
+                            [first, *callbacks, Interrupted(folder)], resumed=resumed)  # last: after others' step end
     del resumed
     datamodule = DataModule(cfg, splits)
     say("training; the first step compiles the point kernels when their cache is cold (up to a minute)"
@@ -242,11 +247,12 @@ def load_checkpoint(path: str | Path, overrides: list[str] = ()):
 
 def checkpoint_kind(path: str | Path) -> str:
     """What a checkpoint of a run holds: ``"best"`` (on validation), ``"last"`` (the last finished epoch),
-    ``"interrupted"`` (Ctrl-C), or its file name for any other."""
+    ``"step"`` (the newest of every ``trainer.checkpoint_every_n_steps``), ``"interrupted"`` (Ctrl-C), or its file
+    name for any other."""
     from dlparts.train.callbacks import INTERRUPTED
 
     name = Path(path).name
-    return {"best.ckpt": "best", "last.ckpt": "last", INTERRUPTED: "interrupted"}.get(name, name)
+    return {"best.ckpt": "best", "last.ckpt": "last", "step.ckpt": "step", INTERRUPTED: "interrupted"}.get(name, name)
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -327,15 +333,16 @@ def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
 
 
 def resume_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint ``--resume run_dir`` continues from: ``checkpoints/last.ckpt`` (the end of the last finished
-    epoch), or ``interrupted.ckpt`` (saved on Ctrl-C) when that is newer; a DataNotFoundError when neither is there."""
+    """The checkpoint ``--resume run_dir`` continues from: the newest of ``checkpoints/last.ckpt`` (the end of the
+    last finished epoch), ``step.ckpt`` (every N steps) and ``interrupted.ckpt`` (Ctrl-C); a DataNotFoundError when
+    none is there."""
     from dlparts.train.callbacks import INTERRUPTED
 
     folder = Path(run_dir) / "checkpoints"
-    found = [p for p in (folder / "last.ckpt", folder / INTERRUPTED) if p.is_file()]
+    found = [p for p in (folder / "last.ckpt", folder / "step.ckpt", folder / INTERRUPTED) if p.is_file()]
     if not found:
-        raise DataNotFoundError(f"--resume {run_dir}: neither {folder / 'last.ckpt'} nor {folder / INTERRUPTED} "
-                                f"exists")
+        raise DataNotFoundError(f"--resume {run_dir}: none of {folder / 'last.ckpt'}, step.ckpt or {INTERRUPTED} "
+                                f"exists there")
     return max(found, key=lambda p: p.stat().st_mtime_ns)
 
 

@@ -12,6 +12,7 @@ else :class:`~dlparts.errors.ConfigError`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -59,16 +60,39 @@ def model_inputs(model, task: str, batch: int, shape: tuple[int, ...], seed: int
 
 
 def metadata(module) -> dict[str, str]:
-    """What a deployment needs besides the graph (ONNX ``metadata_props``): task, model, points, channels, classes."""
+    """What a deployment needs besides the graph (ONNX ``metadata_props``): task, model, classes; a point model's
+    points and channels; an image model's preprocessing (``image_size``, ``crop``, and the mean its images are
+    centred with, :func:`encode_mean`)."""
     info, cfg = module.info, module.cfg
     meta = {"task": info["task"], "model": cfg["model"]["name"], "classes": json.dumps(list(info["classes"])),
             "input_spec": json.dumps(list(info["input_spec"]))}
-    if info["task"] != "image_cls":
+    if info["task"] == "image_cls":
+        meta |= {"image_size": str(info["image_size"]), "crop": str(info["input_spec"][-1])}
+        meta |= encode_mean(image_mean(module))
+    else:
         meta |= {"num_points": str(cfg["data"]["num_points"]), "channels": str(info["input_spec"][-1])}
     if "categories" in info:
         meta["categories"] = json.dumps(list(info["categories"]))
         meta["parts_of_category"] = json.dumps(info["parts_of_category"])
     return meta
+
+
+def image_mean(module) -> torch.Tensor:
+    """The mean a run's images are centred with: its mean image (``data.args.mean=image``) or its mean colour."""
+    return module.extra_state["mean_image" if module.info.get("mean") == "image" else "mean_rgb"]
+
+
+def encode_mean(mean: torch.Tensor) -> dict[str, str]:
+    """A mean image ``[3, S, S]`` or colour ``[3]`` as metadata strings: ``mean`` (base64 of little-endian float32,
+    exact) and ``mean_shape`` (JSON); :func:`decode_mean` reads it back."""
+    values = mean.detach().cpu().numpy().astype("<f4")
+    return {"mean": base64.b64encode(values.tobytes()).decode("ascii"), "mean_shape": json.dumps(list(values.shape))}
+
+
+def decode_mean(meta: dict[str, str]) -> torch.Tensor:
+    """The mean :func:`encode_mean` wrote into ``meta``."""
+    values = np.frombuffer(base64.b64decode(meta["mean"]), dtype="<f4")
+    return torch.from_numpy(values.reshape(json.loads(meta["mean_shape"])).astype(np.float32))
 
 
 def export(module, path: str | Path, fmt: str, batch: int = 2) -> ExportReport:

@@ -65,14 +65,13 @@ def read_cloud(path: Path, num_points: int, channels: int, seed: int = 0) -> Clo
     return Cloud(table[idx, :channels].astype(np.float32), None)  # [num_points, channels]
 
 
-def read_image(path: Path, module) -> torch.Tensor:
-    """``float32 [3, crop, crop]``: the run's test-time pipeline (preprocess, mean subtraction, centre crop)."""
+def read_image(path: Path, mean: torch.Tensor, image_size: int, crop: int) -> torch.Tensor:
+    """``float32 [3, crop, crop]``: the run's test-time pipeline (preprocess to ``image_size``, subtract ``mean``
+    (``[3, S, S]`` image or ``[3]`` colour), centre crop)."""
     from dlparts.data.images import CenterCrop, Compose, SubtractMean, ToFloat, load_rgb, preprocess
 
-    info, extra = module.info, module.extra_state
-    mean = extra["mean_image"] if info.get("mean") == "image" else extra["mean_rgb"]
-    pipeline = Compose([ToFloat(), SubtractMean(mean), CenterCrop(info["input_spec"][-1])])
-    return pipeline(preprocess(load_rgb(path), info["image_size"]))
+    pipeline = Compose([ToFloat(), SubtractMean(mean), CenterCrop(crop)])
+    return pipeline(preprocess(load_rgb(path), image_size))
 
 
 def _top5(logits: torch.Tensor, classes: list[str]) -> list[tuple[str, float]]:
@@ -103,7 +102,10 @@ def predict_file(module, path: str | Path, *, category: str | None = None, out_d
         raise DataNotFoundError(f"{path} does not exist")
     info, cfg = module.info, module.cfg
     if info["task"] == "image_cls":
-        logits = module.model(read_image(path, module)[None])[0]  # [K]
+        from dlparts.train.export import image_mean
+
+        image = read_image(path, image_mean(module), info["image_size"], info["input_spec"][-1])  # [3, crop, crop]
+        logits = module.model(image[None])[0]  # [K]
         return Prediction(str(path), top=_top5(logits, info["classes"]))
     points, note = read_cloud(path, cfg["data"]["num_points"], info["input_spec"][-1], seed)
     notes = [note] if note else []
@@ -157,16 +159,19 @@ class Deployed(NamedTuple):
 
 def load_onnx(path: str | Path) -> Deployed:
     """The ONNX file at ``path`` on onnxruntime's CPU provider, with the ``metadata_props`` that
-    :func:`dlparts.train.export.metadata` wrote (a point model's: task, classes, num_points, channels)."""
+    :func:`dlparts.train.export.metadata` wrote (task, classes; a point model's num_points and channels, an image
+    model's image_size, crop and mean)."""
     import onnxruntime
 
     if not Path(path).is_file():
         raise DataNotFoundError(f"ONNX file {path} does not exist")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("task") not in ("point_cls", "point_partseg", "point_semseg") or "num_points" not in meta:
-        raise ConfigError(f"{path}: predict --onnx takes point models exported by dlparts export (task "
-                          f"{meta.get('task')!r}; an image model's mean image is not in the file)")
+    needs = {"image_cls": "mean", "point_cls": "num_points", "point_partseg": "num_points",
+             "point_semseg": "num_points"}
+    if needs.get(meta.get("task")) not in meta:
+        raise ConfigError(f"{path}: predict --onnx takes files written by dlparts export (task "
+                          f"{meta.get('task')!r}, no {needs.get(meta.get('task'), 'task')!r} in its metadata)")
     return Deployed(session, meta)
 
 
@@ -178,6 +183,12 @@ def predict_file_onnx(deployed: Deployed, path: str | Path, *, category: str | N
         raise DataNotFoundError(f"{path} does not exist")
     meta = deployed.meta
     classes = json.loads(meta["classes"])
+    if meta["task"] == "image_cls":
+        from dlparts.train.export import decode_mean
+
+        image = read_image(path, decode_mean(meta), int(meta["image_size"]), int(meta["crop"]))  # [3, crop, crop]
+        logits = torch.from_numpy(deployed.session.run(None, {"images": image[None].numpy()})[0][0])  # [K]
+        return Prediction(str(path), top=_top5(logits, classes))
     points, note = read_cloud(path, int(meta["num_points"]), int(meta["channels"]), seed)
     notes = [note] if note else []
     feed = {"points": points[None]}  # [1, N, C]
