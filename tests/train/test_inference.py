@@ -1,5 +1,6 @@
 """Prediction's model without Lightning: ``TaskModel`` holds what a task's Lightning module holds for inference (the
-same state_dict keys, the same outputs), and ``dlparts predict`` runs without importing Lightning or torchmetrics."""
+same state_dict keys, the same outputs), and ``dlparts predict`` runs without importing Lightning, torchmetrics or
+``torch._dynamo`` (eager calls of the point operators skip their custom ops)."""
 
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def test_task_model_refuses_an_unknown_task():
         TaskModel(load_config(None, CLS_CFG), {**CLS_INFO, "task": "point_regression"})
 
 
-def test_predict_imports_neither_lightning_nor_torchmetrics(tmp_path):
+def test_predict_imports_no_lightning_torchmetrics_or_dynamo(tmp_path):
     cfg = load_config(None, CLS_CFG)
     ckpt = tmp_path / "cls.ckpt"
     torch.save({"hyper_parameters": {"cfg": cfg, "info": CLS_INFO},
@@ -52,7 +53,7 @@ def test_predict_imports_neither_lightning_nor_torchmetrics(tmp_path):
     np.savetxt(tmp_path / "ball.xyz", xyz / np.linalg.norm(xyz, axis=1, keepdims=True))
     code = (f"import sys; from dlparts.cli import main; code = main(['predict', '--ckpt', {str(ckpt)!r}, "
             f"{str(tmp_path / 'ball.xyz')!r}]); "
-            "print([m for m in ('lightning', 'torchmetrics') if m in sys.modules]); sys.exit(code)")
+            "print([m for m in ('lightning', 'torchmetrics', 'torch._dynamo') if m in sys.modules]); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
