@@ -10,9 +10,13 @@ Measured in one run, on 2 threads (``torch.set_num_threads(2)``), B=16 clouds of
 
 * training clouds/s of the peer and of ``pointnet2_cls_ssg`` in fp32 and under bf16 autocast, and the ratios; ours
   also with the fused batch norm kernels off (``dlparts.layers.fused.disabled``), to show what they bring;
-  configurations interleaved over ``--rounds``, the best round of each reported;
+  configurations interleaved over ``--rounds``, the median round of each reported (and the best);
 * model FLOPs utilization: ``3 x`` the paper-order forward FLOPs (the 0.84 GMACs of the docstring, 2 FLOPs per MAC)
   per cloud times clouds/s, over the fp32 matmul peak measured here (2048^3 products);
+* the same per block (set abstractions 1-3, head): each block alone on the inputs it gets in the model, forward and
+  backward of a random output gradient (inputs that the model differentiates need gradients here too), the median
+  of ``--steps`` calls per round, rounds and configurations interleaved, the median round reported; FLOPs of the
+  block's rows of the summary (paper order);
 * inference latency (eval, no grad) of one 1024-point cloud for ``pointnet_cls``, ``pointnet2_cls_ssg`` and the
   peer, each in a fresh process of its own after warm-up calls (see :func:`latency_alone`).  Beside it, the old
   method: the same timing in this process after the training above, which leaves more threads (numba's workqueue
@@ -20,7 +24,7 @@ Measured in one run, on 2 threads (``torch.set_num_threads(2)``), B=16 clouds of
   alone (and up to 40x on a loaded 2-core machine), which is why the latency lines disagreed with timing a model
   alone.  The warm-up was already outside the timed region; one call is now five.
 
-    .venv/bin/python benchmarks/models.py [--steps 5] [--rounds 2]
+    .venv/bin/python benchmarks/models.py [--steps 5] [--rounds 3] [--no-latency]
 """
 
 from __future__ import annotations
@@ -153,6 +157,73 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def blocks(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
+    """``(name, block, index of its first input that needs a gradient)`` of ours or the peer, in the order run:
+    the set abstractions take ``(xyz, features)`` (no gradient for ``xyz``), the head the global feature."""
+    if isinstance(model, PeerPointNet2):
+        return [("sa1", model.sa1, 1), ("sa2", model.sa2, 1), ("sa3 (group all)", model.sa3, 1),
+                ("head", model.head, 0)]
+    return [("sa1", model.sa[0], 1), ("sa2", model.sa[1], 1), ("sa3 (group all)", model.sa[2], 1),
+            ("head", model.head, 0)]
+
+
+BLOCK_ROWS = {"sa1": "sa.0.", "sa2": "sa.1.", "sa3 (group all)": "sa.2.", "head": "head."}
+
+
+def block_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple]:
+    """The positional inputs each block of ``model`` gets in one training-mode forward of ``x``."""
+    seen: dict[str, tuple] = {}
+    hooks = [block.register_forward_pre_hook(lambda _, args, name=name: seen.setdefault(name, args))
+             for name, block, _ in blocks(model)]
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return {name: tuple(a.detach().clone() if torch.is_tensor(a) else a for a in args) for name, args in seen.items()}
+
+
+def block_seconds(block: nn.Module, args: tuple, first_grad: int, bf16: bool, steps: int) -> float:
+    """Median seconds of a forward and backward of ``block`` on ``args`` after one untimed call."""
+    args = tuple(a.detach().requires_grad_(i >= first_grad and a.is_floating_point()) if torch.is_tensor(a) else a
+                 for i, a in enumerate(args))
+    block.train()
+
+    def call():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = block(*args)
+        out = out[1] if isinstance(out, tuple) else out  # a set abstraction's features [B, S, C]
+        out.float().backward(torch.ones(out.shape) / out.numel())
+        block.zero_grad(set_to_none=True)
+
+    call()
+    return statistics.median(_timed(call) for _ in range(steps))
+
+
+def per_block(peer: nn.Module, ours: nn.Module, flops: dict[str, float], peak: float, steps: int, rounds: int) -> None:
+    """Print each block's fp32 and bf16 times, ratios to the peer's fp32 and MFU against the fp32 matmul peak."""
+    x = torch.rand(B, N, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    configs = (("peer fp32", peer, False), ("ours fp32", ours, False), ("ours bf16", ours, True))
+    inputs = {label: block_inputs(model, x) for label, model, _ in configs}
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for label, model, bf16 in configs:
+            for name, block, first_grad in blocks(model):
+                seconds = block_seconds(block, inputs[label][name], first_grad, bf16, steps)
+                times.setdefault((label, name), []).append(seconds)
+    print(f"\nper block, B={B}, forward + backward alone, median of {steps} calls, median of {rounds} rounds; MFU: "
+          f"3 x the block's forward FLOPs (paper order) / time / fp32 peak")
+    print(f"  {'block':<16} {'GFLOP/step':>10} {'peer fp32':>10} {'ours fp32':>10} {'ours bf16':>10}   "
+          f"{'fp32 vs peer':>12} {'bf16 vs peer fp32':>17}   {'MFU fp32':>8} {'MFU bf16':>8}")
+    for name, _, _ in blocks(ours):
+        t = {label: statistics.median(times[label, name]) for label, _, _ in configs}
+        work = 3 * flops[name] * B
+        print(f"  {name:<16} {work / 1e9:>10.2f} {t['peer fp32'] * 1e3:>7.0f} ms {t['ours fp32'] * 1e3:>7.0f} ms "
+              f"{t['ours bf16'] * 1e3:>7.0f} ms   {t['peer fp32'] / t['ours fp32']:>11.2f}x "
+              f"{t['peer fp32'] / t['ours bf16']:>16.2f}x   {work / t['ours fp32'] / peak:>8.1%} "
+              f"{work / t['ours bf16'] / peak:>8.1%}")
+
+
 LATENCY_MODELS = ("pointnet_cls", "pointnet2_cls_ssg", "peer pointnet2 ssg")
 WARMUP, REPEAT = 5, 30
 
@@ -185,8 +256,9 @@ def latency_alone(name: str, threads: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per configuration and round")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds over all configurations (best one counts)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all configurations (the median counts)")
     parser.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold as it is")
+    parser.add_argument("--no-latency", action="store_true", help="training rows only")
     parser.add_argument("--latency-of", help=argparse.SUPPRESS)  # the child process of latency_alone
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
@@ -198,7 +270,10 @@ def main() -> None:
         print(f"glibc keeps freed memory: {keep_freed_memory()}")
     torch.manual_seed(0)
     peak = matmul_peak()
-    flops = 2 * summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (N, 3)).macs  # per cloud
+    paper_order = summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (N, 3))
+    flops = 2 * paper_order.macs  # per cloud
+    block_flops = {name: 2 * sum(r.macs for r in paper_order.rows if r.name.startswith(prefix))
+                   for name, prefix in BLOCK_ROWS.items()}
     bf16_peak = matmul_peak(torch.bfloat16)
     print(f"fp32 matmul peak (2048^3, 2 threads): {peak / 1e9:.1f} GFLOP/s; bf16: {bf16_peak / 1e9:.1f}; "
           f"pointnet2_cls_ssg forward: {flops / 1e9:.3f} GFLOP per cloud (MAC FLOPs, paper order)")
@@ -208,17 +283,23 @@ def main() -> None:
     configs = (("peer fp32", peer, False, True), ("peer bf16", peer, True, True),
                ("ours fp32", ours, False, True), ("ours bf16", ours, True, True),
                ("ours fp32, plain modules", ours, False, False), ("ours bf16, plain modules", ours, True, False))
-    rates: dict[str, float] = {}
-    for _ in range(args.rounds):  # interleaved, best of the rounds: drifts in machine speed hit every entry alike
+    rounds: dict[str, list[float]] = {}
+    for _ in range(args.rounds):  # interleaved: drifts in machine speed hit every entry alike
         for label, model, bf16, kernels in configs:
             with contextlib.nullcontext() if kernels else fused.disabled():
-                rates[label] = max(rates.get(label, 0.0), train_rate(model, args.steps, bf16))
-    print(f"\ntraining, B={B}, N={N}, SGD step        clouds/s   vs peer fp32   MFU (3 x forward FLOPs / fp32 peak)")
+                rounds.setdefault(label, []).append(train_rate(model, args.steps, bf16))
+    rates = {label: statistics.median(values) for label, values in rounds.items()}
+    print(f"\ntraining, B={B}, N={N}, SGD step, median (best) of {args.rounds} rounds   clouds/s   vs peer fp32   "
+          f"MFU (3 x forward FLOPs / fp32 peak)")
     for label, rate in rates.items():
-        print(f"  {label:<32} {rate:>8.2f}   {rate / rates['peer fp32']:>10.2f}x   {rate * 3 * flops / peak:>6.1%}")
+        print(f"  {label:<32} {rate:>8.2f} ({max(rounds[label]):>6.2f})   {rate / rates['peer fp32']:>10.2f}x   "
+              f"{rate * 3 * flops / peak:>6.1%}")
     print(f"  ours fp32 vs peer fp32: {rates['ours fp32'] / rates['peer fp32']:.2f}x; "
           f"ours bf16 vs peer fp32: {rates['ours bf16'] / rates['peer fp32']:.2f}x; "
           f"ours bf16 vs peer bf16: {rates['ours bf16'] / rates['peer bf16']:.2f}x")
+    per_block(peer, ours, block_flops, peak, args.steps, args.rounds)
+    if args.no_latency:
+        return
     print(f"\ninference latency, one 1024-point cloud, eval, no grad, {args.threads} threads: each model timed in a "
           f"fresh process of its own, {WARMUP} untimed warm-up calls (numba compiles, lazy init), then median and best "
           f"of {REPEAT} calls, models interleaved over the rounds (best round); beside it the same timing in this "

@@ -127,7 +127,7 @@ def _run_predict(args) -> int:
     if args.onnx:
         model, predict = load_onnx(args.onnx), predict_file_onnx
     else:
-        model, predict = load_checkpoint(args.ckpt)[0], predict_file
+        model, predict = load_checkpoint(args.ckpt, training=False)[0], predict_file
     console = report.console()
     failed = []
     for path in args.files:

@@ -1,6 +1,7 @@
 """The fused batch norm + ReLU (+ max) kernels against the plain modules in float64: values, gradients of the input
 and of gamma/beta, running statistics; bfloat16 rounding exactly as torch rounds; where the fused path applies."""
 
+import contextlib
 import copy
 
 import numpy as np
@@ -139,6 +140,46 @@ def test_running_statistics_count_batches_like_batch_norm():
     assert int(bn.num_batches_tracked) == int(plain.num_batches_tracked) == 3
     torch.testing.assert_close(bn.running_mean, plain.running_mean)
     torch.testing.assert_close(bn.running_var, plain.running_var)
+
+
+def _linear_bn_relu(x, linear, bn, k, grad, fuse: bool, bf16: bool):
+    """``relu(bn(linear(x)))`` (max over groups of ``k`` rows) forward and backward on copies, fused or plain, under
+    bfloat16 autocast if asked: ``{output, dx, dW, running_mean, running_var}`` and the bias gradient."""
+    linear, bn, x = copy.deepcopy(linear), copy.deepcopy(bn), x.clone().requires_grad_()
+    plain = contextlib.nullcontext() if fuse else fused.disabled()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), plain:
+        if fuse:
+            out = fused.bn_relu(x, bn, linear) if k is None else fused.bn_relu_max(x, bn, k, linear)
+        else:
+            out = torch.relu(bn(linear(x)))
+            out = out if k is None else out.view(-1, k, out.shape[-1]).amax(dim=1)  # [G, C]
+    out.to(grad.dtype).backward(grad)
+    values = {"output": out, "dx": x.grad, "dW": linear.weight.grad, "running_mean": bn.running_mean,
+              "running_var": bn.running_var}
+    return {name: v.double() for name, v in values.items()}, linear.bias.grad
+
+
+@pytest.mark.parametrize("k", [None, 8])
+def test_linear_bias_reaches_the_running_mean_only(k):
+    """The fused path leaves the ``Linear``'s bias out of ``x W^T`` (the batch mean cancels it): outputs and
+    gradients as with it, and the running mean of ``x W^T + b``, as the plain modules in float64 give; under
+    bfloat16 autocast no further from float64 than the plain modules under autocast."""
+    g = _gen(21)
+    x = torch.randn(256, 12, generator=g) + 2.0  # [M, C_in]
+    linear, bn = nn.Linear(12, 6), _bn(6, seed=22)
+    with torch.no_grad():
+        linear.bias.copy_(torch.randn(6, generator=g) * 5)  # large against the spread of x W^T
+    grad = torch.randn(256 // (k or 1), 6, generator=g)
+    ref, _ = _linear_bn_relu(x.double(), copy.deepcopy(linear).double(), copy.deepcopy(bn).double(), k, grad.double(),
+                             fuse=False, bf16=False)
+    ours, bias_grad = _linear_bn_relu(x, linear, bn, k, grad, fuse=True, bf16=False)
+    for name, r in ref.items():
+        torch.testing.assert_close(ours[name], r, rtol=1e-4, atol=1e-4 * r.abs().max().item(), msg=name)
+    assert bias_grad.abs().max() < 1e-5 * ref["dW"].abs().max()  # zero in exact arithmetic
+    ours, _ = _linear_bn_relu(x, linear, bn, k, grad, fuse=True, bf16=True)
+    plain, _ = _linear_bn_relu(x, linear, bn, k, grad, fuse=False, bf16=True)
+    for name, r in ref.items():
+        assert (ours[name] - r).abs().max() <= (plain[name] - r).abs().max() + 1e-6 * r.abs().max(), name
 
 
 def test_max_over_tied_rows_gives_the_same_gradient_to_what_was_duplicated():

@@ -48,7 +48,7 @@ def test_read_cloud_estimates_normals_only_where_the_file_has_none(files):
 
 
 def test_predict_goes_on_past_bad_files(module_and_cfg, files, monkeypatch, capsys):
-    monkeypatch.setattr(dlparts.train.engine, "load_checkpoint", lambda ckpt: module_and_cfg)
+    monkeypatch.setattr(dlparts.train.engine, "load_checkpoint", lambda ckpt, **kwargs: module_and_cfg)
     names = [str(files / n) for n in ("bad.xyz", "ball.xyz", "missing.xyz", "box.off")]
     category = module_and_cfg[0].info["categories"][0]
     assert main(["predict", "--ckpt", "any.ckpt", "--category", category, *names, "--out", str(files / "seg")]) == 2
@@ -68,7 +68,7 @@ def test_predict_goes_on_past_bad_files(module_and_cfg, files, monkeypatch, caps
 
 
 def test_predict_of_good_files_exits_0(module_and_cfg, files, monkeypatch, capsys):
-    monkeypatch.setattr(dlparts.train.engine, "load_checkpoint", lambda ckpt: module_and_cfg)
+    monkeypatch.setattr(dlparts.train.engine, "load_checkpoint", lambda ckpt, **kwargs: module_and_cfg)
     category = module_and_cfg[0].info["categories"][0]
     assert main(["predict", "--ckpt", "any.ckpt", "--category", category, str(files / "box.off")]) == 0
     assert capsys.readouterr().err == ""

@@ -22,7 +22,7 @@ bfloat16, statistics accumulated in float64), cut that traffic:
 
 :func:`bn_relu` and :func:`bn_relu_max` take the ``Linear`` before the batch norm too (matmul by torch, in the CPU
 autocast dtype when autocast is on), so that its bias gradient comes from the channel sums already at hand instead of
-one more pass over ``dy``.
+one more pass over ``dy``, and its bias, which the batch mean cancels, is added to the running mean only.
 
 The plain modules (``Linear -> BatchNorm -> ReLU -> amax``) are the reference, tested equal (values, gradients,
 running statistics); :func:`applies` says when the fused path can be taken (training, CPU, float32 or bfloat16),
@@ -108,15 +108,23 @@ def _update_running(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, m
         bn.running_var.mul_(1 - momentum).add_((var * m / (m - 1)).to(bn.running_var.dtype), alpha=momentum)
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None):
-    """``(x, W, y = x W^T + b)`` with ``x`` and ``W`` cast to the CPU autocast dtype when autocast is on, as
-    ``nn.Linear`` would run; without ``weight``, ``y`` is ``x``."""
+def _linear(x: torch.Tensor, weight: torch.Tensor | None):
+    """``(x, W, y = x W^T)`` with ``x`` and ``W`` cast to the CPU autocast dtype when autocast is on, as
+    ``nn.Linear`` would run; without ``weight``, ``y`` is ``x``.
+
+    The ``Linear``'s bias is left out: batch norm subtracts the batch mean, which takes the bias with it, so only the
+    running mean sees it (:func:`_with_bias`).  Adding it would cost a pass over ``y`` (``addmm`` first copies the
+    broadcast bias into its ``[M, C]`` output), a fifth of a PointNet++ training step."""
     if weight is None:
         return x, None, x
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
     xc, wc = x.to(dtype), weight.to(dtype)
-    y = xc @ wc.t() if bias is None else torch.addmm(bias.to(dtype), xc, wc.t())  # [M, C]
-    return xc, wc, y
+    return xc, wc, xc @ wc.t()  # [M, C]
+
+
+def _with_bias(mean: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The batch mean of ``x W^T + b`` from that of ``x W^T`` (float64), for the running statistics."""
+    return mean if bias is None else mean + bias.detach().double()
 
 
 def _linear_grads(ctx, x: torch.Tensor, w: torch.Tensor | None, dy: torch.Tensor, dbias: torch.Tensor):
@@ -146,7 +154,7 @@ class _BNReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, eps):
-        xc, wc, y = _linear(x, weight, bias)
+        xc, wc, y = _linear(x, weight)
         m = y.shape[0]
         arr = _array(y)
         mean, var = _moments(*kernels.stats(arr, _chunks()), m)
@@ -155,8 +163,9 @@ class _BNReLU(torch.autograd.Function):
         kernels.affine_relu(arr, a32.numpy(), b32.numpy(), _array(out), _chunks())
         _save(ctx, x, weight, bias, xc, wc, y)
         ctx.stats = (mean, invstd, a32, b32)
-        ctx.mark_non_differentiable(mean, var)
-        return out, mean, var
+        running_mean = _with_bias(mean, bias)
+        ctx.mark_non_differentiable(running_mean, var)
+        return out, running_mean, var
 
     @staticmethod
     def backward(ctx, dz, _dmean, _dvar):
@@ -180,7 +189,7 @@ class _BNReLUMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, eps, k):
-        xc, wc, y = _linear(x, weight, bias)
+        xc, wc, y = _linear(x, weight)
         m = y.shape[0]
         sign = torch.where(gamma.detach() < 0, -1.0, 1.0).float()
         shift, sums, squares, best, arg = kernels.stats_max(_array(y), sign.numpy(), k, _chunks())
@@ -190,8 +199,9 @@ class _BNReLUMax(torch.autograd.Function):
         pre = best * a + b  # [G, C]
         _save(ctx, x, weight, bias, xc, wc, None if _gram_backward(xc, wc) else y)  # that one needs x and W only
         ctx.stats = (mean, invstd, a, best, pre, torch.from_numpy(arg), k, m)
-        ctx.mark_non_differentiable(mean, var)
-        return pre.clamp_min(0).to(y.dtype), mean, var
+        running_mean = _with_bias(mean, bias)
+        ctx.mark_non_differentiable(running_mean, var)
+        return pre.clamp_min(0).to(y.dtype), running_mean, var
 
     @staticmethod
     def backward(ctx, dz, _dmean, _dvar):

@@ -213,14 +213,19 @@ def _best_row(history: list[dict], monitor: str) -> dict:
     return max(rows, key=lambda r: r[key]) if rows else {}
 
 
-def load_checkpoint(path: str | Path, overrides: list[str] = ()):
+def load_checkpoint(path: str | Path, overrides: list[str] = (), *, training: bool = True):
     """``(module, cfg)`` from a dlparts checkpoint; ``overrides`` apply to its saved config (e.g. ``eval.votes=12``
-    or ``data.root=...``).  A checkpoint whose weights do not fit the configured model is a ConfigError.
+    or ``data.root=...``).  A checkpoint whose weights do not fit the configured model is a ConfigError.  The module
+    is the task's Lightning module, or with ``training=False`` a :class:`dlparts.train.inference.TaskModel` (no
+    Lightning imported: prediction and export).
 
     The file is read by :func:`read_checkpoint`: a checkpoint from anywhere never runs code.
     """
-    from dlparts.train.modules import build_module
+    from dlparts.train.inference import TaskModel
 
+    if training:
+        from dlparts.train.modules import build_module
+    build = build_module if training else TaskModel
     path = Path(path)
     state = read_checkpoint(path)
     hparams = _checkpoint_parts(path, state)
@@ -230,7 +235,7 @@ def load_checkpoint(path: str | Path, overrides: list[str] = ()):
         raise DataError(f"checkpoint {path} is malformed: its saved config is refused ({exc})") from None
     cfg = load_config(None, list(overrides), base=saved)
     try:
-        module = build_module(cfg, hparams["info"])
+        module = build(cfg, hparams["info"])
     except (KeyError, TypeError) as exc:  # info written by hand or by another program
         raise DataError(f"checkpoint {path} is malformed: hyper_parameters.info does not describe the dataset "
                         f"({type(exc).__name__}: {exc})") from None

@@ -20,6 +20,8 @@ import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from dlparts.train.inference import category_part_mask
+
 
 def classification_metrics(num_classes: int) -> MetricCollection:
     """``acc``, ``class_acc``, ``top5`` (when there are more than 5 classes) and ``confmat`` over ``[B, K]`` logits."""
@@ -31,14 +33,6 @@ def classification_metrics(num_classes: int) -> MetricCollection:
     if num_classes > 5:
         metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     return MetricCollection(metrics)
-
-
-def category_part_mask(parts_of_category: dict[int, list[int]], num_parts: int) -> torch.Tensor:
-    """``bool [num_categories, num_parts]``: which global part indices belong to each category."""
-    mask = torch.zeros(len(parts_of_category), num_parts, dtype=torch.bool)
-    for cat, parts in parts_of_category.items():
-        mask[int(cat), list(parts)] = True
-    return mask
 
 
 def shape_ious(preds: torch.Tensor, target: torch.Tensor, category: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -16,25 +16,9 @@ from torchmetrics import MeanMetric
 
 from dlparts.errors import ConfigError
 from dlparts.train import metrics as M
+from dlparts.train.inference import build_model, predict_parts, restore_extras, task_forward
 from dlparts.train.optim import build_optimizer
 from dlparts.train.voting import vote_logits
-
-
-def build_model(cfg: dict, info: dict) -> torch.nn.Module:
-    """The registered model ``cfg["model"]["name"]`` sized for the dataset ``info`` (``num_classes``, input
-    channels, and for part segmentation ``num_categories``); ``model.args`` go to the builder, and so does
-    ``model.variant`` when set (a table row of the model's family, e.g. the narrower PointNet++ of the CPU recipes)."""
-    from dlparts.models import create_model
-
-    kwargs = dict(cfg["model"]["args"])
-    kwargs.setdefault("num_classes", info["num_classes"])
-    if info["task"] != "image_cls":
-        kwargs.setdefault("in_channels", info["input_spec"][-1])
-    if info["task"] == "point_partseg":
-        kwargs.setdefault("num_categories", len(info["categories"]))
-    if cfg["model"]["variant"] is not None:
-        kwargs["variant"] = cfg["model"]["variant"]
-    return create_model(cfg["model"]["name"], **kwargs)
 
 
 class TaskModule(pl.LightningModule):
@@ -53,7 +37,7 @@ class TaskModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------------------------- forward
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.model(batch[self.input_key])
+        return task_forward(self.model, self.info["task"], batch)
 
     def eval_logits(self, batch: dict) -> torch.Tensor:
         votes = self.cfg["eval"]["votes"]
@@ -124,8 +108,7 @@ class TaskModule(pl.LightningModule):
         checkpoint["dlparts_extra"] = self.extra_state
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.history = list(checkpoint.get("dlparts_history", []))
-        self.extra_state = dict(checkpoint.get("dlparts_extra", {}))
+        restore_extras(self, checkpoint)
 
 
 class ClassificationModule(TaskModule):
@@ -164,16 +147,11 @@ class PartSegModule(TaskModule):
         self.test_metrics = M.PartSegIoU(parts, info["num_classes"])
         self.register_buffer("part_mask", M.category_part_mask(parts, info["num_classes"]), persistent=False)
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self.model(batch["points"], batch["category"])
-
     def target(self, batch: dict) -> torch.Tensor:
         return batch["seg"]
 
     def predict_parts(self, logits: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
-        """``[B, N, P]`` logits -> ``[B, N]`` part indices, restricted to the parts of each shape's category."""
-        allowed = self.part_mask[category][:, None, :]  # [B, 1, P]
-        return logits.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
+        return predict_parts(logits, self.part_mask, category)
 
     def update_metrics(self, metrics, batch: dict, logits: torch.Tensor) -> None:
         metrics.update(self.predict_parts(logits, batch["category"]), batch["seg"], batch["category"])
