@@ -9,7 +9,8 @@ variable ``DLPARTS_OPS_BACKEND`` says so, or when a fast backend cannot load.  A
 Tracing: the index searches run as the custom ops of :mod:`dlparts.ops._library`, so every function here works under
 ``torch.export`` / ``torch.compile`` and on the meta device (:mod:`dlparts.summary`); checks that need the values of
 the inputs are skipped there (:func:`dlparts.ops._checks.tracing`).  Layers call these functions in every forward:
-beyond the metadata checks, that costs one scan of the coordinates (finite) and of the indices (in range).
+beyond the metadata checks, that costs one min/max scan of the coordinates (finite in float32, squared distances
+within float32) and one scan of the indices (in range).
 
 Indices are never differentiable.  ``knn`` distances, ``three_interpolate``, ``gather_points`` and ``group_points`` are
 differentiable in the features and in the coordinates: they recompute what they need from the indices with plain
