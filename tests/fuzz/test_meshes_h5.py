@@ -38,11 +38,13 @@ def _write(path, **arrays):
 @pytest.mark.parametrize("make, reason", [
     (lambda p: _write(p, data=np.zeros((2, 8, 3), np.float32)), "no array 'label'"),
     (lambda p: _write(p, data=np.array([[b"ab"]] * 2), label=np.zeros(2)), "'data'"),
-    (lambda p: _write(p, data=np.zeros((2, 8), np.float32), label=np.zeros(2)), r"shape \[2, 8\], expected \[B, N, 3\]"),
+    (lambda p: _write(p, data=np.zeros((2, 8), np.float32), label=np.zeros(2)),
+     r"shape \[2, 8\], expected \[B, N, 3\]"),
     (lambda p: _write(p, data=np.zeros((2, 4, 3), np.float32), label=np.zeros(2)), "clouds of 4 points"),
     (lambda p: _write(p, data=np.zeros((2, 8, 3), np.float32), label=np.zeros(3)), "2 clouds but 3 labels"),
     (lambda p: _write(p, data=np.full((2, 8, 3), 1e39), label=np.zeros(2)), "beyond the float32 range"),
-    (lambda p: _write(p, data=np.zeros((2, 8, 3), np.float32), label=np.array([0, 7])), r"labels must be whole .*\[0, 3\)"),
+    (lambda p: _write(p, data=np.zeros((2, 8, 3), np.float32), label=np.array([0, 7])),
+     r"labels must be whole .*\[0, 3\)"),
     (lambda p: p.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64)), "not a readable HDF5 file"),
 ])
 def test_modelnet40_h5_skips_a_bad_file_with_its_reason(tmp_path, caplog, make, reason):
