@@ -170,7 +170,9 @@ def parse_volume(text: str, *, channels_first: bool = False, batch: int | None =
 
 # ------------------------------------------------------------------------------------------------------------- layers
 def _per_dim(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
-    values = (value,) * dims if isinstance(value, int) else tuple(value)
+    values = (value,) * dims if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise ConfigError(f"{name} {value!r} must be a whole number or a list of them")
     if len(values) == 1:
         values = values * dims
     if len(values) != dims:

@@ -160,14 +160,36 @@ def _load_model(spec: str):
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"model {spec!r}: cannot load {attr!r} from {module_name!r} ({exc})") from None
-        with torch.device("meta"):
-            model = factory()
+        model = _call_factory(spec, attr, factory)
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"model {spec!r}: {attr} returned {type(model).__name__}, not an nn.Module")
         return model
     if spec not in list_models():
         raise ModelNotFoundError(f"unknown model {spec!r}; `dlparts models` lists them, or give module:callable")
     return create_model_for_counting(spec)
+
+
+def _call_factory(spec: str, attr: str, factory):
+    """``factory()`` on the meta device; a factory that needs arguments, or fails, is the user's mistake."""
+    import inspect
+
+    import torch
+
+    if not callable(factory):
+        raise ConfigError(f"model {spec!r}: {attr} is a {type(factory).__name__}, not a callable")
+    try:
+        required = [p.name for p in inspect.signature(factory).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):  # no signature to read (some builtins): call it and see
+        required = []
+    if required:
+        raise ConfigError(f"model {spec!r}: {attr}() needs arguments ({', '.join(required)}); give a callable that "
+                          "takes none, e.g. a function that calls it with yours")
+    try:
+        with torch.device("meta"):
+            return factory()
+    except Exception as exc:  # the user's code: its failure is reported as theirs, in one line
+        raise ConfigError(f"model {spec!r}: {attr}() raised {type(exc).__name__}: {exc}") from None
 
 
 def _run_summary(args) -> int:
@@ -247,8 +269,9 @@ def _run_sample(args) -> int:
     import numpy as np
 
     from dlparts.data import load_points
+    from dlparts.train.config import output_folder
 
-    out = Path(args.out)
+    out = output_folder(args.out, "--out")
     targets = _sample_targets(args.files, out)
     out.mkdir(parents=True, exist_ok=True)
     for i, (name, target) in enumerate(zip(args.files, targets)):

@@ -56,7 +56,7 @@ def override_hint(unknown: list[str], argv: list[str]) -> str:
 
 def _run_fit(args) -> int:
     from dlparts.train import engine
-    from dlparts.train.config import load_config
+    from dlparts.train.config import load_config, output_folder
 
     if args.resume:
         cfg = engine.resume_config(args.resume, args.overrides)
@@ -64,6 +64,7 @@ def _run_fit(args) -> int:
         cfg = load_config(args.config, args.overrides)
     else:
         raise ConfigError("give --config FILE (a recipe), model.name=... data.name=... overrides, or --resume RUN_DIR")
+    output_folder(cfg["run"]["dir"], "run.dir")
     result = engine.fit(cfg, resume=args.resume)
     _print_results([result])
     if result.get("first_step_at") is not None:

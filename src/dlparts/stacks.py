@@ -198,10 +198,17 @@ def parse_stack(spec: str | Sequence) -> list[tuple[str, Layer]]:
 def read_stack_file(path: str | Path) -> list:
     """The layers of a YAML stack file: a list of layer strings or mappings, or a mapping holding ``layers``."""
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise DataNotFoundError(f"stack file {path} does not exist") from None
+    except IsADirectoryError:
+        raise DataNotFoundError(f"stack file {path} is a folder, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"stack file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"stack file {path} cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"stack file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if isinstance(data, dict) and "layers" in data:

@@ -39,12 +39,24 @@ FIT = ["fit", "--config", "pointnet2_cls_ssg_cpu"]
     (["sample", "{tmp}/cloud.npz", "-n", "16", "-o", "{tmp}/out"], "cloud.npz: this is a single .npy array"),
     (["sample", "{tmp}/dir.xyz", "-n", "16", "-o", "{tmp}/out"], "dir.xyz: is a folder, not a file"),
     (["sample", "{tmp}/big.xyz", "-n", "16", "-o", "{tmp}/out"], "big.xyz: point 0 .* beyond the float32 range"),
+    (["sample", "{tmp}/big.xyz", "-n", "16", "-o", "{tmp}/junk.ckpt"], "--out .*junk.ckpt is a file, not a folder"),
+    (["sample", "{tmp}/big.xyz", "-n", "16", "-o", "{tmp}/junk.ckpt/out"], "junk.ckpt is a file, not a folder"),
+    (["fit", "--config", "{tmp}/latin1.yaml"],
+     "config file .*latin1.yaml is not UTF-8 text \\(byte 0xe9 at offset 18\\)"),
+    (["conv", "--input", "55x55x3", "--stack-file", "{tmp}/latin1.yaml"], "stack file .*latin1.yaml is not UTF-8"),
+    (["conv", "--input", "55x55x3", "--stack-file", "{tmp}"], "stack file .* is a folder, not a file"),
+    (["conv", "--input", "55x55x3", "--stack", "conv(3, k=2.5)"], "kernel 2.5 must be a whole number"),
+    (["conv", "--input", "55x55x3", "--stack", "conv(3, k=nan)"], "kernel nan must be a whole number"),
+    (FIT + ["model.args.bogus=1"], "model.args.bogus: model 'pointnet2_cls_ssg' takes no argument 'bogus'"),
+    (FIT + ["run.dir={tmp}/junk.ckpt"], "run.dir .*junk.ckpt is a file, not a folder"),
+    (["predict", "--onnx", "{tmp}/junk.ckpt", "{tmp}/big.xyz"], "junk.ckpt: not an ONNX model onnxruntime can load"),
 ])
 def test_a_mistake_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     (tmp_path / "junk.ckpt").write_bytes(b"\x00\x01junk")
     (tmp_path / "cloud.npz").write_bytes(b"\x93NUMPY\x01\x00" + bytes(100))
     (tmp_path / "dir.xyz").mkdir()
     (tmp_path / "big.xyz").write_text("1e39 0 0\n0 1 0\n0 0 1\n")
+    (tmp_path / "latin1.yaml").write_bytes("model:\n  name: caf\u00e9\n".encode("latin-1"))
     code = main([a.format(tmp=tmp_path) for a in argv])
     err = capsys.readouterr().err
     assert code == 2, err
@@ -72,3 +84,42 @@ def test_an_unexpected_exception_is_one_line_saying_it_is_a_bug(monkeypatch, cap
 def _with_runner(parser, runners):
     parser.set_defaults(_runners=runners)
     return parser
+
+
+def test_summary_of_a_factory_needing_arguments_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "factories_for_summary.py").write_text(
+        "import torch\n"
+        "def needs(width):\n    return torch.nn.Linear(width, 2)\n"
+        "def broken():\n    raise ValueError('no weights here')\n"
+        "NOT_CALLABLE = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for attr, message in [("needs", r"needs\(\) needs arguments \(width\)"),
+                          ("broken", r"broken\(\) raised ValueError: no weights here"),
+                          ("NOT_CALLABLE", "NOT_CALLABLE is a int, not a callable")]:
+        assert main(["summary", f"factories_for_summary:{attr}"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
+
+
+@pytest.mark.parametrize("batch", [0, -3, 10**9, True, 1.5])
+def test_export_batch_out_of_range_is_refused_first(tmp_path, batch):
+    from dlparts.errors import ConfigError
+    from dlparts.train.export import export
+
+    with pytest.raises(ConfigError, match=r"--batch .* must be an integer in \[1, 1024\]"):
+        export(None, tmp_path / "m.onnx", "onnx", batch)  # refused before the module is looked at
+
+
+def test_export_output_that_is_a_folder_or_under_a_file_is_refused(tmp_path):
+    import torch
+
+    from dlparts.errors import ConfigError
+    from dlparts.train.export import export_model
+
+    (tmp_path / "file.txt").write_text("x")
+    model, checks = torch.nn.Linear(3, 2), [{"x": torch.ones(1, 3)}]
+    with pytest.raises(ConfigError, match="is a folder; give a file, e.g. .*model.onnx"):
+        export_model(model, tmp_path, "onnx", checks)
+    with pytest.raises(ConfigError, match="--output .*file.txt is a file, not a folder"):
+        export_model(model, tmp_path / "file.txt" / "m.onnx", "onnx", checks)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]

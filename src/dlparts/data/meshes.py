@@ -300,6 +300,21 @@ def face_areas(mesh: Mesh) -> torch.Tensor:
     return 0.5 * torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=1)
 
 
+# torch.multinomial draws from at most 2^24 categories.
+_MULTINOMIAL_MAX = 1 << 24
+
+
+def _draw_faces(areas: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``int64 [n]`` faces drawn with probability proportional to ``areas float64 [F]`` (positive sum): by
+    ``torch.multinomial`` within its limit, beyond it by searching uniform draws in the cumulative areas."""
+    if len(areas) <= _MULTINOMIAL_MAX:
+        return torch.multinomial(areas, n, replacement=True, generator=gen)
+    cdf = torch.cumsum(areas, dim=0)  # [F]
+    u = torch.rand(n, generator=gen, dtype=torch.float64) * cdf[-1]  # [n] in [0, total)
+    # right=True skips zero-area faces (empty intervals); the clamp catches a draw rounded up to the total.
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=int(areas.nonzero().max()))
+
+
 def sample_surface(mesh: Mesh, n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
                    name: str = "mesh") -> SurfaceSample:
     """``n`` points uniform over the surface area of ``mesh``, as a :class:`SurfaceSample`.
@@ -315,7 +330,7 @@ def sample_surface(mesh: Mesh, n: int, *, seed: int | None = None, generator: to
     if not float(areas.sum()) > 0:
         raise DataError(f"{name}: the total surface area is zero")
     gen = torch_generator(seed, generator)
-    face = torch.multinomial(areas, n, replacement=True, generator=gen)  # [n]
+    face = _draw_faces(areas, n, gen)  # [n]
     tri = mesh.vertices.double()[mesh.faces[face]]  # [n, 3 corners, 3]
     r1, r2 = torch.rand(2, n, 1, generator=gen, dtype=torch.float64)
     s = r1.sqrt()

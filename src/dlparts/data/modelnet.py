@@ -16,11 +16,13 @@ Unreadable files are reported once through the ``dlparts.data`` logger and skipp
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dlparts.data._arrays import READ_ERRORS, open_arrays, usable
 from dlparts.data._cache import cache_file, load_npz, save_npz
 from dlparts.data._dataset import CLASSIFICATION_FIELDS, CloudDataset
 from dlparts.data._progress import progress, report_skipped
@@ -170,8 +172,6 @@ class ModelNet40H5(CloudDataset):
 
     def __init__(self, root: str | Path, split: str = "train", *, num_points: int = 1024, val_fraction: float = 0.1,
                  seed: int = 0, transform=None):
-        import h5py
-
         root = Path(root)
         _check_split(split)
         published = "test" if split == "test" else "train"
@@ -179,22 +179,17 @@ class ModelNet40H5(CloudDataset):
         if not list_file.is_file() or not (root / "shape_names.txt").is_file():
             raise DataNotFoundError(f"{root}: expected modelnet40_ply_hdf5_2048 with shape_names.txt, "
                                     f"{published}_files.txt and ply_data_{published}<k>.h5 (published with PointNet)")
-        self.classes = (root / "shape_names.txt").read_text().split()
+        self.classes = _words(root / "shape_names.txt")
         points, labels, skipped = [], [], []
-        for listed in list_file.read_text().split():
+        for listed in _words(list_file):
             path = root / Path(listed).name  # the lists hold paths of the authors' machine: keep the file name
             try:
-                with h5py.File(path, "r") as f:
-                    data, label = np.asarray(f["data"][:, :num_points, :3]), np.asarray(f["label"]).reshape(-1)
-                if data.shape[1] < num_points:
-                    raise DataError(f"clouds of {data.shape[1]} points, fewer than num_points={num_points}")
-                if len(data) != len(label) or not np.isfinite(data).all():
-                    raise DataError(f"{len(data)} clouds but {len(label)} labels, or NaN/inf coordinates")
-            except (OSError, KeyError, DataError) as exc:
-                skipped.append((str(path), str(exc)))
+                data, label = _read_h5(path, num_points, len(self.classes))
+            except DataError as exc:
+                skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))
                 continue
-            points.append(data.astype(np.float32))
-            labels.append(label.astype(np.int64))
+            points.append(data)
+            labels.append(label)
         report_skipped("ModelNet40H5", skipped)
         if not points:
             raise DataError(f"{root}: no readable file in {list_file.name}")
@@ -202,3 +197,37 @@ class ModelNet40H5(CloudDataset):
         keep = _select(split, len(all_labels), val_fraction, seed)
         self.points, self.labels = torch.from_numpy(all_points[keep]), torch.from_numpy(all_labels[keep])
         self.split, self.transform = split, transform
+
+
+def _words(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").split()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+
+
+def _read_h5(path: Path, num_points: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``data float32 [B, num_points, 3]`` and ``label int64 [B]`` of one file, through the validating reader of
+    :mod:`dlparts.data._arrays`: shapes, dtypes and sizes checked from the headers before anything is read."""
+    try:
+        with open_arrays(path, ".h5") as arrays:
+            missing = [key for key in ("data", "label") if key not in arrays]
+            if missing:
+                raise DataError(f"{path}: no array {missing[0]!r} (found {', '.join(sorted(arrays)) or 'none'})")
+            data, label = usable(arrays["data"]), usable(arrays["label"])
+            if len(data.shape) != 3 or data.shape[2] < 3:
+                raise DataError(f"{path}: array 'data' has shape {list(data.shape)}, expected [B, N, 3]")
+            if data.shape[1] < num_points:
+                raise DataError(f"{path}: clouds of {data.shape[1]} points, fewer than num_points={num_points}")
+            if math.prod(label.shape) != data.shape[0]:
+                raise DataError(f"{path}: {data.shape[0]} clouds but {math.prod(label.shape)} labels")
+            with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values are refused below
+                points = data.read()[:, :num_points, :3].astype(np.float32)
+                values = label.read().reshape(-1)
+    except READ_ERRORS as exc:
+        raise DataError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from None
+    if not np.isfinite(points).all():
+        raise DataError(f"{path}: NaN or inf coordinates (or beyond the float32 range)")
+    if len(values) and not (values.min() >= 0 and values.max() < classes and np.all(values == np.round(values))):
+        raise DataError(f"{path}: labels must be whole numbers in [0, {classes}) (the classes of shape_names.txt)")
+    return points, values.astype(np.int64)

@@ -21,6 +21,7 @@ Builders take their own variant arguments (e.g. PointNet++'s ``variant`` table),
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -93,6 +94,15 @@ def get_model_info(name: str) -> ModelInfo:
     if name not in _INFOS:
         raise ModelNotFoundError(_unknown(name))
     return _INFOS[name]
+
+
+def builder_arguments(name: str) -> tuple[str, ...] | None:
+    """The keyword arguments that the builder of ``name`` takes; ``None`` when it takes any (``**kwargs``)."""
+    get_model_info(name)
+    params = inspect.signature(_BUILDERS[name]).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL)
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

@@ -9,7 +9,8 @@ variable ``DLPARTS_OPS_BACKEND`` says so, or when a fast backend cannot load.  A
 Tracing: the index searches run as the custom ops of :mod:`dlparts.ops._library`, so every function here works under
 ``torch.export`` / ``torch.compile`` and on the meta device (:mod:`dlparts.summary`); checks that need the values of
 the inputs are skipped there (:func:`dlparts.ops._checks.tracing`).  Layers call these functions in every forward:
-beyond the metadata checks, that costs one scan of the coordinates (finite) and of the indices (in range).
+beyond the metadata checks, that costs one min/max scan of the coordinates (finite in float32, squared distances
+within float32) and one scan of the indices (in range).
 
 Indices are never differentiable.  ``knn`` distances, ``three_interpolate``, ``gather_points`` and ``group_points`` are
 differentiable in the features and in the coordinates: they recompute what they need from the indices with plain
@@ -114,6 +115,7 @@ def farthest_point_sample(xyz: torch.Tensor, m: int, *, start=0, lengths=None, g
     """
     fn = "farthest_point_sample"
     xyz = _checks.coords(fn, "xyz", xyz)
+    _checks.comparable(fn, ("xyz", xyz))
     b, n, _ = xyz.shape
     lens = _checks.lengths(fn, lengths, b, n, xyz.device)
     m = _checks.integer(fn, "m", m, 1)
@@ -138,14 +140,23 @@ def ball_query(xyz: torch.Tensor, centers: torch.Tensor, radius: float, k: int, 
     b, n, _ = xyz.shape
     centers = _checks.coords(fn, "centers", centers, batch=b)
     _checks.same_device(fn, ("xyz", xyz), ("centers", centers))
+    _checks.comparable(fn, ("xyz", xyz), ("centers", centers))
     radius = _checks.positive_float(fn, "radius", radius)
     k = _checks.integer(fn, "k", k, 1)
+    _checks.output_size(fn, "k", k, (b, centers.shape[1], k))
     if order not in ORDERS:
         raise ConfigError(f"{fn}: order must be one of {', '.join(ORDERS)}, got {order!r}")
     lens = _checks.lengths(fn, lengths, b, n, xyz.device)
-    r = np.float32(radius)
-    radius2 = float(r * r)  # rounded to float32, as every backend compares in float32
-    idx, count = _library.ball_query(_f32(xyz), _f32(centers), lens.values, radius2, k, order == "nearest", backend)
+    # Rounded to float32, as every backend compares in float32.  A radius beyond 1.8e19 would square to inf (or near):
+    # every point is in the ball, as squared distances stay below _checks.MAX_SQUARED_SPAN.
+    r = np.float32(min(radius, 1.8e19))
+    radius2 = float("inf") if radius > 1.8e19 else float(r * r)
+    # Slots past the N points can only repeat slot 0, so the kernels fill at most N and the rest is copied here.
+    searched = k if _checks.tracing(xyz) else min(k, n)
+    idx, count = _library.ball_query(_f32(xyz), _f32(centers), lens.values, radius2, searched, order == "nearest",
+                                     backend)
+    if searched < k:
+        idx = torch.cat([idx, idx[:, :, :1].expand(-1, -1, k - searched)], dim=2)  # [B, S, k]
     return BallQuery(idx, count)
 
 
@@ -154,6 +165,7 @@ def _knn(fn: str, query, ref, k: int, lengths, backend: str | None) -> KNN:
     b = query.shape[0]
     ref = _checks.coords(fn, "ref", ref, batch=b)
     _checks.same_device(fn, ("query", query), ("ref", ref))
+    _checks.comparable(fn, ("query", query), ("ref", ref))
     lens = _checks.lengths(fn, lengths, b, ref.shape[1], ref.device)
     k = _checks.integer(fn, "k", k, 1)
     _checks.at_most_fewest(fn, "k", k, lens, "reference points")
@@ -206,6 +218,7 @@ def three_interpolate(unknown: torch.Tensor, known: torch.Tensor, features: torc
         raise ShapeError(f"{fn}: features must have shape [B, M, C] = [{b}, {known.shape[1]}, C] to match known, "
                          f"got {_checks._shape(feats)}")
     _checks.same_device(fn, ("unknown", unknown), ("known", known), ("features", feats))
+    _checks.comparable(fn, ("unknown", unknown), ("known", known))
     eps = _checks.positive_float(fn, "eps", eps)
     lens = _checks.lengths(fn, lengths, b, known.shape[1], known.device)
     fewest = lens.fewest

@@ -11,6 +11,7 @@ with the message.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import NamedTuple
 
@@ -18,6 +19,11 @@ import numpy as np
 import torch
 
 from dlparts.errors import ConfigError, ShapeError
+
+
+# Squared distances are float32; a cloud spanning more than this (squared, summed over the axes) has pairs whose
+# squared distance rounds to inf.  Half of float32's largest value leaves room for the rounding of each product and sum.
+MAX_SQUARED_SPAN = float(np.finfo(np.float32).max) / 2
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -50,7 +56,8 @@ def tensor(fn: str, name: str, value, *, floating: bool = True) -> torch.Tensor:
 
 
 def coords(fn: str, name: str, value, batch: int | None = None) -> torch.Tensor:
-    """A ``[B, N, 3]`` floating, finite coordinate tensor (``batch``: the B it must have)."""
+    """A ``[B, N, 3]`` floating coordinate tensor with N >= 1 (``batch``: the B it must have); its values are checked,
+    with those of the tensors it is compared with, by :func:`comparable`."""
     t = tensor(fn, name, value)
     if t.dim() != 3 or t.shape[2] != 3:
         raise ShapeError(f"{fn}: {name} must have shape [B, N, 3], got {_shape(t)}")
@@ -58,23 +65,70 @@ def coords(fn: str, name: str, value, batch: int | None = None) -> torch.Tensor:
         raise ShapeError(f"{fn}: {name} has batch size {t.shape[0]} but the first argument has {batch}")
     if t.shape[1] == 0:
         raise ShapeError(f"{fn}: {name} holds no points (shape {_shape(t)})")
-    message = f"{fn}: {name} holds non-finite coordinates (NaN or inf)"
-    if tracing(t):
-        return t
-    if not on_host(t):
-        require(torch.isfinite(t.detach()), message)
-    elif not _all_finite(t):
-        raise ConfigError(message)
     return t
 
 
-def _all_finite(t: torch.Tensor) -> bool:
-    """All values of the CPU tensor ``t`` finite."""
+def comparable(fn: str, *clouds: tuple[str, torch.Tensor]) -> None:
+    """The coordinates of ``clouds`` (``(name, [B, N, 3] tensor)`` pairs checked by :func:`coords`, on one device) can
+    be searched in float32: every value finite after the cast to float32 (float64 beyond its range is refused), and
+    the squared distances between any two points of a cloud ``b``, over all the tensors, finite: the float32 kernels
+    would otherwise compare infinities and return neighbours in an arbitrary order."""
+    if tracing(clouds[0][1]) or clouds[0][1].shape[0] == 0:
+        return
+    if not on_host(clouds[0][1]):
+        _comparable_on_device(fn, clouds)
+        return
+    largest = 0.0
+    for name, t in clouds:
+        a = _float32(t)
+        low, high = float(a.min()), float(a.max())  # NaN and inf reach these
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ConfigError(_non_finite(fn, name, t))
+        largest = max(largest, -low, high)
+    if 12.0 * largest * largest > MAX_SQUARED_SPAN:  # a span of 2 * largest on each axis could overflow: look closer
+        _check_spans(fn, clouds, [torch.from_numpy(_float32(t)) for _, t in clouds])
+
+
+def _float32(t: torch.Tensor) -> np.ndarray:
+    """The values of the CPU tensor ``t`` as float32, as the index searches see them (numpy, single-threaded: a torch
+    op here would wake torch's OpenMP pool, whose spinning threads then compete with the numba kernel that follows)."""
     if t.dtype in (torch.float32, torch.float64):
-        # numpy, single-threaded: a torch op here would wake torch's OpenMP pool, whose spinning threads then compete
-        # with the numba kernel that follows for the same cores.
-        return bool(np.isfinite(t.detach().numpy()).all())
-    return bool(torch.isfinite(t).all())
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused by the caller
+            return t.detach().numpy().astype(np.float32, copy=False)
+    return t.detach().to(torch.float32).numpy()  # float16 / bfloat16: exact in float32
+
+
+def _non_finite(fn: str, name: str, t: torch.Tensor) -> str:
+    wide = " or beyond the float32 range" if t.dtype == torch.float64 else ""
+    return f"{fn}: {name} holds non-finite coordinates (NaN or inf{wide})"
+
+
+def _spans(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``float64 [B]``: per cloud, the squared extent of the points of all ``tensors`` ``[B, N_i, 3]``, summed over
+    the axes."""
+    low = torch.stack([t.amin(dim=1) for t in tensors]).amin(dim=0).double()  # [B, 3]
+    high = torch.stack([t.amax(dim=1) for t in tensors]).amax(dim=0).double()  # [B, 3]
+    return ((high - low) ** 2).sum(dim=1)
+
+
+def _check_spans(fn: str, clouds, tensors: list[torch.Tensor]) -> None:
+    span2 = _spans(tensors)
+    bad = (span2 > MAX_SQUARED_SPAN).nonzero()
+    if len(bad):
+        b = int(bad[0, 0])
+        names = " and ".join(name for name, _ in clouds)
+        raise ConfigError(f"{fn}: squared distances between the points of {names} overflow float32: cloud {b} spans "
+                          f"{float(span2[b]) ** 0.5:.3g} (at most {MAX_SQUARED_SPAN ** 0.5:.3g}); scale the "
+                          "coordinates down")
+
+
+def _comparable_on_device(fn: str, clouds) -> None:
+    tensors = [t.detach().to(torch.float32) for _, t in clouds]
+    for (name, t), t32 in zip(clouds, tensors):
+        require(torch.isfinite(t32), _non_finite(fn, name, t))
+    names = " and ".join(name for name, _ in clouds)
+    require(_spans(tensors) <= MAX_SQUARED_SPAN,
+            f"{fn}: squared distances between the points of {names} overflow float32; scale the coordinates down")
 
 
 def same_device(fn: str, first: tuple[str, torch.Tensor], *others: tuple[str, torch.Tensor]) -> None:
@@ -102,6 +156,18 @@ def positive_float(fn: str, name: str, value) -> float:
     if not (value > 0.0 and value < float("inf")):
         raise ConfigError(f"{fn}: {name} must be a positive finite number, got {value!r}")
     return value
+
+
+# The most entries an operator's output may have (16 GiB of int64 indices): beyond it an argument is a mistake.
+MAX_OUTPUT_ENTRIES = 1 << 31
+
+
+def output_size(fn: str, name: str, value: int, shape: tuple[int, ...]) -> None:
+    """Refuse ``name=value`` when it would make an output of ``shape`` with more than ``MAX_OUTPUT_ENTRIES``."""
+    entries = math.prod(shape)
+    if entries > MAX_OUTPUT_ENTRIES:
+        raise ConfigError(f"{fn}: {name}={value} would make an output of shape {list(shape)} ({entries:.3g} entries, "
+                          f"at most {MAX_OUTPUT_ENTRIES} allowed)")
 
 
 class Lengths(NamedTuple):

@@ -256,7 +256,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     if path is not None:
         path = recipe_path(path)
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start})") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         _merge(cfg, tree, str(path))
@@ -273,7 +278,35 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         raise ConfigError("model.name is not set; give it in the config or as model.name=NAME")
     if cfg["data"]["name"] is None:
         raise ConfigError("data.name is not set; give it in the config or as data.name=NAME")
+    _check_model_arguments(cfg)
     return cfg
+
+
+def _check_model_arguments(cfg: dict) -> None:
+    """Every ``model.args`` key, and ``model.variant``, must be an argument of the model's builder: refused here,
+    naming the key, before any data is prepared."""
+    from dlparts.models.registry import builder_arguments
+
+    name = cfg["model"]["name"]
+    accepted = builder_arguments(name)
+    if accepted is None:
+        return
+    for key in cfg["model"]["args"]:
+        if key not in accepted:
+            raise ConfigError(f"model.args.{key}: model {name!r} takes no argument {key!r} (it takes "
+                              f"{', '.join(accepted)})")
+    if cfg["model"]["variant"] is not None and "variant" not in accepted:
+        raise ConfigError(f"model.variant: model {name!r} has no variants (its builder takes no 'variant')")
+
+
+def output_folder(path: str | Path, what: str) -> Path:
+    """``path`` as a folder to write into (it may not exist yet); refused, naming ``what`` (the option or key), when
+    it or the nearest existing path above it is a file."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{what} {path}: {existing} is a file, not a folder")
+    return path
 
 
 def save_config(cfg: dict, path: str | Path) -> None:

@@ -27,10 +27,13 @@ import numpy as np
 import torch
 
 from dlparts.errors import ConfigError
+from dlparts.train.config import output_folder
 
 FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".pt"}
 SEEDS = 3
 TOLERANCE = 1e-4
+# The largest batch of check inputs: they are random clouds or images, run three times.
+MAX_BATCH = 1024
 
 
 @dataclass
@@ -97,7 +100,9 @@ def decode_mean(meta: dict[str, str]) -> torch.Tensor:
 
 def export(module, path: str | Path, fmt: str, batch: int = 2) -> ExportReport:
     """Write ``module.model`` to ``path`` in ``fmt`` (a key of :data:`FORMATS`) and check it on :data:`SEEDS` seeds of
-    the run's example inputs."""
+    the run's example inputs, ``1 <= batch <= MAX_BATCH``."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        raise ConfigError(f"--batch {batch!r} must be an integer in [1, {MAX_BATCH}] (the batch of the check inputs)")
     checks = [example_inputs(module, batch, seed) for seed in range(SEEDS)]
     return export_model(module.model, path, fmt, checks, metadata(module))
 
@@ -110,7 +115,9 @@ def export_model(model: torch.nn.Module, path: str | Path, fmt: str, checks: lis
         raise ConfigError(f"--format {fmt!r} must be one of {', '.join(FORMATS)}")
     model = model.eval()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a folder; give a file, e.g. {path / ('model' + FORMATS[fmt])}")
+    output_folder(path.parent, "--output").mkdir(parents=True, exist_ok=True)
     writer = {"onnx": _onnx, "export": _torch_export, "torchscript": _torchscript}[fmt]
     run = writer(model, checks[0], path, meta or {})
     diff = 0.0

@@ -165,7 +165,11 @@ def load_onnx(path: str | Path) -> Deployed:
 
     if not Path(path).is_file():
         raise DataNotFoundError(f"ONNX file {path} does not exist")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) share no base class but Exception
+        raise DataError(f"{path}: not an ONNX model onnxruntime can load ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     meta = session.get_modelmeta().custom_metadata_map
     needs = {"image_cls": "mean", "point_cls": "num_points", "point_partseg": "num_points",
              "point_semseg": "num_points"}

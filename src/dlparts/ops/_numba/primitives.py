@@ -145,23 +145,37 @@ class Grid(NamedTuple):
     sz: np.ndarray
 
 
+# Growth steps of the cell side: the side starts at >= 2^-40 of the cloud's widest extent and grows x1.26 a step, so
+# after 121 steps one cell spans the cloud and the loop has returned.
+_GROWTH_STEPS = 128
+
+
 @kernel()
 def _cell_size(lo, hi, n, side):
-    h = side * (1.0 + MARGIN)
-    while True:
+    """``side`` (>= 0), widened until there are at most ``CELLS_PER_POINT`` cells per point; kept within
+    [widest extent * 2^-40, 2 * widest extent] and positive, so the loop ends and coordinates divide by it."""
+    widest = max(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2], 1e-300)
+    h = min(max(side * (1.0 + MARGIN), widest * 2.0**-40), 2.0 * widest)
+    for _ in range(_GROWTH_STEPS):
         cells = 1.0
         for a in range(3):
             cells *= np.floor((hi[a] - lo[a]) / h) + 1.0
         if cells <= CELLS_PER_POINT * n + 27:
             return h
         h *= 1.26  # about 2x fewer cells per step
+    return h
 
 
 @kernel()
 def cell(v, lo, h, dim):
-    """The cell along one axis holding coordinate ``v``, clamped to ``[0, dim)``."""
-    c = int(np.floor((np.float64(v) - lo) / h))
-    return min(max(c, 0), dim - 1)
+    """The cell along one axis holding coordinate ``v``, clamped to ``[0, dim)`` (``v`` may be infinite: a ball of
+    infinite radius)."""
+    c = np.floor((np.float64(v) - lo) / h)
+    if c < 0.0:
+        return 0
+    if c >= dim:
+        return dim - 1
+    return int(c)
 
 
 @kernel()
