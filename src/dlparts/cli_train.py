@@ -104,49 +104,92 @@ _PREDICT_FILES = ("Images: any format Pillow reads; point files: .xyz .txt .pts 
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or coloured segmentations (PLY, PNG, HTML)",
+    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or every point labelled (PLY, PNG, HTML)",
                        description="Predict.\n\nexamples:\n  dlparts predict --ckpt best.ckpt photo.jpg cat.png\n"
                                    "  dlparts predict --ckpt cls.ckpt chair.off cloud.npy points.txt\n"
+                                   "  dlparts predict --ckpt cls.ckpt meshes/ --format json --out results/\n"
                                    "  dlparts predict --ckpt partseg.ckpt --category airplane plane.ply --out seg/\n"
+                                   "  dlparts predict --ckpt semseg.ckpt room.ply --stride 0.5 --votes 2 --out seg/\n"
                                    "  dlparts predict --onnx cls.onnx chair.off\n"
-                                   f"{_PREDICT_FILES}.")
+                                   f"{_PREDICT_FILES}.\nFolders are searched recursively.  Segmentations label every "
+                                   "point of the input: <stem>.seg.ply\n(binary, the input's points in order, a "
+                                   "colour per class and an integer label property),\n<stem>.seg.png and "
+                                   "<stem>.seg.html; scenes are labelled block by block with overlap.")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--ckpt", help="a checkpoint written by dlparts fit")
     model.add_argument("--onnx", metavar="MODEL.onnx", help="a point model's ONNX file written by dlparts export, "
                        "run by onnxruntime")
-    p.add_argument("files", nargs="+", metavar="FILE", help="images, point files or meshes")
+    p.add_argument("files", nargs="+", metavar="PATH", help="images, point files, meshes, scenes, or folders of them")
     p.add_argument("--category", help="object category of the shapes (part segmentation)")
-    p.add_argument("--out", help="folder for segmentation PLY/PNG/HTML files (default: beside each input)")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling points from meshes (default 0)")
+    p.add_argument("--out", help="folder for segmentation PLY/PNG/HTML files (default: beside each input) and, with "
+                                 "--format json, predictions.json (else printed)")
+    p.add_argument("--format", default="table", choices=["table", "json"], help="print lines (table, default) or "
+                   "one JSON list of {path, top: [[class, probability], ...]} (segmentations: counts, outputs)")
+    p.add_argument("--stride", type=float, help="scenes: metres between block corners (default: half the training "
+                                                "block)")
+    p.add_argument("--votes", type=int, default=1, help="scenes: passes over the blocks, scores averaged (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling points (default 0)")
+
+
+def _prediction_row(result) -> dict:
+    row = {"path": result.path}
+    if result.top:
+        row["top"] = [[name, round(p, 6)] for name, p in result.top]
+    else:
+        row.update(counts=result.counts, outputs=result.outputs, **result.scores)
+    return row
+
+
+def _print_prediction(console, result) -> None:
+    if result.top:
+        console.print(f"{result.path}: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top), soft_wrap=True)
+    else:
+        counts = ", ".join(f"{name} {n}" for name, n in result.counts.items())
+        console.print(f"{result.path}: {counts} -> {', '.join(result.outputs)}", soft_wrap=True)
+        if result.scores:
+            console.print(f"  against the file's labels, every point: OA {result.scores['oa']:.1%}, mIoU "
+                          f"{result.scores['miou']:.1%}", soft_wrap=True)
+    for note in result.notes:
+        console.print(f"  {note}", soft_wrap=True)
 
 
 def _run_predict(args) -> int:
-    from dlparts.train.engine import load_checkpoint
-    from dlparts.train.predict import load_onnx, predict_file, predict_file_onnx
+    import json
 
+    from dlparts.data._progress import progress
+    from dlparts.train.engine import load_checkpoint
+    from dlparts.train.predict import expand_inputs, load_onnx, predict_file, predict_file_onnx
+
+    if args.votes < 1 or (args.stride is not None and not args.stride > 0):
+        raise ConfigError(f"--votes must be >= 1 and --stride > 0; got {args.votes}, {args.stride}")
     if args.onnx:
         model, predict = load_onnx(args.onnx), predict_file_onnx
+        task = model.meta["task"]
     else:
         model, predict = load_checkpoint(args.ckpt)[0], predict_file
+        task = model.info["task"]
     console = report.console()
-    failed = []
-    for path in args.files:
+    files = expand_inputs(args.files, task)
+    failed, rows = [], []
+    for path in progress(files, "predict", enabled=len(files) > 1):
         try:
-            result = predict(model, path, category=args.category, out_dir=args.out, seed=args.seed)
+            result = predict(model, path, category=args.category, out_dir=args.out, seed=args.seed,
+                             stride=args.stride, votes=args.votes)
         except DlpartsError as exc:  # one bad file is reported, the others still predicted
-            failed.append(path)
+            failed.append(str(path))
             print(f"dlparts predict: error: {report.one_line(exc)}", file=sys.stderr)
             continue
-        if result.top:
-            console.print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top), soft_wrap=True)
-        else:
-            counts = ", ".join(f"{name} {n}" for name, n in result.counts.items())
-            console.print(f"{path}: {counts} -> {', '.join(result.outputs)}", soft_wrap=True)
-        for note in result.notes:
-            console.print(f"  {note}", soft_wrap=True)
+        rows.append(_prediction_row(result))
+        if args.format == "table":
+            _print_prediction(console, result)
+    if args.format == "json" and args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "predictions.json").write_text(json.dumps(rows, indent=1))
+        console.print(f"wrote {Path(args.out) / 'predictions.json'}", soft_wrap=True)
+    elif args.format == "json":
+        print(json.dumps(rows, indent=1))
     if failed:
-        print(f"dlparts predict: {len(failed)} of {len(args.files)} files failed: {', '.join(failed)}",
-              file=sys.stderr)
+        print(f"dlparts predict: {len(failed)} of {len(files)} files failed: {', '.join(failed)}", file=sys.stderr)
     return 2 if failed else 0
 
 
