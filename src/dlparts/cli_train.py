@@ -83,17 +83,50 @@ def _add_test(sub) -> None:
     p = sub.add_parser("test", help="evaluate a checkpoint on its dataset's test split",
                        description="Test.\n\nexamples:\n  dlparts test --ckpt runs/X/checkpoints/best.ckpt\n"
                                    "  dlparts test --ckpt best.ckpt eval.votes=12 data.root=/data/modelnet40\n"
-                                   "Overrides apply to the config saved in the checkpoint (voting, data root, batch).")
+                                   "Overrides apply to the config saved in the checkpoint (voting, data root, batch).\n"
+                                   "s3dis and scene_folder runs are also scored on every point of every test scene\n"
+                                   "(overlapping blocks, the PointNet++ protocol), beside the sampled-block figure.")
     p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. eval.votes=12")
+    p.add_argument("--stride", type=float, help="s3dis / scene_folder: metres between the blocks of the every-point "
+                                                "evaluation (default: half the training block)")
+    p.add_argument("--votes", type=int, default=1, help="s3dis / scene_folder: passes of the every-point evaluation "
+                                                        "(default 1)")
     p.set_defaults(_unknown_hint=override_hint)
 
 
 def _run_test(args) -> int:
     from dlparts.train import engine
+    from dlparts.train.whole_scene import SCENE_DATASETS
 
-    _print_results([engine.test(args.ckpt, args.overrides)])
+    if args.votes < 1 or (args.stride is not None and not args.stride > 0):
+        raise ConfigError(f"--votes must be >= 1 and --stride > 0; got {args.votes}, {args.stride}")
+    result = engine.test(args.ckpt, args.overrides)
+    _print_results([result])
+    if result["data"] in SCENE_DATASETS:
+        _test_whole_scenes(args, result)
     return 0
+
+
+def _test_whole_scenes(args, result: dict) -> None:
+    """Beside the block-sampled figures: every point of every test scene, printed and added to the test JSON."""
+    import json
+
+    from dlparts.train.engine import load_checkpoint
+    from dlparts.train.whole_scene import evaluate_scenes
+
+    module, cfg = load_checkpoint(args.ckpt, args.overrides)
+    whole = evaluate_scenes(module, cfg, stride=args.stride, votes=args.votes)
+    console = report.console()
+    blocks = result["test"]
+    console.print(f"test, sampled blocks ({cfg['data']['num_points']} points each): mIoU {blocks['miou']:.1%}, "
+                  f"OA {blocks['oa']:.1%}", soft_wrap=True)
+    console.print(f"test, {whole['protocol']}: mIoU {whole['miou']:.1%}, OA {whole['oa']:.1%}", soft_wrap=True)
+    console.print("  per-class IoU: " + ", ".join(f"{name} {'-' if v is None else f'{v:.1%}'}"
+                                                  for name, v in whole["per_class_iou"].items()), soft_wrap=True)
+    saved = Path(result["run_dir"]) / f"test-{Path(args.ckpt).stem}.json"
+    if saved.is_file():
+        saved.write_text(json.dumps({**result, "test_whole_scenes": whole}, indent=2))
 
 
 # -------------------------------------------------------------------------------------------------------------- predict

@@ -107,3 +107,39 @@ def test_part_labels_reach_every_point_of_the_object(tmp_path):
     assert np.allclose(got.xyz, xyz, atol=1e-4) and sum(result.counts.values()) == 700
     allowed = module.info["parts_of_category"][1]
     assert set(np.unique(got.labels).tolist()) <= set(allowed)
+
+
+def test_dlparts_test_scores_every_point_of_the_test_scenes(tmp_path, capsys):
+    root = tmp_path / "scenes"
+    root.mkdir()
+    (root / "classes.txt").write_text("grey\nred\n")
+    for k in range(3):
+        write_labelled_ply(root / f"room{k}.ply", *room(1500, seed=k))
+    run = ["model.name=pointnet_semseg", "data.name=scene_folder", f"data.root={root}", "data.num_points=64",
+           "data.batch_size=8", "trainer.max_epochs=1", f"run.dir={tmp_path / 'runs'}", "run.name=r",
+           "plots.enabled=false", "trainer.progress=false"]
+    assert main(["fit", *run]) == 0
+    capsys.readouterr()
+    ckpt = tmp_path / "runs" / "r" / "checkpoints" / "best.ckpt"
+    assert main(["test", "--ckpt", str(ckpt), "--stride", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "test, sampled blocks (64 points each): mIoU" in out
+    assert "test, every point of 1 test scenes (1500 points): 1 m blocks of 64 points every 0.5 m" in out
+    assert "per-class IoU: grey " in out
+    saved = json.loads((tmp_path / "runs" / "r" / "test-best.json").read_text())
+    whole = saved["test_whole_scenes"]
+    assert whole["points"] == 1500 and set(whole["per_class_iou"]) == {"grey", "red"} and 0 <= whole["miou"] <= 1
+
+
+def test_s3dis_test_scenes_are_the_full_rooms_of_the_test_area(tmp_path):
+    from dlparts.train.whole_scene import scenes_to_test
+
+    for area, room_name, n in ((1, "office_1", 30), (5, "office_1", 40), (5, "hallway_2", 25)):
+        folder = tmp_path / f"Area_{area}" / room_name / "Annotations"
+        folder.mkdir(parents=True)
+        rows = np.concatenate([np.random.default_rng(n).random((n, 3)), np.full((n, 3), 200.0)], axis=1)
+        np.savetxt(folder / "chair_1.txt", rows)
+    cfg = {"seed": 0, "data": {"name": "s3dis", "root": str(tmp_path), "args": {"test_area": 5}}}
+    scenes = list(scenes_to_test(cfg))
+    assert [(name, len(xyz)) for name, xyz, _, _ in scenes] == [("Area_5 room 0", 25), ("Area_5 room 1", 40)]
+    assert all((labels == 8).all() and rgb.shape == (len(xyz), 3) for _, xyz, rgb, labels in scenes)  # chair

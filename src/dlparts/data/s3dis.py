@@ -170,6 +170,16 @@ def _area_rooms(root: Path, area: int) -> dict[str, np.ndarray]:
     return arrays
 
 
+def area_rooms(root: str | Path, area: int) -> Iterator[Room]:
+    """The rooms of ``Area_<area>`` at full resolution (parsed once, then cached), for whole-room evaluation."""
+    root = Path(root)
+    if not (root / f"Area_{area}").is_dir():
+        raise DataNotFoundError(f"S3DIS root {root} has no Area_{area}; {LAYOUT}")
+    rooms = _area_rooms(root, area)
+    for lo, hi in zip(rooms["offsets"][:-1], rooms["offsets"][1:]):
+        yield Room(rooms["xyz"][lo:hi], rooms["rgb"][lo:hi], rooms["labels"][lo:hi])
+
+
 class S3DIS(CloudDataset):
     """S3DIS blocks: items ``{"points": float32 [num_points, 9], "seg": int64 [num_points]}``; ``classes``."""
 

@@ -13,6 +13,7 @@ grow with the scene are its own coordinates, colours and the labels returned.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
@@ -119,3 +120,47 @@ def confusion_figures(confmat: np.ndarray, classes: list[str]) -> dict:
     figures = iou_from_confmat(torch.from_numpy(confmat))
     per_class = {name: (None if np.isnan(v) else float(v)) for name, v in zip(classes, figures.per_class_iou.tolist())}
     return {"miou": float(figures.miou), "oa": float(figures.oa), "per_class_iou": per_class}
+
+
+#: The datasets whose test split is a set of whole scenes that ``dlparts test`` also scores point by point.
+SCENE_DATASETS = ("s3dis", "scene_folder")
+
+
+def scenes_to_test(cfg: dict) -> Iterator[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]]:
+    """``(name, xyz [N, 3], rgb [N, 3] or None, labels [N])`` of every test scene of the run's dataset, at full
+    resolution: S3DIS's rooms of ``test_area``, or the test files of a scene folder (the split the run trained on)."""
+    d = cfg["data"]
+    if d["name"] == "s3dis":
+        from dlparts.data.s3dis import area_rooms
+
+        area = d["args"].get("test_area", 5)
+        for k, r in enumerate(area_rooms(d["root"], area)):
+            yield f"Area_{area} room {k}", r.xyz, r.rgb, r.labels
+        return
+    from dlparts.data.scene_folder import read_classes, read_scene, scene_files
+
+    classes = read_classes(Path(d["root"]), d["classes"])
+    for path in scene_files(d["root"], "test", test_fraction=d["test_fraction"], seed=cfg["seed"]):
+        scene = read_scene(path, classes, label_field=d["label_field"], columns=d["columns"],
+                           drop_nonfinite=d["drop_nonfinite"])
+        yield str(path), scene.xyz, scene.rgb, scene.labels
+
+
+def evaluate_scenes(module, cfg: dict, *, stride: float | None = None, votes: int = 1) -> dict:
+    """mIoU, OA and per-class IoU over every point of every test scene (:func:`label_scene` on each), with the
+    number of ``scenes`` and ``points`` and the ``protocol`` in words."""
+    classes, channels = module.info["classes"], module.info["input_spec"][-1]
+    num_points, block = cfg["data"]["num_points"], float(cfg["data"]["args"].get("block_size", 1.0))
+    stride = block / 2 if stride is None else stride
+    device = next(module.parameters()).device
+    scores = module_scores(lambda points: module({"points": points}), device)
+    confmat = np.zeros((len(classes), len(classes)), np.int64)
+    scenes = points = 0
+    for _, xyz, rgb, labels in scenes_to_test(cfg):
+        done = label_scene(scores, xyz, rgb if channels == 9 else None, num_points=num_points, block_size=block,
+                           stride=stride, votes=votes, seed=cfg["seed"])
+        confmat += confusion(done.labels, labels, len(classes))
+        scenes, points = scenes + 1, points + len(xyz)
+    protocol = (f"every point of {scenes} test scenes ({points} points): {block:g} m blocks of {num_points} points "
+                f"every {stride:g} m, {votes} vote(s), unsampled points from their nearest sampled neighbour")
+    return {**confusion_figures(confmat, classes), "scenes": scenes, "points": points, "protocol": protocol}
