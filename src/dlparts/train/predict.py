@@ -50,9 +50,9 @@ class Predictor(NamedTuple):
     num_points: int
     channels: int
     logits: Callable[[np.ndarray, np.ndarray | None], torch.Tensor]
-    categories: list[str] = []
+    categories: tuple[str, ...] | list[str] = ()
     part_mask: torch.Tensor | None = None
-    data: dict = {}  # the run's data config: block_size, label_field, columns of its scenes
+    data: dict | None = None  # the run's data config (block_size, label_field, columns); None: the defaults
 
 
 #: Neighbours per point for the normals of files that hold only xyz (:func:`dlparts.data.normals.estimate_normals`).
@@ -209,7 +209,7 @@ def from_onnx(deployed) -> Predictor:
         classes = json.loads(meta["classes"])
         mask = category_part_mask(json.loads(meta["parts_of_category"]), len(classes))  # [categories, parts]
     return Predictor(meta["task"], json.loads(meta["classes"]), int(meta["num_points"]), int(meta["channels"]),
-                     logits, json.loads(meta.get("categories", "[]")), mask, json.loads(meta.get("data", "{}")))
+                     logits, json.loads(meta.get("categories", "[]")), mask)
 
 
 def predict_file(module, path: str | Path, *, category: str | None = None, out_dir: str | Path | None = None,
@@ -240,7 +240,7 @@ def predict_points(model: Predictor, path: str | Path, *, category: str | None =
         return Prediction(str(path), top=_top5(model.logits(cloud.points[None], None)[0], model.classes),
                           notes=[cloud.note] if cloud.note else [])
     cat = _category_index(model.categories, category, path)
-    whole = read_whole_object(path, model.num_points, model.channels, model.data, seed)
+    whole = read_whole_object(path, model.num_points, model.channels, model.data or {}, seed)
     logits = model.logits(whole.sample[None], np.array([cat], dtype=np.int64))[0]  # [n, P]
     from dlparts.ops import three_interpolate
 
@@ -257,7 +257,7 @@ def _predict_scene(model: Predictor, path: Path, out_dir, seed: int, stride: flo
     from dlparts.data.labelled import read_labelled
     from dlparts.train.whole_scene import label_scene
 
-    data = model.data
+    data = model.data or {}
     scene = read_labelled(path, label_field=data.get("label_field"), columns=data.get("columns"), need_labels=False)
     if model.channels == 9 and scene.rgb is None:
         raise DataError(f"{path}: the model takes colours (9 channels: xyz, rgb, location), and the file has none")
