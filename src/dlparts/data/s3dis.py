@@ -47,16 +47,16 @@ class Block(NamedTuple):
     inside: np.ndarray
 
 
-def room_blocks(xyz: np.ndarray, block_size: float, stride: float) -> Iterator[Block]:
-    """The blocks of a room shifted to start at 0 (``xyz [P, 3]``), PointNet's room2blocks grid: corners every
-    ``stride`` along x and y, enough of them to cover the room; empty blocks are skipped.
+def room_blocks(xyz: np.ndarray, low: np.ndarray, block_size: float, stride: float) -> Iterator[Block]:
+    """The blocks of a room ``xyz [P, 3]`` whose corner is ``low [3]`` (its minimum), PointNet's room2blocks grid:
+    corners every ``stride`` from ``low`` along x and y, enough of them to cover the room; empty blocks are skipped.
 
     Points are sorted by x once, so each block looks only at its slab of x (not at the whole room): the cost is
-    ``O(P log P)`` plus the slabs, whatever the number of blocks.
+    ``O(P log P)`` plus the slabs, whatever the number of blocks, and no shifted copy of the room is made.
     """
     if block_size <= 0 or stride <= 0:
         raise ConfigError(f"room blocks: need block_size > 0 and stride > 0; got {block_size}, {stride}")
-    extent = xyz.max(axis=0)
+    extent = xyz.max(axis=0) - low
     nx = max(1, int(np.ceil((extent[0] - block_size) / stride)) + 1)
     ny = max(1, int(np.ceil((extent[1] - block_size) / stride)) + 1)
     order = np.argsort(xyz[:, 0], kind="stable")  # [P]
@@ -64,11 +64,11 @@ def room_blocks(xyz: np.ndarray, block_size: float, stride: float) -> Iterator[B
     slack = 1e-3 * min(block_size, stride)  # the slab is a little wider; the exact test below decides
     for i in range(nx):
         x0 = i * stride
-        lo, hi = np.searchsorted(xs, [x0 - slack, x0 + block_size + slack], side="left")
+        lo, hi = np.searchsorted(xs, [low[0] + x0 - slack, low[0] + x0 + block_size + slack], side="left")
         slab = np.sort(order[lo:hi])  # [s] ascending, as a mask over the whole room would give
-        x = xyz[slab, 0]
+        x = xyz[slab, 0] - low[0]
         in_x = slab[(x >= x0) & (x <= x0 + block_size)]
-        y = xyz[in_x, 1]
+        y = xyz[in_x, 1] - low[1]
         for j in range(ny):
             y0 = j * stride
             inside = in_x[(y >= y0) & (y <= y0 + block_size)]
@@ -77,19 +77,20 @@ def room_blocks(xyz: np.ndarray, block_size: float, stride: float) -> Iterator[B
 
 
 def block_features(xyz: np.ndarray, rgb: np.ndarray | None, pick: np.ndarray, origin: tuple[float, float],
-                   block_size: float, extent: np.ndarray) -> np.ndarray:
+                   block_size: float, low: np.ndarray, extent: np.ndarray) -> np.ndarray:
     """The model input of points ``pick [n]`` of one block, ``float32 [n, 9]`` (``[n, 6]`` when ``rgb`` is None):
     xyz with x, y relative to the block centre, rgb in [0, 1], and the location normalized by the room's ``extent``
-    (``xyz [P, 3]`` shifted to start at 0, ``rgb uint8 [P, 3]``)."""
-    local = xyz[pick] - np.array([origin[0] + block_size / 2, origin[1] + block_size / 2, 0.0])  # [n, 3]
+    (``xyz [P, 3]`` with corner ``low``, :func:`room_extent`; ``rgb uint8 [P, 3]``)."""
+    shifted = xyz[pick] - low  # [n, 3]
+    local = shifted - np.array([origin[0] + block_size / 2, origin[1] + block_size / 2, 0.0])  # [n, 3]
     colour = [] if rgb is None else [rgb[pick] / 255.0]
-    return np.concatenate([local, *colour, xyz[pick] / extent], axis=1).astype(np.float32)  # [n, 9] or [n, 6]
+    return np.concatenate([local, *colour, shifted / extent], axis=1).astype(np.float32)  # [n, 9] or [n, 6]
 
 
 def room_extent(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(shifted, extent)``: the room moved to start at 0 (``[P, 3]``) and its size per axis (at least 1e-9)."""
-    shifted = xyz - xyz.min(axis=0)
-    return shifted, np.maximum(shifted.max(axis=0), 1e-9)
+    """``(low, extent)``: the corner of the room ``xyz [P, 3]`` (its minimum) and its size per axis (>= 1e-9)."""
+    low = xyz.min(axis=0)
+    return low, np.maximum(xyz.max(axis=0) - low, 1e-9)
 
 
 def room_to_blocks(xyz: np.ndarray, rgb: np.ndarray | None, labels: np.ndarray, rng: np.random.Generator, *,
@@ -105,16 +106,16 @@ def room_to_blocks(xyz: np.ndarray, rgb: np.ndarray | None, labels: np.ndarray, 
     if num_points < 1 or block_size <= 0 or stride <= 0:
         raise ConfigError(f"room_to_blocks: need num_points >= 1, block_size > 0, stride > 0; got {num_points}, "
                           f"{block_size}, {stride}")
-    xyz, extent = room_extent(xyz)
+    low, extent = room_extent(xyz)
     points, segs = [], []
-    for origin, inside in room_blocks(xyz, block_size, stride):
+    for origin, inside in room_blocks(xyz, low, block_size, stride):
         if len(inside) < min_points:
             continue
         if len(inside) >= num_points:
             pick = rng.choice(inside, num_points, replace=False)
         else:
             pick = np.concatenate([inside, rng.choice(inside, num_points - len(inside))])
-        points.append(block_features(xyz, rgb, pick, origin, block_size, extent))  # [n, 9] or [n, 6]
+        points.append(block_features(xyz, rgb, pick, origin, block_size, low, extent))  # [n, 9] or [n, 6]
         segs.append(labels[pick])
     if not points:
         channels = 6 if rgb is None else 9

@@ -38,11 +38,11 @@ class SceneLabels(NamedTuple):
 def _sampled_blocks(xyz: np.ndarray, rgb: np.ndarray | None, rng: np.random.Generator, num_points: int,
                     block_size: float, stride: float, votes: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(pick int64 [num_points], features float32 [num_points, C])`` of every block of every vote."""
-    shifted, extent = room_extent(xyz)
+    low, extent = room_extent(xyz)
     for _ in range(votes):
-        for origin, inside in room_blocks(shifted, block_size, stride):
+        for origin, inside in room_blocks(xyz, low, block_size, stride):
             pick = rng.choice(inside, num_points, replace=len(inside) < num_points)
-            yield pick, block_features(shifted, rgb, pick, origin, block_size, extent)
+            yield pick, block_features(xyz, rgb, pick, origin, block_size, low, extent)
 
 
 def label_scene(scores: Callable[[np.ndarray], np.ndarray], xyz: np.ndarray, rgb: np.ndarray | None, *,
