@@ -125,3 +125,23 @@ def test_part_folder_categories_and_parts(tmp_path):
     item = train[0]
     assert item["points"].shape == (32, 3) and float(item["points"].norm(dim=1).max()) == pytest.approx(1, abs=1e-5)
     assert len(train) == 4 and len(PartFolder(root, "test", num_points=32, classes=list("abcd"))) == 2
+
+
+def test_registry_builds_both_folders_from_data_keys(tmp_path):
+    from dlparts.train.config import load_config
+    from dlparts.train.data import build_splits
+
+    root = folder(tmp_path, scenes=5, rgb=False)
+    cfg = load_config(None, ["model.name=pointnet_semseg", "data.name=scene_folder", f"data.root={root}",
+                             "data.num_points=32", "data.test_fraction=0.4", "data.args.block_size=0.5"])
+    splits = build_splits(cfg)
+    assert splits.info["task"] == "point_semseg" and splits.info["input_spec"] == [32, 6]
+    assert splits.info["classes"] == ["a", "b", "c", "d"] and len(splits.test.files) == 2
+    cfg = load_config(None, ["model.name=pointnet_partseg", "data.name=part_folder", f"data.root={tmp_path / 'x'}",
+                             "data.num_points=16", "data.classes=[p, q, r, s]"])
+    (tmp_path / "x" / "cup").mkdir(parents=True)
+    for k in range(3):
+        xyz, _, labels = scene(60)
+        write_labelled_ply(tmp_path / "x" / "cup" / f"{k}.ply", xyz, None, labels)
+    info = build_splits(cfg).info
+    assert info["categories"] == ["cup"] and info["parts_of_category"] == {0: [0, 1, 2, 3]}

@@ -102,20 +102,39 @@ def write_labelled_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray | None
     return path
 
 
-def _read_ply(path: Path, label_field: str | None, need_labels: bool):
-    import trimesh
+def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
+    """The vertex properties of a PLY file by name, each ``[N]``, read by trimesh's PLY parser.
 
-    data = read_bytes(path)
-    _check_ply_header(path, data)
+    A binary file's body is read once from the file into one buffer that the columns view (trimesh refuses a body
+    whose size is not the header's before reading it); a text file is read whole, its counts checked against its size
+    (:mod:`dlparts.data.meshes`), then parsed.  The float64 vertex copy of a ``trimesh.PointCloud`` is never made.
+    """
+    from trimesh.exchange import ply
+
+    if not path.is_file():
+        read_bytes(path)  # the error naming a missing path or a folder
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if b"format ascii" in head.split(b"end_header", 1)[0]:
+        data = read_bytes(path)
+        _check_ply_header(path, data)
+        source = io.BytesIO(data)
+    else:
+        source = open(path, "rb")
     try:
-        loaded = trimesh.load(io.BytesIO(data), file_type="ply", process=False)
-        vertex = loaded.metadata["_ply_raw"]["vertex"]["data"]
+        with source:
+            elements, is_ascii, _ = ply._parse_header(source)
+            (ply._ply_ascii if is_ascii else ply._ply_binary)(elements, source)
+        vertex = elements["vertex"]["data"]
     except Exception as exc:  # trimesh raises many types; all mean "cannot parse"
         raise DataError(f"{path}: not a readable PLY file ({type(exc).__name__}: {exc})") from None
-    del data
     if isinstance(vertex, np.ndarray):  # binary files give one structured array, text files a dict of columns
         vertex = {name: vertex[name] for name in vertex.dtype.names or ()}
-    vertex = {name: np.asarray(column).reshape(len(column), -1)[:, 0] for name, column in vertex.items()}  # [N]
+    return {name: np.asarray(column).reshape(len(column), -1)[:, 0] for name, column in vertex.items()}  # [N]
+
+
+def _read_ply(path: Path, label_field: str | None, need_labels: bool):
+    vertex = _ply_vertices(path)
     names = tuple(vertex)
     if not {"x", "y", "z"} <= set(names):
         raise DataError(f"{path}: the vertices have no x, y, z properties (they have {', '.join(names) or 'none'})")
@@ -129,7 +148,8 @@ def _read_ply(path: Path, label_field: str | None, need_labels: bool):
             raise DataError(f"{path}: no per-vertex label property {' or '.join(wanted)}; the vertices have "
                             f"{', '.join(names)} (set data.label_field to the one holding the classes)")
         return xyz, rgb, None
-    return xyz, rgb, _labels(path, vertex[field])
+    column = vertex[field]
+    return xyz, rgb, column.astype(np.int64) if column.dtype.kind in "iu" else _labels(path, column)
 
 
 def _table(path: Path, suffix: str) -> np.ndarray:

@@ -60,6 +60,8 @@ def room_blocks(xyz: np.ndarray, low: np.ndarray, block_size: float, stride: flo
     nx = max(1, int(np.ceil((extent[0] - block_size) / stride)) + 1)
     ny = max(1, int(np.ceil((extent[1] - block_size) / stride)) + 1)
     order = np.argsort(xyz[:, 0], kind="stable")  # [P]
+    if len(order) < 2**31:
+        order = order.astype(np.int32)  # half the memory of a scene's sort order
     xs = xyz[order, 0]  # [P] ascending
     slack = 1e-3 * min(block_size, stride)  # the slab is a little wider; the exact test below decides
     for i in range(nx):
