@@ -88,10 +88,10 @@ def _add_test(sub) -> None:
                                    "(overlapping blocks, the PointNet++ protocol), beside the sampled-block figure.")
     p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. eval.votes=12")
-    p.add_argument("--stride", type=float, help="s3dis / scene_folder: metres between the blocks of the every-point "
-                                                "evaluation (default: half the training block)")
-    p.add_argument("--votes", type=int, default=1, help="s3dis / scene_folder: passes of the every-point evaluation "
-                                                        "(default 1)")
+    p.add_argument("--scene-stride", type=float, help="s3dis / scene_folder: metres between the blocks of the "
+                                                      "every-point evaluation (default: half the training block)")
+    p.add_argument("--scene-votes", type=int, default=1, help="s3dis / scene_folder: passes of the every-point "
+                                                              "evaluation (default 1)")
     p.set_defaults(_unknown_hint=override_hint)
 
 
@@ -99,8 +99,9 @@ def _run_test(args) -> int:
     from dlparts.train import engine
     from dlparts.train.whole_scene import SCENE_DATASETS
 
-    if args.votes < 1 or (args.stride is not None and not args.stride > 0):
-        raise ConfigError(f"--votes must be >= 1 and --stride > 0; got {args.votes}, {args.stride}")
+    if args.scene_votes < 1 or (args.scene_stride is not None and not args.scene_stride > 0):
+        raise ConfigError(f"--scene-votes must be >= 1 and --scene-stride > 0; got {args.scene_votes}, "
+                          f"{args.scene_stride}")
     result = engine.test(args.ckpt, args.overrides)
     _print_results([result])
     if result["data"] in SCENE_DATASETS:
@@ -116,7 +117,7 @@ def _test_whole_scenes(args, result: dict) -> None:
     from dlparts.train.whole_scene import evaluate_scenes
 
     module, cfg = load_checkpoint(args.ckpt, args.overrides)
-    whole = evaluate_scenes(module, cfg, stride=args.stride, votes=args.votes)
+    whole = evaluate_scenes(module, cfg, stride=args.scene_stride, votes=args.scene_votes)
     console = report.console()
     blocks = result["test"]
     console.print(f"test, sampled blocks ({cfg['data']['num_points']} points each): mIoU {blocks['miou']:.1%}, "

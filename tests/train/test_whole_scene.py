@@ -121,7 +121,7 @@ def test_dlparts_test_scores_every_point_of_the_test_scenes(tmp_path, capsys):
     assert main(["fit", *run]) == 0
     capsys.readouterr()
     ckpt = tmp_path / "runs" / "r" / "checkpoints" / "best.ckpt"
-    assert main(["test", "--ckpt", str(ckpt), "--stride", "0.5"]) == 0
+    assert main(["test", "--ckpt", str(ckpt), "--scene-stride", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "test, sampled blocks (64 points each): mIoU" in out
     assert "test, every point of 1 test scenes (1500 points): 1 m blocks of 64 points every 0.5 m" in out
