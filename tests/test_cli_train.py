@@ -107,6 +107,24 @@ def test_predict_prints_top5_for_a_point_file(run, tmp_path, capsys):
     assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 100.01
 
 
+def test_predict_json_over_a_folder_reports_a_bad_file_and_goes_on(run, tmp_path, capsys):
+    (tmp_path / "shapes" / "sub").mkdir(parents=True)
+    for k in range(3):
+        np.savetxt(tmp_path / "shapes" / "sub" / f"c{k}.xyz", np.random.default_rng(k).normal(size=(200, 3)))
+    (tmp_path / "shapes" / "broken.off").write_text("OFF\n3 1 0\n0 0 0\n")
+    (tmp_path / "shapes" / "notes.md").write_text("not a cloud")  # not a point file: never read
+    ckpt = str(run / "checkpoints" / "best.ckpt")
+    assert main(["predict", "--ckpt", ckpt, str(tmp_path / "shapes"), "--format", "json"]) == 2
+    out, err = capsys.readouterr()
+    rows = json.loads(out)
+    assert [r["path"] for r in rows] == [str(tmp_path / "shapes" / "sub" / f"c{k}.xyz") for k in range(3)]
+    assert all(len(r["top"]) == 5 and r["top"][0][1] >= r["top"][-1][1] for r in rows)
+    assert err.splitlines()[-1] == f"dlparts predict: 1 of 4 files failed: {tmp_path / 'shapes' / 'broken.off'}"
+    assert main(["predict", "--ckpt", ckpt, str(tmp_path / "shapes" / "sub"), "--format", "json", "--out",
+                 str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "predictions.json").read_text())[0]["top"] == rows[0]["top"]
+
+
 @pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
 def test_export_checks_the_file_against_pytorch(run, tmp_path, capsys, fmt, suffix):
     out = tmp_path / f"model{suffix}"

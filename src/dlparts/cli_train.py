@@ -84,17 +84,51 @@ def _add_test(sub) -> None:
     p = sub.add_parser("test", help="evaluate a checkpoint on its dataset's test split",
                        description="Test.\n\nexamples:\n  dlparts test --ckpt runs/X/checkpoints/best.ckpt\n"
                                    "  dlparts test --ckpt best.ckpt eval.votes=12 data.root=/data/modelnet40\n"
-                                   "Overrides apply to the config saved in the checkpoint (voting, data root, batch).")
+                                   "Overrides apply to the config saved in the checkpoint (voting, data root, batch).\n"
+                                   "s3dis and scene_folder runs are also scored on every point of every test scene\n"
+                                   "(overlapping blocks, the PointNet++ protocol), beside the sampled-block figure.")
     p.add_argument("--ckpt", required=True, help="a checkpoint written by dlparts fit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. eval.votes=12")
+    p.add_argument("--scene-stride", type=float, help="s3dis / scene_folder: metres between the blocks of the "
+                                                      "every-point evaluation (default: half the training block)")
+    p.add_argument("--scene-votes", type=int, default=1, help="s3dis / scene_folder: passes of the every-point "
+                                                              "evaluation (default 1)")
     p.set_defaults(_unknown_hint=override_hint)
 
 
 def _run_test(args) -> int:
     from dlparts.train import engine
+    from dlparts.train.whole_scene import SCENE_DATASETS
 
-    _print_results([engine.test(args.ckpt, args.overrides)])
+    if args.scene_votes < 1 or (args.scene_stride is not None and not args.scene_stride > 0):
+        raise ConfigError(f"--scene-votes must be >= 1 and --scene-stride > 0; got {args.scene_votes}, "
+                          f"{args.scene_stride}")
+    result = engine.test(args.ckpt, args.overrides)
+    _print_results([result])
+    if result["data"] in SCENE_DATASETS:
+        _test_whole_scenes(args, result)
     return 0
+
+
+def _test_whole_scenes(args, result: dict) -> None:
+    """Beside the block-sampled figures: every point of every test scene, printed and added to the test JSON."""
+    import json
+
+    from dlparts.train.engine import load_checkpoint
+    from dlparts.train.whole_scene import evaluate_scenes
+
+    module, cfg = load_checkpoint(args.ckpt, args.overrides)
+    whole = evaluate_scenes(module, cfg, stride=args.scene_stride, votes=args.scene_votes)
+    console = report.console()
+    blocks = result["test"]
+    console.print(f"test, sampled blocks ({cfg['data']['num_points']} points each): mIoU {blocks['miou']:.1%}, "
+                  f"OA {blocks['oa']:.1%}", soft_wrap=True)
+    console.print(f"test, {whole['protocol']}: mIoU {whole['miou']:.1%}, OA {whole['oa']:.1%}", soft_wrap=True)
+    console.print("  per-class IoU: " + ", ".join(f"{name} {'-' if v is None else f'{v:.1%}'}"
+                                                  for name, v in whole["per_class_iou"].items()), soft_wrap=True)
+    saved = Path(result["run_dir"]) / f"test-{Path(args.ckpt).stem}.json"
+    if saved.is_file():
+        saved.write_text(json.dumps({**result, "test_whole_scenes": whole}, indent=2))
 
 
 # -------------------------------------------------------------------------------------------------------------- predict
@@ -105,49 +139,92 @@ _PREDICT_FILES = ("Images: any format Pillow reads; point files: .xyz .txt .pts 
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or coloured segmentations (PLY, PNG, HTML)",
+    p = sub.add_parser("predict", help="top-5 classes of images/clouds, or every point labelled (PLY, PNG, HTML)",
                        description="Predict.\n\nexamples:\n  dlparts predict --ckpt best.ckpt photo.jpg cat.png\n"
                                    "  dlparts predict --ckpt cls.ckpt chair.off cloud.npy points.txt\n"
+                                   "  dlparts predict --ckpt cls.ckpt meshes/ --format json --out results/\n"
                                    "  dlparts predict --ckpt partseg.ckpt --category airplane plane.ply --out seg/\n"
+                                   "  dlparts predict --ckpt semseg.ckpt room.ply --stride 0.5 --votes 2 --out seg/\n"
                                    "  dlparts predict --onnx cls.onnx chair.off\n"
-                                   f"{_PREDICT_FILES}.")
+                                   f"{_PREDICT_FILES}.\nFolders are searched recursively.  Segmentations label every "
+                                   "point of the input: <stem>.seg.ply\n(binary, the input's points in order, a "
+                                   "colour per class and an integer label property),\n<stem>.seg.png and "
+                                   "<stem>.seg.html; scenes are labelled block by block with overlap.")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--ckpt", help="a checkpoint written by dlparts fit")
     model.add_argument("--onnx", metavar="MODEL.onnx", help="an ONNX file written by dlparts export (its metadata "
                        "holds the classes and preprocessing), run by onnxruntime")
-    p.add_argument("files", nargs="+", metavar="FILE", help="images, point files or meshes")
+    p.add_argument("files", nargs="+", metavar="PATH", help="images, point files, meshes, scenes, or folders of them")
     p.add_argument("--category", help="object category of the shapes (part segmentation)")
-    p.add_argument("--out", help="folder for segmentation PLY/PNG/HTML files (default: beside each input)")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling points from meshes (default 0)")
+    p.add_argument("--out", help="folder for segmentation PLY/PNG/HTML files (default: beside each input) and, with "
+                                 "--format json, predictions.json (else printed)")
+    p.add_argument("--format", default="table", choices=["table", "json"], help="print lines (table, default) or "
+                   "one JSON list of {path, top: [[class, probability], ...]} (segmentations: counts, outputs)")
+    p.add_argument("--stride", type=float, help="scenes: metres between block corners (default: half the training "
+                                                "block)")
+    p.add_argument("--votes", type=int, default=1, help="scenes: passes over the blocks, scores averaged (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling points (default 0)")
+
+
+def _prediction_row(result) -> dict:
+    row = {"path": result.path}
+    if result.top:
+        row["top"] = [[name, round(p, 6)] for name, p in result.top]
+    else:
+        row.update(counts=result.counts, outputs=result.outputs, **result.scores)
+    return row
+
+
+def _print_prediction(console, result) -> None:
+    if result.top:
+        console.print(f"{result.path}: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top), soft_wrap=True)
+    else:
+        counts = ", ".join(f"{name} {n}" for name, n in result.counts.items())
+        console.print(f"{result.path}: {counts} -> {', '.join(result.outputs)}", soft_wrap=True)
+        if result.scores:
+            console.print(f"  against the file's labels, every point: OA {result.scores['oa']:.1%}, mIoU "
+                          f"{result.scores['miou']:.1%}", soft_wrap=True)
+    for note in result.notes:
+        console.print(f"  {note}", soft_wrap=True)
 
 
 def _run_predict(args) -> int:
-    from dlparts.train.engine import load_checkpoint
-    from dlparts.train.predict import load_onnx, predict_file, predict_file_onnx
+    import json
 
+    from dlparts.data._progress import progress
+    from dlparts.train.engine import load_checkpoint
+    from dlparts.train.predict import expand_inputs, load_onnx, predict_file, predict_file_onnx
+
+    if args.votes < 1 or (args.stride is not None and not args.stride > 0):
+        raise ConfigError(f"--votes must be >= 1 and --stride > 0; got {args.votes}, {args.stride}")
     if args.onnx:
         model, predict = load_onnx(args.onnx), predict_file_onnx
+        task = model.meta["task"]
     else:
         model, predict = load_checkpoint(args.ckpt, training=False)[0], predict_file
+        task = model.info["task"]
     console = report.console()
-    failed = []
-    for path in args.files:
+    files = expand_inputs(args.files, task)
+    failed, rows = [], []
+    for path in progress(files, "predict", enabled=len(files) > 1):
         try:
-            result = predict(model, path, category=args.category, out_dir=args.out, seed=args.seed)
+            result = predict(model, path, category=args.category, out_dir=args.out, seed=args.seed,
+                             stride=args.stride, votes=args.votes)
         except DlpartsError as exc:  # one bad file is reported, the others still predicted
-            failed.append(path)
+            failed.append(str(path))
             print(f"dlparts predict: error: {report.one_line(exc)}", file=sys.stderr)
             continue
-        if result.top:
-            console.print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top), soft_wrap=True)
-        else:
-            counts = ", ".join(f"{name} {n}" for name, n in result.counts.items())
-            console.print(f"{path}: {counts} -> {', '.join(result.outputs)}", soft_wrap=True)
-        for note in result.notes:
-            console.print(f"  {note}", soft_wrap=True)
+        rows.append(_prediction_row(result))
+        if args.format == "table":
+            _print_prediction(console, result)
+    if args.format == "json" and args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "predictions.json").write_text(json.dumps(rows, indent=1))
+        console.print(f"wrote {Path(args.out) / 'predictions.json'}", soft_wrap=True)
+    elif args.format == "json":
+        print(json.dumps(rows, indent=1))
     if failed:
-        print(f"dlparts predict: {len(failed)} of {len(args.files)} files failed: {', '.join(failed)}",
-              file=sys.stderr)
+        print(f"dlparts predict: {len(failed)} of {len(files)} files failed: {', '.join(failed)}", file=sys.stderr)
     return 2 if failed else 0
 
 

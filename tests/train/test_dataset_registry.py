@@ -15,7 +15,8 @@ def _cfg(name: str, **data) -> dict:
 def test_a_name_is_registered_once():
     with pytest.raises(ConfigError, match="dataset 'modelnet' is already registered"):
         register_dataset("modelnet", DATASETS["synthetic_shapes"])
-    assert set(POINT_DATASETS) | {"synthetic_images", "imagefolder", "point_folder"} == set(DATASETS)
+    assert set(POINT_DATASETS) | {"synthetic_images", "imagefolder", "point_folder", "scene_folder",
+                                  "part_folder"} == set(DATASETS)
 
 
 class _Recorder(torch.utils.data.Dataset):

@@ -246,7 +246,7 @@ def test_predict_onnx_part_segmentation_equals_the_module(tmp_path):
     want = predict_file(module, cloud, category=category, out_dir=tmp_path / "ckpt")
     got = predict_file_onnx(load_onnx(tmp_path / "m.onnx"), cloud, category=category, out_dir=tmp_path / "onnx")
     assert got.counts == want.counts and len(got.outputs) == len(want.outputs)
-    assert (tmp_path / "onnx" / "c.seg.ply").read_text() == (tmp_path / "ckpt" / "c.seg.ply").read_text()
+    assert (tmp_path / "onnx" / "c.seg.ply").read_bytes() == (tmp_path / "ckpt" / "c.seg.ply").read_bytes()
 
 
 @pytest.mark.parametrize("mean", ["image", "channel"])

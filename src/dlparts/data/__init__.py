@@ -13,6 +13,7 @@ from dlparts.data.meshes import Mesh, read_mesh, sample_surface
 from dlparts.data.modelnet import ModelNet, ModelNet40H5, ModelNet40Normal
 from dlparts.data.points import read_points
 from dlparts.data.s3dis import S3DIS
+from dlparts.data.scene_folder import PartFolder, SceneFolder
 from dlparts.data.shapenetpart import ShapeNetPart
 from dlparts.data.synthetic import Parts, Shapes
 from dlparts.data.synthetic_rooms import Rooms
@@ -20,6 +21,6 @@ from dlparts.data.synthetic_images import make_synthetic_images
 from dlparts.data.transforms import build_transforms
 
 __all__ = ["Mesh", "read_mesh", "load_points", "read_points", "sample_surface", "normalize_unit_sphere",
-           "ModelNet", "ModelNet40Normal", "ModelNet40H5", "PointFolder", "ShapeNetPart", "S3DIS", "Shapes", "Parts",
-           "Rooms", "build_transforms", "ImageFolderDataset", "RGBStats", "compute_rgb_stats", "ten_crop",
-           "ten_crop_predict", "make_synthetic_images", "cache_root"]
+           "ModelNet", "ModelNet40Normal", "ModelNet40H5", "PointFolder", "ShapeNetPart", "S3DIS", "SceneFolder",
+           "PartFolder", "Shapes", "Parts", "Rooms", "build_transforms", "ImageFolderDataset", "RGBStats",
+           "compute_rgb_stats", "ten_crop", "ten_crop_predict", "make_synthetic_images", "cache_root"]

@@ -11,7 +11,7 @@ Parsed rooms are cached per area under ``<cache_root>/s3dis/``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -39,40 +39,90 @@ class Room(NamedTuple):
     labels: np.ndarray
 
 
-def room_to_blocks(xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
+class Block(NamedTuple):
+    """One block of a room: its corner ``origin`` (x0, y0) and the ascending indices ``inside int64 [n]`` of the
+    points with x in ``[x0, x0 + block_size]`` and y in ``[y0, y0 + block_size]``."""
+
+    origin: tuple[float, float]
+    inside: np.ndarray
+
+
+def room_blocks(xyz: np.ndarray, low: np.ndarray, block_size: float, stride: float) -> Iterator[Block]:
+    """The blocks of a room ``xyz [P, 3]`` whose corner is ``low [3]`` (its minimum), PointNet's room2blocks grid:
+    corners every ``stride`` from ``low`` along x and y, enough of them to cover the room; empty blocks are skipped.
+
+    Points are sorted by x once, so each block looks only at its slab of x (not at the whole room): the cost is
+    ``O(P log P)`` plus the slabs, whatever the number of blocks, and no shifted copy of the room is made.
+    """
+    if block_size <= 0 or stride <= 0:
+        raise ConfigError(f"room blocks: need block_size > 0 and stride > 0; got {block_size}, {stride}")
+    extent = xyz.max(axis=0) - low
+    nx = max(1, int(np.ceil((extent[0] - block_size) / stride)) + 1)
+    ny = max(1, int(np.ceil((extent[1] - block_size) / stride)) + 1)
+    order = np.argsort(xyz[:, 0], kind="stable")  # [P]
+    if len(order) < 2**31:
+        order = order.astype(np.int32)  # half the memory of a scene's sort order
+    xs = xyz[order, 0]  # [P] ascending
+    slack = 1e-3 * min(block_size, stride)  # the slab is a little wider; the exact test below decides
+    for i in range(nx):
+        x0 = i * stride
+        lo, hi = np.searchsorted(xs, [low[0] + x0 - slack, low[0] + x0 + block_size + slack], side="left")
+        slab = np.sort(order[lo:hi])  # [s] ascending, as a mask over the whole room would give
+        x = xyz[slab, 0] - low[0]
+        in_x = slab[(x >= x0) & (x <= x0 + block_size)]
+        y = xyz[in_x, 1] - low[1]
+        for j in range(ny):
+            y0 = j * stride
+            inside = in_x[(y >= y0) & (y <= y0 + block_size)]
+            if len(inside):
+                yield Block((x0, y0), inside)
+
+
+def block_features(xyz: np.ndarray, rgb: np.ndarray | None, pick: np.ndarray, origin: tuple[float, float],
+                   block_size: float, low: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """The model input of points ``pick [n]`` of one block, ``float32 [n, 9]`` (``[n, 6]`` when ``rgb`` is None):
+    xyz with x, y relative to the block centre, rgb in [0, 1], and the location normalized by the room's ``extent``
+    (``xyz [P, 3]`` with corner ``low``, :func:`room_extent`; ``rgb uint8 [P, 3]``)."""
+    shifted = xyz[pick] - low  # [n, 3]
+    local = shifted - np.array([origin[0] + block_size / 2, origin[1] + block_size / 2, 0.0])  # [n, 3]
+    colour = [] if rgb is None else [rgb[pick] / 255.0]
+    return np.concatenate([local, *colour, shifted / extent], axis=1).astype(np.float32)  # [n, 9] or [n, 6]
+
+
+def room_extent(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, extent)``: the corner of the room ``xyz [P, 3]`` (its minimum) and its size per axis (>= 1e-9)."""
+    low = xyz.min(axis=0)
+    return low, np.maximum(xyz.max(axis=0) - low, 1e-9)
+
+
+def room_to_blocks(xyz: np.ndarray, rgb: np.ndarray | None, labels: np.ndarray, rng: np.random.Generator, *,
                    num_points: int = 4096, block_size: float = 1.0, stride: float = 1.0,
                    min_points: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Cut one room (``xyz [P, 3]``, ``rgb [P, 3]`` in 0..255, ``labels [P]``) into blocks, PointNet's room2blocks.
+    """Cut one room (``xyz [P, 3]``, ``rgb [P, 3]`` in 0..255 or None, ``labels [P]``) into blocks, PointNet's
+    room2blocks.
 
-    Returns ``points float32 [B, num_points, 9]`` and ``seg int64 [B, num_points]``.  Blocks with fewer than
-    ``min_points`` points are dropped; the others are sampled to ``num_points`` (without replacement when they
-    have enough points, else all points plus random repeats).
+    Returns ``points float32 [B, num_points, 9]`` (``[B, num_points, 6]`` without rgb, :func:`block_features`) and
+    ``seg int64 [B, num_points]``.  Blocks with fewer than ``min_points`` points are dropped; the others are sampled
+    to ``num_points`` (without replacement when they have enough points, else all points plus random repeats).
     """
     if num_points < 1 or block_size <= 0 or stride <= 0:
         raise ConfigError(f"room_to_blocks: need num_points >= 1, block_size > 0, stride > 0; got {num_points}, "
                           f"{block_size}, {stride}")
-    xyz = xyz - xyz.min(axis=0)
-    extent = np.maximum(xyz.max(axis=0), 1e-9)
-    nx = max(1, int(np.ceil((extent[0] - block_size) / stride)) + 1)
-    ny = max(1, int(np.ceil((extent[1] - block_size) / stride)) + 1)
+    low, extent = room_extent(xyz)
     points, segs = [], []
-    for i in range(nx):
-        for j in range(ny):
-            x0, y0 = i * stride, j * stride
-            inside = np.nonzero((xyz[:, 0] >= x0) & (xyz[:, 0] <= x0 + block_size)
-                                & (xyz[:, 1] >= y0) & (xyz[:, 1] <= y0 + block_size))[0]
-            if len(inside) < min_points:
-                continue
-            if len(inside) >= num_points:
-                pick = rng.choice(inside, num_points, replace=False)
-            else:
-                pick = np.concatenate([inside, rng.choice(inside, num_points - len(inside))])
-            local = xyz[pick] - np.array([x0 + block_size / 2, y0 + block_size / 2, 0.0])
-            points.append(np.concatenate([local, rgb[pick] / 255.0, xyz[pick] / extent], axis=1))  # [n, 9]
-            segs.append(labels[pick])
+    for origin, inside in room_blocks(xyz, low, block_size, stride):
+        if len(inside) < min_points:
+            continue
+        if len(inside) >= num_points:
+            pick = rng.choice(inside, num_points, replace=False)
+        else:
+            pick = np.concatenate([inside, rng.choice(inside, num_points - len(inside))])
+        points.append(block_features(xyz, rgb, pick, origin, block_size, low, extent))  # [n, 9] or [n, 6]
+        segs.append(labels[pick])
     if not points:
-        return np.zeros((0, num_points, 9), np.float32), np.zeros((0, num_points), np.int64)
-    return np.stack(points).astype(np.float32), np.stack(segs).astype(np.int64)
+        channels = 6 if rgb is None else 9
+        return np.zeros((0, num_points, channels), np.float32), np.zeros((0, num_points), np.int64)
+    return np.stack(points), np.stack(segs).astype(np.int64)
 
 
 def class_of(annotation: str) -> int:
@@ -121,6 +171,16 @@ def _area_rooms(root: Path, area: int) -> dict[str, np.ndarray]:
               "offsets": np.cumsum([0] + [len(r.xyz) for r in read]).astype(np.int64)}
     save_npz(path, **arrays)
     return arrays
+
+
+def area_rooms(root: str | Path, area: int) -> Iterator[Room]:
+    """The rooms of ``Area_<area>`` at full resolution (parsed once, then cached), for whole-room evaluation."""
+    root = Path(root)
+    if not (root / f"Area_{area}").is_dir():
+        raise DataNotFoundError(f"S3DIS root {root} has no Area_{area}; {LAYOUT}")
+    rooms = _area_rooms(root, area)
+    for lo, hi in zip(rooms["offsets"][:-1], rooms["offsets"][1:]):
+        yield Room(rooms["xyz"][lo:hi], rooms["rgb"][lo:hi], rooms["labels"][lo:hi])
 
 
 class S3DIS(CloudDataset):

@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"name": None, "args": {}, "variant": None},
     "data": {"name": None, "root": None, "num_points": 1024, "batch_size": 32, "eval_batch_size": None,
              "workers": 0, "val_fraction": 0.1, "augment": True, "transforms": None, "args": {},
-             "classes": None, "test_fraction": 0.2, "drop_nonfinite": False},
+             "classes": None, "test_fraction": 0.2, "label_field": None, "columns": None, "drop_nonfinite": False},
     "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "betas": [0.9, 0.999]},
     "sched": {"name": "step", "step_size": 20, "gamma": 0.7, "min_lr": 1e-5, "warmup_epochs": 0, "patience": 3,
               "factor": 0.1},
@@ -52,7 +52,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "data.eval_batch_size": (int,), "data.transforms": (str, list), "trainer.devices": (int, str, list), "trainer.precision": (str, int),
     "trainer.limit_train_batches": (int, float), "trainer.limit_val_batches": (int, float),
     "trainer.limit_test_batches": (int, float), "trainer.max_time": (int, float),
-    "data.classes": (list,),
+    "data.classes": (list,), "data.label_field": (str,), "data.columns": (dict,),
 }
 
 CHOICES: dict[str, tuple[Any, ...]] = {

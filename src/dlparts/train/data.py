@@ -30,6 +30,7 @@ from dlparts.data import (S3DIS, ImageFolderDataset, ModelNet, ModelNet40H5, Mod
                           ShapeNetPart, build_transforms, cache_root, compute_rgb_stats, make_synthetic_images)
 from dlparts.data.folders import SPLITS, PointFolder, class_counts, plan_splits, read_splits, write_splits
 from dlparts.data.images import build_transform, stats_sample
+from dlparts.data.scene_folder import PartFolder, SceneFolder
 from dlparts.data.splits import holdout
 from dlparts.errors import ConfigError
 
@@ -364,6 +365,22 @@ def _print_counts(root: str, layout: str, summary: dict, where: Path | None) -> 
 
 
 register_dataset("point_folder", point_folder)
+
+
+#: The ``data`` keys of the user's labelled folders (``dlparts.data.scene_folder``), passed to their datasets.
+LABELLED_KEYS = ("classes", "test_fraction", "label_field", "columns", "drop_nonfinite")
+
+
+def _labelled_folder(make: Callable, task: str, args: tuple[str, ...], cfg: dict) -> Splits:
+    """``scene_folder`` / ``part_folder``: the labelled-file keys of ``data`` go to the dataset; validation is
+    held out of the training split."""
+    options = {key: cfg["data"][key] for key in LABELLED_KEYS}
+    spec = PointDataset(partial(make, **options), task, args, root=True, seed=True, has_val=False)
+    return _point_dataset(spec, cfg)
+
+
+register_dataset("scene_folder", partial(_labelled_folder, SceneFolder, "point_semseg", ("block_size", "stride")))
+register_dataset("part_folder", partial(_labelled_folder, PartFolder, "point_partseg", ()))
 
 
 def build_splits(cfg: dict) -> Splits:

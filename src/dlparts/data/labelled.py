@@ -1,0 +1,222 @@
+"""Labelled point files: one scene or object per file with a class per point, for segmentation of one's own data.
+
+Two kinds of file:
+
+- PLY (binary or text) with a per-vertex label property: ``label_field`` names it, else the first of
+  :data:`LABEL_FIELDS` present; colours from ``red``/``green``/``blue`` (or ``r``/``g``/``b``).  Read by trimesh,
+  whose PLY loader keeps every vertex property (``metadata["_ply_raw"]``), after the header's counts are checked
+  against the file's size (:mod:`dlparts.data.meshes`).
+- Tables (``.txt``/``.xyz``/``.pts``/``.csv`` text, ``.npy``, or an ``.npz`` holding one ``[N, C]`` array):
+  ``columns`` maps ``xyz`` (3 column numbers), optional ``rgb`` (3) and ``label`` (1) to the table's columns; the
+  default reads 7 columns as xyz rgb label, 6 as xyz rgb, 4 as xyz label, 3 as xyz.
+
+Colours in ``[0, 1]`` (all at most 1) are scaled to 0..255.  Coordinates that are NaN or infinite are refused with
+the file and their count, or dropped and counted (``drop_nonfinite``).  Every problem is a :class:`DataError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from dlparts.data._arrays import READ_ERRORS, open_arrays, usable
+from dlparts.data._limits import check_values
+from dlparts.data.meshes import _check_ply_header
+from dlparts.data.points import _labels, read_bytes, read_table
+from dlparts.errors import ConfigError, DataError
+
+#: Property names tried, in order, for the per-vertex class of a PLY file when ``label_field`` is not given.
+LABEL_FIELDS = ("label", "class", "semantic", "scalar_Label")
+_RGB_FIELDS = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
+TABLE_SUFFIXES = (".txt", ".xyz", ".pts", ".csv", ".npy", ".npz")
+LABELLED_SUFFIXES = (".ply",) + TABLE_SUFFIXES
+_DEFAULT_COLUMNS = {7: {"xyz": [0, 1, 2], "rgb": [3, 4, 5], "label": 6}, 6: {"xyz": [0, 1, 2], "rgb": [3, 4, 5]},
+                    4: {"xyz": [0, 1, 2], "label": 3}, 3: {"xyz": [0, 1, 2]}}
+
+
+class LabelledCloud(NamedTuple):
+    """``xyz float32 [N, 3]``, ``rgb uint8 [N, 3]`` or None, ``labels int64 [N]`` or None, and the number of
+    points ``dropped`` for non-finite coordinates (0 unless ``drop_nonfinite``)."""
+
+    xyz: np.ndarray
+    rgb: np.ndarray | None
+    labels: np.ndarray | None
+    dropped: int = 0
+
+
+def read_labelled(path: str | Path, *, label_field: str | None = None, columns: dict | None = None,
+                  need_labels: bool = True, drop_nonfinite: bool = False) -> LabelledCloud:
+    """The :class:`LabelledCloud` of a PLY or table file (see the module docstring).  ``need_labels``: a file
+    without labels is an error naming the fields or columns it has; else its ``labels`` are None."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        xyz, rgb, labels = _read_ply(path, label_field, need_labels)
+    elif suffix in TABLE_SUFFIXES:
+        xyz, rgb, labels = _read_columns(path, _table(path, suffix), columns, need_labels)
+    else:
+        raise DataError(f"{path}: unknown labelled-file format {suffix!r}; expected one of "
+                        f"{', '.join(LABELLED_SUFFIXES)}")
+    if len(xyz) == 0:
+        raise DataError(f"{path}: the file holds no points")
+    with np.errstate(over="ignore", invalid="ignore"):
+        xyz = np.asarray(xyz, dtype=np.float32)
+    finite = np.isfinite(xyz).all(axis=1)  # [N]
+    dropped = int(len(finite) - np.count_nonzero(finite))
+    if dropped and not drop_nonfinite:
+        raise DataError(f"{path}: {dropped} of {len(xyz)} points have NaN or infinite coordinates (or beyond "
+                        f"float32); set data.drop_nonfinite: true to drop them")
+    if dropped:
+        xyz, rgb = xyz[finite], None if rgb is None else rgb[finite]
+        labels = None if labels is None else labels[finite]
+        if len(xyz) == 0:
+            raise DataError(f"{path}: all {dropped} points have NaN or infinite coordinates")
+    return LabelledCloud(np.ascontiguousarray(xyz), _colours(path, rgb), labels, dropped)
+
+
+def check_labels(path: str | Path, labels: np.ndarray, classes: list[str]) -> None:
+    """Refuse labels outside ``0 .. len(classes) - 1``, naming the file, the values and how many points hold them."""
+    bad = (labels < 0) | (labels >= len(classes))
+    if bad.any():
+        values = np.unique(labels[bad])
+        shown = ", ".join(map(str, values[:10].tolist())) + (", ..." if len(values) > 10 else "")
+        raise DataError(f"{path}: {int(bad.sum())} points have labels outside the {len(classes)} classes "
+                        f"(0..{len(classes) - 1}): {shown}")
+
+
+def write_labelled_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray | None, labels: np.ndarray) -> Path:
+    """A binary PLY of the points ``xyz [N, 3]`` in their order, with colours ``rgb uint8 [N, 3]`` (when given) and
+    an integer ``label`` property per vertex, written by trimesh; :func:`read_labelled` reads it back."""
+    import trimesh
+
+    cloud = trimesh.Trimesh(vertices=np.asarray(xyz, dtype=np.float64), faces=np.zeros((0, 3), np.int64),
+                            vertex_colors=None if rgb is None else np.asarray(rgb, dtype=np.uint8), process=False,
+                            validate=False)
+    cloud.vertex_attributes["label"] = np.asarray(labels, dtype=np.int32)
+    path = Path(path)
+    path.write_bytes(cloud.export(file_type="ply", encoding="binary"))
+    return path
+
+
+def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
+    """The vertex properties of a PLY file by name, each ``[N]``, read by trimesh's PLY parser.
+
+    A binary file's body is read once from the file into one buffer that the columns view (trimesh refuses a body
+    whose size is not the header's before reading it); a text file is read whole, its counts checked against its size
+    (:mod:`dlparts.data.meshes`), then parsed.  The float64 vertex copy of a ``trimesh.PointCloud`` is never made.
+    """
+    from trimesh.exchange import ply
+
+    if not path.is_file():
+        read_bytes(path)  # the error naming a missing path or a folder
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if b"format ascii" in head.split(b"end_header", 1)[0]:
+        data = read_bytes(path)
+        _check_ply_header(path, data)
+        source = io.BytesIO(data)
+    else:
+        source = open(path, "rb")
+    try:
+        with source:
+            elements, is_ascii, _ = ply._parse_header(source)
+            (ply._ply_ascii if is_ascii else ply._ply_binary)(elements, source)
+        vertex = elements["vertex"]["data"]
+    except Exception as exc:  # trimesh raises many types; all mean "cannot parse"
+        raise DataError(f"{path}: not a readable PLY file ({type(exc).__name__}: {exc})") from None
+    if isinstance(vertex, np.ndarray):  # binary files give one structured array, text files a dict of columns
+        vertex = {name: vertex[name] for name in vertex.dtype.names or ()}
+    return {name: np.asarray(column).reshape(len(column), -1)[:, 0] for name, column in vertex.items()}  # [N]
+
+
+def _read_ply(path: Path, label_field: str | None, need_labels: bool):
+    vertex = _ply_vertices(path)
+    names = tuple(vertex)
+    if not {"x", "y", "z"} <= set(names):
+        raise DataError(f"{path}: the vertices have no x, y, z properties (they have {', '.join(names) or 'none'})")
+    xyz = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1)  # [N, 3]
+    rgb_names = next((f for f in _RGB_FIELDS if set(f) <= set(names)), None)
+    rgb = None if rgb_names is None else np.stack([vertex[n] for n in rgb_names], axis=1)  # [N, 3]
+    wanted = (label_field,) if label_field else LABEL_FIELDS
+    field = next((f for f in wanted if f in names), None)
+    if field is None:
+        if need_labels:
+            raise DataError(f"{path}: no per-vertex label property {' or '.join(wanted)}; the vertices have "
+                            f"{', '.join(names)} (set data.label_field to the one holding the classes)")
+        return xyz, rgb, None
+    column = vertex[field]
+    return xyz, rgb, column.astype(np.int64) if column.dtype.kind in "iu" else _labels(path, column)
+
+
+def _table(path: Path, suffix: str) -> np.ndarray:
+    """``[N, C]`` numbers of a text table, ``.npy`` or one-array ``.npz``, shapes checked before reading."""
+    if suffix not in (".npy", ".npz"):
+        return read_table(path)
+    try:
+        with open_arrays(path, suffix) as arrays:
+            key = "" if suffix == ".npy" else next((k for k in ("points", "data") if k in arrays),
+                                                   next(iter(arrays)) if len(arrays) == 1 else None)
+            if key is None:
+                raise DataError(f"{path}: expected one [N, C] array (or one named points or data), found "
+                                f"{', '.join(sorted(arrays)) or 'none'}")
+            member = usable(arrays[key])
+            if len(member.shape) != 2:
+                raise DataError(f"{path}: expected a [N, C] table, got shape {list(member.shape)}")
+            check_values(path, int(np.prod(member.shape)), "the table")
+            return np.asarray(member.read(), dtype=np.float64)
+    except READ_ERRORS as exc:
+        raise DataError(f"{path}: not a readable {suffix} file ({type(exc).__name__}: {exc})") from None
+
+
+def _read_columns(path: Path, table: np.ndarray, columns: dict | None, need_labels: bool):
+    width = table.shape[1]
+    if columns is None:
+        if width not in _DEFAULT_COLUMNS:
+            raise DataError(f"{path}: a table of {width} columns needs data.columns (e.g. {{xyz: [0, 1, 2], "
+                            f"rgb: [3, 4, 5], label: 6}}); without it 3, 4, 6 or 7 columns are read")
+        columns = _DEFAULT_COLUMNS[width]
+    check_columns(columns)
+    used = [*columns["xyz"], *columns.get("rgb", []), *([columns["label"]] if "label" in columns else [])]
+    if max(used) >= width:
+        raise DataError(f"{path}: data.columns {columns} names column {max(used)}, but the table has {width} "
+                        f"columns (0..{width - 1})")
+    if "label" not in columns:
+        if need_labels:
+            raise DataError(f"{path}: no label column; the table has {width} columns (0..{width - 1}) and "
+                            f"data.columns {columns} names none (add label: COLUMN)")
+        labels = None
+    else:
+        labels = _labels(path, table[:, columns["label"]])
+    rgb = table[:, columns["rgb"]] if "rgb" in columns else None
+    return table[:, columns["xyz"]], rgb, labels
+
+
+def check_columns(columns: dict) -> None:
+    """``data.columns``: ``xyz`` 3 column numbers, optional ``rgb`` 3 and ``label`` 1; a ConfigError otherwise."""
+    def numbers(value, count) -> bool:
+        value = value if isinstance(value, list) else [value]
+        return len(value) == count and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+    label = columns.get("label", 0)
+    ok = not set(columns) - {"xyz", "rgb", "label"} and numbers(columns.get("xyz"), 3)
+    ok = ok and numbers(columns.get("rgb", [0, 1, 2]), 3) and not isinstance(label, list) and numbers(label, 1)
+    if not ok:
+        raise ConfigError(f"data.columns={columns!r} must map xyz to 3 column numbers, and optionally rgb to 3 and "
+                          f"label to one, e.g. {{xyz: [0, 1, 2], rgb: [3, 4, 5], label: 6}}")
+
+
+def _colours(path: Path, rgb: np.ndarray | None) -> np.ndarray | None:
+    """``uint8 [N, 3]`` from colours in 0..255, or in [0, 1] when none is above 1."""
+    if rgb is None:
+        return None
+    if rgb.dtype == np.uint8:
+        return np.ascontiguousarray(rgb)
+    rgb = np.asarray(rgb, dtype=np.float64)
+    if not np.isfinite(rgb).all():
+        raise DataError(f"{path}: {int((~np.isfinite(rgb)).any(axis=1).sum())} points have NaN or infinite colours")
+    scale = 255.0 if len(rgb) and rgb.max() <= 1.0 else 1.0
+    return np.clip(np.rint(rgb * scale), 0, 255).astype(np.uint8)

@@ -1,0 +1,145 @@
+"""Every point labelled: whole-scene semantic segmentation (blocks with overlap, scores averaged, nearest sampled
+neighbour for the rest) and part labels carried to every point of an object, through `dlparts predict`."""
+
+import json
+
+import numpy as np
+import pytest
+
+import dlparts.train.engine
+from dlparts.cli import main
+from dlparts.data.labelled import read_labelled, write_labelled_ply
+from dlparts.train.whole_scene import confusion, confusion_figures, label_scene
+from dlparts.viz import label_colors
+
+
+def room(n=3000, seed=0):
+    """A 3 m x 2 m floor: red points (class 1) where x > 1.5, grey (class 0) elsewhere."""
+    rng = np.random.default_rng(seed)
+    xyz = (rng.random((n, 3)) * [3.0, 2.0, 0.5]).astype(np.float32)
+    labels = (xyz[:, 0] > 1.5).astype(np.int64)
+    rgb = np.where(labels[:, None] == 1, [220, 20, 20], [128, 128, 128]).astype(np.uint8)
+    return xyz, rgb, labels
+
+
+def by_colour(features: np.ndarray) -> np.ndarray:
+    """A perfect model of :func:`room`: class 1 where the red channel (feature 3) is high."""
+    red = features[..., 3] > 0.75
+    return np.stack([~red, red], axis=-1).astype(np.float32)  # [B, n, 2]
+
+
+def test_every_point_is_labelled_and_unsampled_points_take_their_neighbours_scores():
+    xyz, rgb, labels = room()
+    done = label_scene(by_colour, xyz, rgb, num_points=64, block_size=1.0, batch_size=4)
+    assert done.labels.shape == (3000,) and done.sampled < 3000  # most points were never sampled
+    assert done.blocks == 5 * 3  # corners every 0.5 m (half a block): 5 along 3 m, 3 along 2 m
+    wrong = done.labels != labels
+    assert wrong.mean() < 0.02 and (np.abs(xyz[wrong, 0] - 1.5) < 0.15).all()  # errors only at the border
+    full = label_scene(by_colour, xyz, rgb, num_points=2048, block_size=1.0, stride=0.5, votes=2)
+    assert np.array_equal(full.labels, labels) and full.blocks == 30  # every point sampled: exact
+
+
+def test_figures_of_a_confusion_matrix():
+    truth = np.array([0, 0, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 0])
+    cm = confusion(pred, truth, 4)
+    assert cm.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    got = confusion_figures(cm, ["a", "b", "c", "d"])
+    assert got["oa"] == pytest.approx(0.6) and got["per_class_iou"] == {"a": pytest.approx(1 / 3),
+                                                                        "b": pytest.approx(2 / 3), "c": 0.0, "d": None}
+    assert got["miou"] == pytest.approx(1 / 3)
+
+
+@pytest.fixture(scope="module")
+def semseg():
+    from dlparts.train.config import load_config
+    from dlparts.train.data import build_splits
+    from dlparts.train.modules import build_module
+
+    cfg = load_config(None, ["model.name=pointnet_semseg", "data.name=synthetic_rooms", "data.args.tiny=true",
+                             "data.num_points=128"])
+    return build_module(cfg, build_splits(cfg).info).eval(), cfg
+
+
+def test_predict_labels_every_point_of_a_scene_file(semseg, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dlparts.train.engine, "load_checkpoint", lambda ckpt, **kwargs: semseg)
+    xyz, rgb, labels = room(2000)
+    (tmp_path / "scans" / "deep").mkdir(parents=True)
+    scan = write_labelled_ply(tmp_path / "scans" / "deep" / "room.ply", xyz, rgb, labels)  # found in the folder
+    out = tmp_path / "seg"
+    assert main(["predict", "--ckpt", "any.ckpt", str(tmp_path / "scans"), "--out", str(out), "--votes", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{scan}: ") and "against the file's labels, every point: OA" in printed
+    got = read_labelled(out / "room.seg.ply")
+    assert np.array_equal(got.xyz, xyz) and got.labels.shape == (2000,)  # the input's points, in order
+    assert (out / "room.seg.ply").read_bytes().startswith(b"ply\nformat binary_little_endian")
+    classes = semseg[0].info["classes"]
+    assert got.labels.max() < len(classes)
+    assert np.array_equal(got.rgb, (label_colors(got.labels) * 255).round().astype(np.uint8))  # colour per class
+    assert main(["predict", "--ckpt", "any.ckpt", str(scan), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["path"] == str(scan) and sum(rows[0]["counts"].values()) == 2000 and 0 <= rows[0]["oa"] <= 1
+
+
+def test_a_scene_without_colours_for_a_colour_model_is_one_error(semseg, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dlparts.train.engine, "load_checkpoint", lambda ckpt, **kwargs: semseg)
+    xyz, _, labels = room(500)
+    scan = write_labelled_ply(tmp_path / "grey.ply", xyz, None, labels)
+    assert main(["predict", "--ckpt", "any.ckpt", str(scan)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (f"dlparts predict: error: {scan}: the model takes colours (9 "
+                                                       "channels: xyz, rgb, location), and the file has none")
+
+
+def test_part_labels_reach_every_point_of_the_object(tmp_path):
+    from dlparts.train.config import load_config
+    from dlparts.train.data import build_splits
+    from dlparts.train.modules import build_module
+    from dlparts.train.predict import predict_file
+
+    cfg = load_config(None, ["model.name=pointnet_partseg", "data.name=synthetic_parts", "data.args.tiny=true",
+                             "data.num_points=64"])
+    module = build_module(cfg, build_splits(cfg).info).eval()
+    xyz = np.random.default_rng(2).normal(size=(700, 3)) * [3, 1, 1] + 10  # far from the unit sphere: moved back
+    np.savetxt(tmp_path / "long.xyz", xyz)
+    category = module.info["categories"][1]
+    result = predict_file(module, tmp_path / "long.xyz", category=category, out_dir=tmp_path)
+    got = read_labelled(tmp_path / "long.seg.ply")
+    assert np.allclose(got.xyz, xyz, atol=1e-4) and sum(result.counts.values()) == 700
+    allowed = module.info["parts_of_category"][1]
+    assert set(np.unique(got.labels).tolist()) <= set(allowed)
+
+
+def test_dlparts_test_scores_every_point_of_the_test_scenes(tmp_path, capsys):
+    root = tmp_path / "scenes"
+    root.mkdir()
+    (root / "classes.txt").write_text("grey\nred\n")
+    for k in range(3):
+        write_labelled_ply(root / f"room{k}.ply", *room(1500, seed=k))
+    run = ["model.name=pointnet_semseg", "data.name=scene_folder", f"data.root={root}", "data.num_points=64",
+           "data.batch_size=8", "trainer.max_epochs=1", f"run.dir={tmp_path / 'runs'}", "run.name=r",
+           "plots.enabled=false", "trainer.progress=false"]
+    assert main(["fit", *run]) == 0
+    capsys.readouterr()
+    ckpt = tmp_path / "runs" / "r" / "checkpoints" / "best.ckpt"
+    assert main(["test", "--ckpt", str(ckpt), "--scene-stride", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "test, sampled blocks (64 points each): mIoU" in out
+    assert "test, every point of 1 test scenes (1500 points): 1 m blocks of 64 points every 0.5 m" in out
+    assert "per-class IoU: grey " in out
+    saved = json.loads((tmp_path / "runs" / "r" / "test-best.json").read_text())
+    whole = saved["test_whole_scenes"]
+    assert whole["points"] == 1500 and set(whole["per_class_iou"]) == {"grey", "red"} and 0 <= whole["miou"] <= 1
+
+
+def test_s3dis_test_scenes_are_the_full_rooms_of_the_test_area(tmp_path):
+    from dlparts.train.whole_scene import scenes_to_test
+
+    for area, room_name, n in ((1, "office_1", 30), (5, "office_1", 40), (5, "hallway_2", 25)):
+        folder = tmp_path / f"Area_{area}" / room_name / "Annotations"
+        folder.mkdir(parents=True)
+        rows = np.concatenate([np.random.default_rng(n).random((n, 3)), np.full((n, 3), 200.0)], axis=1)
+        np.savetxt(folder / "chair_1.txt", rows)
+    cfg = {"seed": 0, "data": {"name": "s3dis", "root": str(tmp_path), "args": {"test_area": 5}}}
+    scenes = list(scenes_to_test(cfg))
+    assert [(name, len(xyz)) for name, xyz, _, _ in scenes] == [("Area_5 room 0", 25), ("Area_5 room 1", 40)]
+    assert all((labels == 8).all() and rgb.shape == (len(xyz), 3) for _, xyz, rgb, labels in scenes)  # chair
