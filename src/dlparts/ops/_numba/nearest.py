@@ -203,7 +203,8 @@ def nearest_query(grid, ctr, r2, bounded, k, keys_out, count):
     """
     lower, upper = _slab_bounds(grid)
     order, qcs = _cell_order(grid, ctr)
-    cap = np.nextafter(r2, np.float32(0.0)) if bounded else r2  # d2 < r2 as d2 <= cap
+    # d2 < r2 as d2 <= cap; towards -inf so that r2 = 0 (a radius whose square underflows) admits nothing
+    cap = np.nextafter(r2, np.float32(-np.inf)) if bounded else r2
     s = ctr.shape[0]
     n = grid.order.shape[0]
     chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
