@@ -129,7 +129,7 @@ def test_rooms_blocks():
     assert {0, 1, 2, 7, 8} <= present  # ceiling, floor, wall, table, chair
     # the floor is at the bottom, the ceiling at the top of each room
     floor, ceiling = p[..., 2][train.seg == 1], p[..., 2][train.seg == 0]
-    assert floor.max() < 0.05 and ceiling.min() > 2.5
+    assert floor.max() < 0.06 and ceiling.min() > 2.5  # 5 mm sensor noise
 
 
 def test_make_room_is_a_named_room_with_s3dis_classes():
