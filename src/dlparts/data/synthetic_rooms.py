@@ -90,8 +90,9 @@ def make_room(rng: np.random.Generator, density: float = 300.0) -> Room:
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     sample = sample_surface(mesh, max(1, int(area * density)), generator=gen)
     box = face_box[sample.face.numpy()]  # [P] box of each point
-    colours = np.array([rng.uniform(0, 255, 3) if _PALETTES[c] is None else _PALETTES[c][rng.integers(len(_PALETTES[c]))]
-                        for _, _, c in boxes], dtype=np.float64)  # [boxes, 3]
+    palettes = [_PALETTES[c] for _, _, c in boxes]
+    colours = np.array([rng.uniform(0, 255, 3) if p is None else p[rng.integers(len(p))] for p in palettes],
+                       dtype=np.float64)  # [boxes, 3]
     colours += rng.uniform(-35, 35, size=colours.shape)  # per-instance shade
     xyz = sample.points.numpy().astype(np.float64)
     towards = rng.normal(size=3)
