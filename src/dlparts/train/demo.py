@@ -5,8 +5,8 @@ The presets are the shipped CPU recipes (``dlparts/configs/*_cpu.yaml``, package
 runs the same demo as the repository's ``configs/``); PointNet runs PointNet++'s classification recipe with only the
 model changed, so the two are compared as the PointNet++ paper compares them: same data, augmentation and budget.
 The budgets are epochs, so the figures do not depend on the machine's speed; a generous time cap per run
-(``trainer.max_time``, about three times an idle 2-core machine's time) only stops a run on a machine far slower
-or busier than that, and the results table then says so ("3 of 8 (time cap ...)").
+(``trainer.max_time``, about three times the run's estimated time on two idle cores, not yet measured) only stops
+a run on a machine far slower or busier than that, and the results table then says so ("3 of 8 (time cap ...)").
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ PRESETS: dict[str, str] = {"pointnet2": "pointnet2_cls_ssg_cpu", "pointnet": "po
 #: demo part -> overrides of its recipe: PointNet on PointNet++'s recipe, everything but the model equal.
 OVERRIDES: dict[str, list[str]] = {"pointnet": ["model.name=pointnet_cls", "model.variant=null"]}
 
-#: Seconds of training after which a demo run stops early (Lightning's max_time); far above an idle 2-core machine's
-#: times, so that they cut only on a much slower or busier machine (the results table says when they did).
+#: Seconds of training after which a demo run stops early (Lightning's max_time); about three times the estimated
+#: times on two idle cores, so that they cut only on a much slower or busier machine (the table says when they did).
 TIME_CAPS = {"pointnet2": 400, "pointnet": 200, "partseg": 300, "alexnet_small": 400}
 
 #: What each part's figure shows.
