@@ -35,7 +35,7 @@ SHOWS = {"pointnet2": "PointNet++ SSG: features of local regions at growing scal
          "partseg": "PointNet++ part segmentation: set abstraction then feature propagation back to every point "
                     "(PointNet++ Sec. 3.4); instance and class mIoU coincide here because the classes are balanced",
          "alexnet_small": "AlexNet's ideas at 40 px (ReLU, LRN, overlapping pooling, dropout, PCA lighting; AlexNet "
-                          "Sec. 3-4) on shapes with texture, clutter, scale and colour variation"}
+                          "Sec. 3-4) on the embedded shape images"}
 
 
 def preset_config(name: str, overrides: list[str] = ()) -> dict:
