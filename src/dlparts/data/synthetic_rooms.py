@@ -1,8 +1,8 @@
 """Embedded rooms for semantic segmentation (S3DIS conventions), generated deterministically from a seed and cached.
 
 :class:`Rooms`: rooms with floor, walls, ceiling, beams, columns, doors, windows, boards, tables, chairs, sofas,
-bookcases and clutter (S3DIS's 13 classes, :data:`dlparts.data.s3dis.CLASSES`), coloured per class and instance, z up,
-cut into 1 m x 1 m blocks of 4096 points with xyz + rgb + normalized location
+bookcases and clutter (S3DIS's 13 classes, :data:`dlparts.data.s3dis.CLASSES`), coloured per instance from palettes
+the classes share, z up, cut into 1 m x 1 m blocks of 4096 points with xyz + rgb + normalized location
 (:func:`dlparts.data.s3dis.room_to_blocks`).  Each room is drawn from ``numpy.random.default_rng([seed, split,
 index])`` alone; the blocks are generated once into ``<cache_root>/synthetic/<settings hash>/``.
 """
@@ -19,11 +19,17 @@ from dlparts.data.s3dis import CLASSES, Room, room_to_blocks
 from dlparts.data.splits import rng_for
 from dlparts.errors import ConfigError
 
-_VERSION = 2  # bump when generation changes, so old caches are not reused
-_ROOM_COLOURS = {"ceiling": (200, 200, 195), "floor": (120, 100, 80), "wall": (190, 185, 170), "beam": (170, 170, 160),
-                 "column": (180, 175, 165), "window": (140, 170, 200), "door": (140, 90, 50),
-                 "table": (160, 120, 70), "chair": (60, 60, 70), "sofa": (90, 40, 40), "bookcase": (110, 80, 50),
-                 "board": (235, 235, 235), "clutter": (100, 140, 90)}
+_VERSION = 3  # bump when generation changes, so old caches are not reused
+_WHITES = [(200, 200, 195), (190, 185, 170), (215, 210, 200), (170, 170, 160)]
+_WOODS = [(160, 120, 70), (140, 90, 50), (110, 80, 50), (180, 150, 110)]
+_FABRICS = [(60, 60, 70), (90, 40, 40), (50, 70, 110), (120, 120, 120), (150, 140, 120)]
+#: class -> the colours an instance of it may have; the palettes are shared between classes (walls, ceilings, beams,
+#: columns and boards are all whitish; tables, doors and bookcases wooden; floors wooden or carpeted like the chairs
+#: and sofas), so that colour alone does not give the class away, as in S3DIS.
+_PALETTES = {"ceiling": _WHITES, "floor": _WOODS + _FABRICS, "wall": _WHITES, "beam": _WHITES, "column": _WHITES,
+             "window": [(140, 170, 200), (170, 180, 190), (120, 130, 140)], "door": _WOODS + _WHITES,
+             "table": _WOODS + _WHITES, "chair": _FABRICS + _WOODS, "sofa": _FABRICS, "bookcase": _WOODS,
+             "board": _WHITES, "clutter": None}
 
 
 def _furniture(rng, cls: str, x: float, y: float) -> list:
@@ -33,9 +39,12 @@ def _furniture(rng, cls: str, x: float, y: float) -> list:
         legs = [((0.05, 0.05, 0.72), (x + sx * (w / 2 - 0.05), y + sy * (d / 2 - 0.05), 0.36), cls)
                 for sx in (-1, 1) for sy in (-1, 1)]
         return [((w, d, 0.05), (x, y, 0.745), cls)] + legs
-    if cls == "chair":
+    if cls == "chair":  # its back on a random one of the four sides
         legs = [((0.04, 0.04, 0.43), (x + sx * 0.2, y + sy * 0.2, 0.215), cls) for sx in (-1, 1) for sy in (-1, 1)]
-        return [((0.45, 0.45, 0.05), (x, y, 0.455), cls), ((0.45, 0.05, 0.45), (x, y - 0.2, 0.7), cls)] + legs
+        side = rng.integers(4)
+        dx, dy = [(0, -0.2), (0.2, 0), (0, 0.2), (-0.2, 0)][side]
+        back = (0.45, 0.05, 0.45) if side % 2 == 0 else (0.05, 0.45, 0.45)
+        return [((0.45, 0.45, 0.05), (x, y, 0.455), cls), (back, (x + dx, y + dy, 0.7), cls)] + legs
     w = rng.uniform(1.6, 2.2)
     return [((w, 0.8, 0.45), (x, y, 0.225), cls), ((w, 0.2, 0.4), (x, y + 0.3, 0.65), cls)]
 
@@ -72,18 +81,26 @@ def _room_boxes(rng) -> list:
 
 def make_room(rng: np.random.Generator, density: float = 300.0) -> Room:
     """One room sampled at ``density`` points per square metre of surface, as S3DIS's annotation files give it
-    (:class:`dlparts.data.s3dis.Room`: xyz, rgb in 0..255, class labels); every box is one coloured instance."""
+    (:class:`dlparts.data.s3dis.Room`: xyz with 5 mm sensor noise, rgb in 0..255, class labels).  Every box is one
+    instance coloured from its class's palette (:data:`_PALETTES`, shared between classes), shaded per instance,
+    lit unevenly across the room, with per-point colour noise."""
     boxes = _room_boxes(rng)
     mesh, face_box = assemble([part("box", size, centre, i) for i, (size, centre, _) in enumerate(boxes)])
     area = float(face_areas(mesh).sum())
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     sample = sample_surface(mesh, max(1, int(area * density)), generator=gen)
     box = face_box[sample.face.numpy()]  # [P] box of each point
-    colours = np.array([_ROOM_COLOURS[c] for _, _, c in boxes], dtype=np.float64)
-    colours += rng.uniform(-30, 30, size=colours.shape)  # per-instance shade
-    rgb = colours[box] + rng.normal(0, 8, size=(len(box), 3))
+    palettes = [_PALETTES[c] for _, _, c in boxes]
+    colours = np.array([rng.uniform(0, 255, 3) if p is None else p[rng.integers(len(p))] for p in palettes],
+                       dtype=np.float64)  # [boxes, 3]
+    colours += rng.uniform(-35, 35, size=colours.shape)  # per-instance shade
+    xyz = sample.points.numpy().astype(np.float64)
+    towards = rng.normal(size=3)
+    light = 0.9 + 0.2 * np.tanh((xyz - xyz.mean(axis=0)) @ (towards / np.linalg.norm(towards)))  # [P] in 0.7..1.1
+    rgb = colours[box] * light[:, None] + rng.normal(0, 12, size=(len(box), 3))
+    xyz += rng.normal(0, 0.005, size=xyz.shape)
     labels = np.array([CLASSES.index(c) for _, _, c in boxes], dtype=np.int64)[box]
-    return Room(sample.points.numpy(), np.clip(rgb, 0, 255).astype(np.uint8), labels)
+    return Room(xyz.astype(np.float32), np.clip(rgb, 0, 255).astype(np.uint8), labels)
 
 
 def make_rooms(*, seed: int = 0, rooms: tuple[int, int, int] = (12, 2, 4), num_points: int = 4096,
