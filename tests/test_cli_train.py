@@ -127,11 +127,19 @@ def test_demo_runs_the_shipped_cpu_recipes():
     from pathlib import Path
 
     from dlparts.train.config import load_config
-    from dlparts.train.demo import PRESETS, preset_config
+    from dlparts.train.demo import OVERRIDES, PRESETS, SHOWS, TIME_CAPS, demo_notes, preset_config
 
     configs = Path(__file__).resolve().parents[1] / "configs"  # the repository's link to the package data
     for name, recipe in PRESETS.items():
-        assert preset_config(name) == load_config(configs / f"{recipe}.yaml"), name
+        assert preset_config(name) == load_config(configs / f"{recipe}.yaml", OVERRIDES.get(name, [])), name
+    assert set(SHOWS) == set(TIME_CAPS) == set(PRESETS)
+    # PointNet runs PointNet++'s recipe with only the model changed
+    pointnet, pointnet2 = preset_config("pointnet"), preset_config("pointnet2")
+    assert pointnet["model"]["name"] == "pointnet_cls" and pointnet2["model"]["name"] == "pointnet2_cls_ssg"
+    assert {k: v for k, v in pointnet.items() if k != "model"} == {k: v for k, v in pointnet2.items() if k != "model"}
+    notes = demo_notes([{"part": "pointnet2", "test": {"acc": 0.9}}, {"part": "pointnet", "test": {"acc": 0.85}}])
+    assert notes[:2] == [f"pointnet2: {SHOWS['pointnet2']}", f"pointnet: {SHOWS['pointnet']}"]
+    assert notes[2].endswith("+5.0 points test top-1")
     # one source per recipe: alexnet_small's 15 epochs (README's demo figures) live in its YAML alone
     assert preset_config("alexnet_small")["trainer"]["max_epochs"] == 15
     assert preset_config("pointnet2", ["trainer.max_time=5"])["trainer"]["max_time"] == 5

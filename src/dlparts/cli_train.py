@@ -181,19 +181,23 @@ def _run_export(args) -> int:
 
 # ----------------------------------------------------------------------------------------------------------------- demo
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="train and test three models on the embedded datasets (CPU, under 10 minutes)",
-                       description="Demo: PointNet++ SSG classification, part segmentation and alexnet_small on the\n"
-                                   "embedded datasets, each trained then tested, with a results table and plots.\n\n"
+    p = sub.add_parser("demo", help="train and test four models on the embedded datasets (CPU, under 10 minutes)",
+                       description="Demo: PointNet++ SSG and PointNet classification, part segmentation and\n"
+                                   "alexnet_small on the embedded datasets, each trained then tested, with a results\n"
+                                   "table, what each figure shows, and plots.\n\n"
                                    "examples:\n  dlparts demo\n  dlparts demo --only alexnet_small --out /tmp/demo")
-    p.add_argument("--out", default="runs/demo", help="folder for the three runs (default runs/demo)")
-    p.add_argument("--only", action="append", help="run only this part (repeatable): pointnet2, partseg, alexnet_small")
+    p.add_argument("--out", default="runs/demo", help="folder for the runs (default runs/demo)")
+    p.add_argument("--only", action="append",
+                   help="run only this part (repeatable): pointnet2, pointnet, partseg, alexnet_small")
 
 
 def _run_demo(args) -> int:
-    from dlparts.train.demo import run_demo
+    from dlparts.train.demo import demo_notes, run_demo
 
     results = run_demo(args.out, only=args.only)
     _print_results(results)
+    for line in demo_notes(results):
+        report.console().print(line, soft_wrap=True)
     return 0
 
 

@@ -8,6 +8,7 @@ from dlparts.data import Parts, Rooms, Shapes
 from dlparts.data.s3dis import CLASSES as S3DIS_CLASSES, Room
 from dlparts.data.synthetic import PART_CLASSES, PARTS_OF_CATEGORY, SHAPE_CLASSES, make_shapes
 from dlparts.data.synthetic_rooms import make_room
+from dlparts.data.synthetic_scan import bumps, displace, drill, ridges, uneven_choice, visible
 from dlparts.errors import ConfigError
 
 
@@ -42,17 +43,62 @@ def test_shapes_deterministic_and_cached(tmp_path, monkeypatch):
     assert not torch.equal(a.points[..., :3], c.points)
 
 
-def test_sphere_and_box_geometry():
-    arrays = make_shapes(num_points=256, per_class=(1, 0, 0), classes=["sphere", "box"])
-    sphere, box = arrays["train_points"][:, :, :3]
-    # an ellipsoid surface: no point near the centre
-    assert np.linalg.norm(sphere, axis=1).min() > 0.4
+def test_classes_come_in_groups_told_apart_by_local_detail():
+    arrays = make_shapes(num_points=256, per_class=(6, 0, 0), classes=["cylinder", "cylinder_ridges", "sphere"])
+    points, labels = arrays["train_points"], arrays["train_label"]
+    assert points.shape == (18, 256, 6) and labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    assert np.allclose(np.linalg.norm(points[..., 3:], axis=2), 1, atol=1e-5)
+    r = np.linalg.norm(points[..., :3], axis=2)
+    assert np.allclose(r.max(axis=1), 1, atol=1e-5)
+    # whole objects and single-view scans: a scan's points face the sensor, a whole object's face every way
+    spread = np.linalg.norm(points[..., 3:].mean(axis=1), axis=1)  # [18] length of the mean normal
+    assert spread.min() < 0.3 < spread.max()
 
-    def at_top_or_bottom(cloud):  # y (up) is untouched by the random turn: a box has flat top and bottom faces
-        y = cloud[:, 1]
-        return np.mean((y < y.min() + 0.03) | (y > y.max() - 0.03))
 
-    assert at_top_or_bottom(box) > 0.12 and at_top_or_bottom(box) > 2 * at_top_or_bottom(sphere)
+def test_drill_removes_a_through_hole():
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 21), np.linspace(-1, 1, 21), [-0.5, 0.5]), -1).reshape(-1, 3)
+    keep = drill(grid, np.zeros(3), np.array([0, 0, 2.0]), 0.25)
+    assert (~keep).sum() == 2 * 21  # spacing 0.1: the 21 (i, j) with i^2 + j^2 <= 2.5^2, on both faces
+    assert np.all(np.linalg.norm(grid[~keep, :2], axis=1) <= 0.25)
+
+
+def test_visible_keeps_the_side_facing_the_sensor():
+    xyz = np.random.default_rng(0).normal(size=(4000, 3))
+    xyz /= np.linalg.norm(xyz, axis=1, keepdims=True)  # [4000, 3] on the unit sphere
+    seen = visible(xyz, xyz, np.array([0, 0, 1.0]))  # looking along +z: the z < 0 half faces the sensor
+    assert np.all(xyz[seen, 2] < 0) and seen[xyz[:, 2] < -0.3].mean() > 0.95
+    # a small plate in front of the sphere hides the sphere's middle, not its rim
+    plate = np.c_[np.random.default_rng(1).uniform(-0.3, 0.3, size=(400, 2)), np.full(400, -1.5)]
+    both = np.r_[xyz, plate]
+    seen = visible(both, np.r_[xyz, np.tile([0, 0, -1.0], (400, 1))], np.array([0, 0, 1.0]))
+    assert seen[4000:].all()
+    square = np.abs(xyz[:, :2]).max(axis=1)  # [4000] the plate covers square < 0.3 (one pixel's margin)
+    assert not seen[:4000][square < 0.25].any() and seen[:4000][(xyz[:, 2] < -0.3) & (square > 0.35)].all()
+
+
+def test_bumps_and_ridges_move_points_along_their_normals():
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-1, 1, size=(500, 3)) * [1, 1, 0]  # [500, 3] the plane z = 0, normals +z
+    nrm = np.tile([0.0, 0, 1], (500, 1))
+    flat = displace(xyz, nrm, np.zeros(500), np.zeros((500, 3)))
+    assert np.array_equal(flat[0], xyz) and np.array_equal(flat[1], nrm)
+    up, tilted = bumps(rng, xyz, nrm, 3, (0.1, 0.2), (0.2, 0.3))
+    assert np.array_equal(up[:, :2], xyz[:, :2]) and up[:, 2].min() >= 0 and 0.1 <= up[:, 2].max() < 0.65
+    assert np.allclose(np.linalg.norm(tilted, axis=1), 1) and np.abs(tilted[:, :2]).max() > 0.1
+    ribbed, _ = ridges(rng, np.c_[np.ones(200), np.linspace(0, 1, 200), np.zeros(200)],
+                       np.tile([1.0, 0, 0], (200, 1)), 1, (4, 4), (0.05, 0.05))  # 4 rings across y
+    assert np.isclose(ribbed[:, 0].max(), 1.05, atol=1e-3) and ribbed[:, 0].min() >= 1
+    crossings = np.diff((ribbed[:, 0] > 1.025).astype(int))
+    assert (crossings == 1).sum() in (4, 5)
+
+
+def test_uneven_choice_draws_distinct_points_densest_along_one_direction():
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-1, 1, size=(3000, 3))
+    idx = uneven_choice(rng, xyz, 1000, 3.0)
+    assert len(set(idx.tolist())) == 1000
+    assert len(uneven_choice(rng, xyz[:10], 25, 1.0)) == 25  # too few points: all of them, then repeats
+    assert np.linalg.norm(xyz[idx].mean(axis=0)) > 0.3  # a uniform draw would stay near the centre
 
 
 def test_parts_labels_belong_to_their_category():

@@ -1,9 +1,11 @@
 """Embedded object datasets, generated deterministically from a seed and cached (nothing downloaded).
 
-- :class:`Shapes` (classification, like ModelNet): 12 classes of parametric objects (``SHAPE_CLASSES``), each sampled
-  uniformly on its surface with random size, proportions, pose about the up axis (y, as ModelNet), noise and, for
-  half the clouds, a missing region.  Primitives with random proportions overlap in simple statistics (a flat box and
-  a table top, a long cylinder and a capsule), so telling them apart takes geometry.
+- :class:`Shapes` (classification, hard the way ModelNet is): 12 classes (``SHAPE_CLASSES``) in groups that share
+  a silhouette and differ in local structure: boxes plain, with through-holes or with bumps; cylinders plain, ribbed
+  or with holes, and the mug (a cylinder with a thin handle); ellipsoids plain or bumpy; tables, chairs and lamps
+  (thin parts).  Every cloud has random proportions and detail (sizes, counts, places), a random turn about the up
+  axis (y, as ModelNet), uneven density and sensor noise; 60% are single-view scans (``SCAN_FRACTION``: only what a
+  sensor sees from one random direction, self-occlusion included; :mod:`dlparts.data.synthetic_scan`).
 - :class:`Parts` (part segmentation, ShapeNetPart conventions): the composite objects with a part label per point,
   numbered globally (``PART_CLASSES``), an object category per cloud, ``parts_of_category``.
 
@@ -25,16 +27,17 @@ from dlparts.data._synthetic import SPLITS, assemble, cached, check, part
 from dlparts.data.clouds import normalize_unit_sphere
 from dlparts.data.meshes import sample_surface
 from dlparts.data.splits import rng_for
+from dlparts.data.synthetic_scan import bumps, drill, ridges, uneven_choice, visible
 from dlparts.data.transforms import axis_rotation
 
-SHAPE_CLASSES = ["sphere", "box", "cylinder", "cone", "torus", "pyramid", "capsule", "table", "chair", "lamp", "mug",
-                 "airplane"]
+SHAPE_CLASSES = ["box", "box_holes", "box_bumps", "cylinder", "cylinder_ridges", "cylinder_holes", "sphere",
+                 "sphere_bumps", "mug", "table", "chair", "lamp"]
 PART_CATEGORIES = ["table", "chair", "lamp", "mug", "airplane"]
 PART_CLASSES = ["table_top", "table_leg", "chair_seat", "chair_back", "chair_leg", "lamp_base", "lamp_pole",
                 "lamp_shade", "mug_body", "mug_handle", "airplane_body", "airplane_wing", "airplane_tail"]
 PARTS_OF_CATEGORY = {c: [i for i, p in enumerate(PART_CLASSES) if p.startswith(name + "_")]
                      for c, name in enumerate(PART_CATEGORIES)}
-_VERSION = 2  # bump when generation changes, so old caches are not reused
+_VERSION = 3  # bump when generation changes, so old caches are not reused
 
 
 def _legs(half_w: float, half_d: float, height: float, radius: float, label: int) -> list:
@@ -87,28 +90,18 @@ def _airplane(rng) -> list:
 def _primitive(key: str, lo: float = 0.4, hi: float = 1.0):
     def build(rng) -> list:
         sx, sy = rng.uniform(lo, hi, size=2)
-        sz = sx if key in ("sphere", "cylinder", "cone", "capsule") and rng.random() < 0.5 else rng.uniform(lo, hi)
+        sz = sx if key in ("sphere", "cylinder") and rng.random() < 0.5 else rng.uniform(lo, hi)
         return [part(key, (sx, sy, sz), (0, 0, 0))]
     return build
 
 
-def _torus(rng) -> list:
-    key = f"torus{rng.choice([0.15, 0.25, 0.35])}"
-    return [part(key, (1.0, 1.0, rng.uniform(0.6, 1.0)), (0, 0, 0))]
-
-
-def _capsule(rng) -> list:
-    r = rng.uniform(0.25, 0.45)
-    return [part("capsule", (r, rng.uniform(0.8, 1.3), r), (0, 0, 0))]
-
-
 _BUILDERS = {"sphere": _primitive("sphere", 0.7, 1.0), "box": _primitive("box"), "cylinder": _primitive("cylinder"),
-             "cone": _primitive("cone"), "torus": _torus, "pyramid": _primitive("pyramid"), "capsule": _capsule,
              "table": _table, "chair": _chair, "lamp": _lamp, "mug": _mug, "airplane": _airplane}
 
 
-def _object_cloud(rng: np.random.Generator, name: str, n: int, missing: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(points float32 [n, 6] xyz+normals, part labels int64 [n])`` of one random object, unit sphere, y up."""
+def _object_cloud(rng: np.random.Generator, name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(points float32 [n, 6] xyz+normals, part labels int64 [n])`` of one whole object (:class:`Parts`), sampled
+    uniformly on its surface, turned about the up axis, unit sphere, y up, with mild sensor noise."""
     mesh, face_labels = assemble(_BUILDERS[name](rng))
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     sample = sample_surface(mesh, 2 * n, generator=gen)
@@ -116,12 +109,7 @@ def _object_cloud(rng: np.random.Generator, name: str, n: int, missing: bool) ->
     labels = face_labels[sample.face.numpy()]
     rot = axis_rotation(rng.uniform(0, 2 * math.pi), 1).numpy()  # about the up axis y (row vectors)
     xyz, nrm = _unit_sphere(xyz @ rot), nrm @ rot
-    keep = np.ones(len(xyz), dtype=bool)
-    if missing:  # cut away a random ball around a surface point (occlusion / scanning holes)
-        centre = xyz[rng.integers(len(xyz))]
-        keep = np.linalg.norm(xyz - centre, axis=1) > rng.uniform(0.1, 0.3)
-    order = rng.permutation(np.nonzero(keep)[0])
-    idx = order[:n] if len(order) >= n else np.concatenate([order, rng.choice(order, n - len(order))])
+    idx = rng.permutation(len(xyz))[:n]
     xyz = _unit_sphere(xyz[idx] + rng.normal(0, rng.uniform(0, 0.01), size=(n, 3)))  # [n, 3] with sensor noise
     return np.concatenate([xyz, nrm[idx]], axis=1).astype(np.float32), labels[idx]
 
@@ -129,6 +117,62 @@ def _object_cloud(rng: np.random.Generator, name: str, n: int, missing: bool) ->
 def _unit_sphere(xyz: np.ndarray) -> np.ndarray:
     """``float64 [n, 3]`` centred and scaled into the unit sphere (:func:`normalize_unit_sphere` on numpy)."""
     return normalize_unit_sphere(torch.from_numpy(xyz)).numpy()
+
+
+# ------------------------------------------------------------------------------------- classification: scanned objects
+def _holes(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
+    """1-3 horizontal through-holes (radius 7-13% of the object's size) at random heights and offsets."""
+    keep = np.ones(len(xyz), dtype=bool)
+    for _ in range(rng.integers(1, 4)):
+        axis = rng.choice([0, 2])  # along x or z
+        origin = np.zeros(3)
+        origin[2 - axis] = rng.uniform(-0.25, 0.25) * size[2 - axis]
+        origin[1] = rng.uniform(-0.3, 0.3) * size[1]
+        keep &= drill(xyz, origin, np.eye(3)[axis], rng.uniform(0.07, 0.13) * size.max())
+    return xyz[keep], nrm[keep]
+
+
+def _bumps(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
+    s = size.max()
+    return bumps(rng, xyz, nrm, int(rng.integers(5, 13)), (0.03 * s, 0.07 * s), (0.04 * s, 0.08 * s))
+
+
+def _ridges(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
+    return ridges(rng, xyz, nrm, 1, (4, 9), (0.03 * size.max(), 0.06 * size.max()))
+
+
+#: class -> (base shape, local detail or None).  Classes come in groups on one silhouette (box, cylinder, ellipsoid;
+#: the mug is a cylinder with a thin handle), so only the detail tells them apart; the furniture has thin parts.
+_SCANNED = {"box": ("box", None), "box_holes": ("box", _holes), "box_bumps": ("box", _bumps),
+            "cylinder": ("cylinder", None), "cylinder_ridges": ("cylinder", _ridges),
+            "cylinder_holes": ("cylinder", _holes), "sphere": ("sphere", None), "sphere_bumps": ("sphere", _bumps),
+            "mug": ("mug", None), "table": ("table", None), "chair": ("chair", None), "lamp": ("lamp", None)}
+SCAN_FRACTION = 0.6  # the share of classification clouds that are single-view scans rather than whole objects
+
+
+def _scanned_cloud(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
+    """``float32 [n, 6]`` xyz + normals of one object of class ``name`` as a sensor delivers it (:data:`_SCANNED`):
+    local detail, a turn about the up axis, for :data:`SCAN_FRACTION` of the clouds a single view from a random
+    direction (self-occlusion), uneven density, noise; unit sphere, y up."""
+    base, detail = _SCANNED[name]
+    mesh, _ = assemble(_BUILDERS[base](rng))
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    sample = sample_surface(mesh, 4 * n, generator=gen)
+    xyz, nrm = sample.points.double().numpy(), sample.normals.double().numpy()
+    xyz -= (xyz.max(axis=0) + xyz.min(axis=0)) / 2
+    if detail is not None:
+        xyz, nrm = detail(rng, xyz, nrm, np.ptp(xyz, axis=0))
+    rot = axis_rotation(rng.uniform(0, 2 * math.pi), 1).numpy()  # about the up axis y (row vectors)
+    xyz, nrm = _unit_sphere(xyz @ rot), nrm @ rot
+    if rng.random() < SCAN_FRACTION:
+        azimuth, elevation = rng.uniform(0, 2 * math.pi), rng.uniform(-0.2, 0.9)
+        view = -np.array([math.cos(elevation) * math.cos(azimuth), math.sin(elevation),
+                          math.cos(elevation) * math.sin(azimuth)])  # from the sensor towards the object
+        seen = visible(xyz, nrm, view)
+        xyz, nrm = xyz[seen], nrm[seen]
+    idx = uneven_choice(rng, xyz, n, rng.uniform(0, 1.5))
+    xyz = _unit_sphere(xyz[idx] + rng.normal(0, rng.uniform(0.002, 0.015), size=(n, 3)))  # [n, 3] sensor noise
+    return np.concatenate([xyz, nrm[idx]], axis=1).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------------- generation
@@ -145,10 +189,13 @@ def make_shapes(*, seed: int = 0, num_points: int = 1024, per_class: tuple[int, 
         for c, name in enumerate(classes):
             for i in range(count):
                 rng = rng_for(seed, s, c, i)
-                cloud, local = _object_cloud(rng, name, num_points, missing=not parts and rng.random() < 0.5)
+                if parts:
+                    cloud, local = _object_cloud(rng, name, num_points)
+                    segs.append(np.asarray(PARTS_OF_CATEGORY[c])[local])
+                else:
+                    cloud = _scanned_cloud(rng, name, num_points)
                 points.append(cloud)
                 labels.append(c)
-                segs.append(np.asarray(PARTS_OF_CATEGORY[c])[local] if parts else local)
         out[f"{split}_points"] = np.stack(points) if points else np.zeros((0, num_points, 6), np.float32)
         out[f"{split}_label"] = np.asarray(labels, dtype=np.int64)
         if parts:
