@@ -156,3 +156,6 @@ def test_cli_lists_and_refuses(capsys):
     assert main(["ablate", "no-such"]) == 2
     assert "experiment 'no-such' is not one of relu-vs-tanh" in capsys.readouterr().err
     assert main(["ablate"]) == 2
+    with pytest.raises(SystemExit):
+        main(["ablate", "--help"])
+    assert "examples:" in capsys.readouterr().out
