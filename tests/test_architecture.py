@@ -26,7 +26,8 @@ LAYERS = [
     ("dlparts.summary", "dlparts.layer_costs", "dlparts.meta_run", "dlparts.report"),
     ("dlparts.viz",),
     ("dlparts.train",),
-    ("dlparts.cli", "dlparts.cli_train", "dlparts.__main__"),
+    ("dlparts.ablate",),
+    ("dlparts.cli", "dlparts.cli_train", "dlparts.cli_ablate", "dlparts.__main__"),
 ]
 MAX_LINES = 420
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from dlparts import __version__, arith, report, stacks
+from dlparts.cli_ablate import ABLATE_COMMANDS
 from dlparts.cli_train import TRAIN_COMMANDS
 from dlparts.errors import ConfigError, DlpartsError, ModelNotFoundError, ShapeError
 
@@ -301,6 +302,7 @@ COMMANDS: list[tuple[Callable, Callable]] = [
     (_add_summary, _run_summary),
     (_add_models, _run_models),
     *TRAIN_COMMANDS,
+    *ABLATE_COMMANDS,
     (_add_sample, _run_sample),
 ]
 

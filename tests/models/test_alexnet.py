@@ -163,3 +163,39 @@ def test_bad_arguments():
         create_model("alexnet_paper", init="xavier")
     with pytest.raises(ConfigError, match="exactly two devices"):
         create_model("alexnet_paper_split", devices=("cpu",))
+
+
+# ------------------------------------------------------------------------- section 3's switches (dlparts ablate)
+def test_small_switches_change_only_what_they_name():
+    base = create_model("alexnet_small")
+    tanh = create_model("alexnet_small", activation="tanh")
+    assert sum(isinstance(m, nn.Tanh) for m in tanh.modules()) == 7 and not any(
+        isinstance(m, nn.ReLU) for m in tanh.modules())
+    no_lrn = create_model("alexnet_small", lrn=False)
+    assert not any(isinstance(m, LocalResponseNorm) for m in no_lrn.modules())
+    assert sum(isinstance(m, LocalResponseNorm) for m in base.modules()) == 2
+    pools = [m for m in create_model("alexnet_small", pool_kernel=2).modules() if isinstance(m, nn.MaxPool2d)]
+    assert [(p.kernel_size, p.stride) for p in pools] == [(2, 2)] * 3
+    for model in (tanh, no_lrn):  # parameters untouched: the same count and layer names as the paper's design
+        assert [n for n, _ in model.named_parameters()] == [n for n, _ in base.named_parameters()]
+    # 40 px: conv1 20x20; overlapping 3x3/2 pools 20 -> 9 -> 4 -> 1, non-overlapping 2x2/2 20 -> 10 -> 5 -> 2
+    assert base.forward_features(torch.randn(1, 3, 40, 40)).shape[-1] == 1
+    assert create_model("alexnet_small", pool_kernel=2).forward_features(torch.randn(1, 3, 40, 40)).shape[-1] == 2
+
+
+def test_one_tower_has_half_the_kernels_in_conv1_to_conv4():
+    one = create_model("alexnet_small", towers=1)
+    convs = [m for m in one.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.groups) for c in convs] == [(24, 1), (64, 1), (96, 1), (96, 1), (128, 1)]
+    # by hand: convs 1824 + 38464 + 55392 + 83040 + 110720, fc6 262656, fc7 262656, fc8 5130
+    assert _count(one) == 819_882 == summarize(one, (3, 40, 40)).total_params
+    assert one(torch.randn(2, 3, 40, 40)).shape == (2, 10)
+
+
+def test_bad_switches():
+    with pytest.raises(ConfigError, match="activation='gelu'"):
+        create_model("alexnet_small", activation="gelu")
+    with pytest.raises(ConfigError, match="pool_kernel=4"):
+        create_model("alexnet_small", pool_kernel=4)
+    with pytest.raises(ConfigError, match="towers=3"):
+        create_model("alexnet_small", towers=3)

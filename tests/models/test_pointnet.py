@@ -195,3 +195,13 @@ def test_overfits_eight_clouds(name):
     # the 128x128 transform of the part net moves far from orthogonal under a larger step
     steps, lr = (40, 1e-3) if info.task == "point_partseg" else (30, 3e-3)
     assert _fit(model, args, target, steps, lr) < 0.15  # from ln(K) = 2.1 to 3.9 at the start
+
+
+def test_cls_transforms_switch_off_as_table_5_rows():
+    none = create_model("pointnet_cls", num_classes=40, input_transform=False, feature_transform=False)
+    vanilla = create_model("pointnet_cls_vanilla", num_classes=40)
+    assert sum(p.numel() for p in none.parameters()) == sum(p.numel() for p in vanilla.parameters()) == 819_624
+    only_input = create_model("pointnet_cls", feature_transform=False)
+    assert only_input.input_tnet is not None and only_input.feature_tnet is None
+    only_input(torch.randn(2, 64, 3))
+    assert only_input.regularization_loss().item() == 0.0

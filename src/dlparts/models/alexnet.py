@@ -28,7 +28,7 @@ makes it equal to the split form.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -70,26 +70,38 @@ def _lrn(towers: int) -> LocalResponseNorm:
     return LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0, groups=towers)
 
 
-def _tower_features(spec: TowerSpec, towers: int) -> nn.Sequential:
-    """conv1..pool5 of ``spec``; ``towers=2`` is the paper's layout, ``towers=1`` merges the groups."""
+_ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
+
+
+def one_tower(spec: TowerSpec) -> TowerSpec:
+    """Section 3.2's one-GPU comparison net: half the kernels of conv1..conv4 in one tower; conv5 and the FC layers
+    keep their widths, as the paper did so that both nets have about as many parameters."""
+    conv = tuple((out // 2 if i < 4 else out, k, s, p, 1) for i, (out, k, s, p, _) in enumerate(spec.conv))
+    return replace(spec, conv=conv)
+
+
+def _tower_features(spec: TowerSpec, towers: int, act, kernel: int, lrn: bool) -> nn.Sequential:
+    """conv1..pool5 of ``spec``; ``towers=2`` is the paper's layout, ``towers=1`` merges the groups; ``act`` makes
+    the activation, ``kernel`` is the max pools' (stride 2), ``lrn`` whether conv1 and conv2 are normalized."""
     layers: list[tuple[str, nn.Module]] = []
     in_ch = 3
-    for i, (out_ch, kernel, stride, padding, groups) in enumerate(spec.conv, start=1):
+    for i, (out_ch, kernel_size, stride, padding, groups) in enumerate(spec.conv, start=1):
         g = towers if groups > 1 else 1
-        layers += [(f"conv{i}", nn.Conv2d(in_ch, out_ch, kernel, stride, padding, groups=g)),
-                   (f"relu{i}", nn.ReLU(inplace=True))]
+        layers += [(f"conv{i}", nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=g)),
+                   (f"relu{i}", act())]
         if i <= 2:
-            layers += [(f"norm{i}", _lrn(towers)), (f"pool{i}", nn.MaxPool2d(3, 2))]
+            layers += [(f"norm{i}", _lrn(towers))] if lrn else []
+            layers += [(f"pool{i}", nn.MaxPool2d(kernel, 2))]
         in_ch = out_ch
-    layers.append(("pool5", nn.MaxPool2d(3, 2)))
+    layers.append(("pool5", nn.MaxPool2d(kernel, 2)))
     return nn.Sequential(OrderedDict(layers))
 
 
-def _classifier(in_features: int, fc: Sequence[int], num_classes: int, dropout: float) -> nn.Sequential:
-    """fc6, fc7 (ReLU, then dropout on their outputs, as section 4.2 says) and fc8."""
+def _classifier(in_features: int, fc: Sequence[int], num_classes: int, dropout: float, act) -> nn.Sequential:
+    """fc6, fc7 (``act``, then dropout on their outputs, as section 4.2 says) and fc8."""
     return nn.Sequential(OrderedDict([
-        ("fc6", nn.Linear(in_features, fc[0])), ("relu6", nn.ReLU(inplace=True)), ("drop6", nn.Dropout(dropout)),
-        ("fc7", nn.Linear(fc[0], fc[1])), ("relu7", nn.ReLU(inplace=True)), ("drop7", nn.Dropout(dropout)),
+        ("fc6", nn.Linear(in_features, fc[0])), ("relu6", act()), ("drop6", nn.Dropout(dropout)),
+        ("fc7", nn.Linear(fc[0], fc[1])), ("relu7", act()), ("drop7", nn.Dropout(dropout)),
         ("fc8", nn.Linear(fc[1], num_classes)),
     ]))
 
@@ -126,21 +138,26 @@ class AlexNetPaper(nn.Module):
     """The paper's AlexNet in one module: ``[B, 3, 227, 227] -> [B, num_classes]`` logits (``alexnet_small``: 64).
 
     ``features`` holds conv1..pool5 (named ``conv1``, ``relu1``, ``norm1``, ``pool1``, ...), ``classifier`` holds
-    fc6, fc7, fc8 with dropout after fc6 and fc7.
+    fc6, fc7, fc8 with dropout after fc6 and fc7.  Section 3's switches, the paper's by default: ``activation`` "relu"
+    (3.1) or "tanh"; ``pool_kernel`` 3 (overlapping, 3.4) or 2; ``lrn`` (3.3) on or off (``dlparts ablate``).
     """
 
     def __init__(self, num_classes: int = 1000, *, spec: TowerSpec = PAPER_SPEC, towers: int = 2,
-                 dropout: float = 0.5, init: str = "paper", generator: torch.Generator | None = None):
+                 dropout: float = 0.5, init: str = "paper", generator: torch.Generator | None = None,
+                 activation: str = "relu", pool_kernel: int = 3, lrn: bool = True):
         super().__init__()
         check_classes("num_classes", num_classes)
         if init not in _INITS:
             raise ConfigError(f"init={init!r} must be 'paper' (N(0, 0.01), section 5), 'kaiming' or 'default' "
                               "(PyTorch's)")
+        if activation not in _ACTIVATIONS or pool_kernel not in (2, 3):
+            raise ConfigError(f"activation={activation!r} must be relu or tanh, pool_kernel={pool_kernel!r} 3 or 2")
         self.spec, self.init = spec, init
-        self.features = _tower_features(spec, towers)
+        self.features = _tower_features(spec, towers, _ACTIVATIONS[activation], pool_kernel, lrn)
         self.avgpool = nn.AdaptiveAvgPool2d(spec.pool_out) if spec.pool_out else nn.Identity()
         side = spec.pool_out or 6
-        self.classifier = _classifier(spec.conv[-1][0] * side * side, spec.fc, num_classes, dropout)
+        self.classifier = _classifier(spec.conv[-1][0] * side * side, spec.fc, num_classes, dropout,
+                                      _ACTIVATIONS[activation])
         if init == "paper":
             init_paper_(self, generator)
         elif init == "kaiming":
@@ -389,8 +406,14 @@ def alexnet(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
 @register_model("alexnet_small", family="alexnet", task="image_cls", paper=PAPER, num_params=1_109_194,
                 input_spec=(3, 40, 40), num_classes=10, recipe="alexnet_small_cpu")
 def alexnet_small(*, num_classes: int = 10, dropout: float = 0.5, init: str = "kaiming",
-                  generator: torch.Generator | None = None) -> AlexNetPaper:
+                  generator: torch.Generator | None = None, activation: str = "relu", pool_kernel: int = 3,
+                  lrn: bool = True, towers: int = 2) -> AlexNetPaper:
     """The paper's design for 32-64 px images: conv1 5x5 stride 2, widths 48-128-192-192-128, FC 512-512, average
     pooling to 2x2 before fc6; He initialization (the paper's N(0, 0.01) stalls at this size).  40 px crops of 48 px
-    images train to >= 90% on the embedded shapes in minutes (the ``alexnet_small_cpu`` recipe)."""
-    return AlexNetPaper(num_classes, spec=SMALL_SPEC, dropout=dropout, init=init, generator=generator)
+    images train to >= 90% on the embedded shapes in minutes (the ``alexnet_small_cpu`` recipe).  Section 3's switches
+    (:class:`AlexNetPaper`), and ``towers=1``: section 3.2's one-tower net (:func:`one_tower`)."""
+    if towers not in (1, 2):
+        raise ConfigError(f"towers={towers!r} must be 2 (the paper's) or 1 (half the kernels, one tower)")
+    spec = SMALL_SPEC if towers == 2 else one_tower(SMALL_SPEC)
+    return AlexNetPaper(num_classes, spec=spec, towers=towers, dropout=dropout, init=init, generator=generator,
+                        activation=activation, pool_kernel=pool_kernel, lrn=lrn)

@@ -262,9 +262,12 @@ _CLS = dict(family="pointnet", task="point_cls", paper=PAPER, input_spec=(1024, 
 
 
 @register_model("pointnet_cls", num_params=3_480_049, **_CLS)
-def pointnet_cls(*, num_classes: int = 40, in_channels: int = 3, dropout: float = 0.3) -> PointNetCls:
-    """PointNet classifier with input and feature transforms (Fig. 2), ModelNet40 by default."""
-    return PointNetCls(num_classes, in_channels=in_channels, dropout=dropout)
+def pointnet_cls(*, num_classes: int = 40, in_channels: int = 3, dropout: float = 0.3, input_transform: bool = True,
+                 feature_transform: bool = True) -> PointNetCls:
+    """PointNet classifier with input and feature transforms (Fig. 2), ModelNet40 by default; either transform can
+    be switched off, as in Table 5's rows (the feature transform brings its orthogonality regularizer)."""
+    return PointNetCls(num_classes, in_channels=in_channels, dropout=dropout, input_transform=input_transform,
+                       feature_transform=feature_transform)
 
 
 @register_model("pointnet_cls_vanilla", num_params=819_624, **_CLS)
