@@ -115,7 +115,7 @@ def _lrs(cfg, epochs, steps):
 
 
 def test_step_decay_of_pointnet():
-    cfg = load_config(None, ["model.name=x", "data.name=y", "optim.lr=0.001", "sched.name=step"])
+    cfg = load_config(None, ["model.name=pointnet_cls", "data.name=y", "optim.lr=0.001", "sched.name=step"])
     lrs = _lrs(cfg, 281, 1)
     assert lrs[19] == pytest.approx(1e-3) and lrs[20] == pytest.approx(7e-4) and lrs[40] == pytest.approx(4.9e-4)
     assert lrs[259] == pytest.approx(1e-3 * 0.7**12)  # 1.38e-5, still above the floor
@@ -123,7 +123,7 @@ def test_step_decay_of_pointnet():
 
 
 def test_cosine_with_warmup():
-    cfg = load_config(None, ["model.name=x", "data.name=y", "optim.lr=1.0", "sched.name=cosine",
+    cfg = load_config(None, ["model.name=pointnet_cls", "data.name=y", "optim.lr=1.0", "sched.name=cosine",
                              "sched.warmup_epochs=1", "sched.min_lr=0.0", "trainer.max_epochs=3"])
     lrs = _lrs(cfg, 3, 4)  # 12 steps, 4 of warm-up
     assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
