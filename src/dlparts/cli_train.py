@@ -192,11 +192,14 @@ def _run_predict(args) -> int:
     import json
 
     from dlparts.data._progress import progress
+    from dlparts.train.config import output_folder
     from dlparts.train.engine import load_checkpoint
     from dlparts.train.predict import expand_inputs, load_onnx, predict_file, predict_file_onnx
 
     if args.votes < 1 or (args.stride is not None and not args.stride > 0):
         raise ConfigError(f"--votes must be >= 1 and --stride > 0; got {args.votes}, {args.stride}")
+    if args.out is not None:
+        output_folder(args.out, "--out")  # before any model is loaded
     if args.onnx:
         model, predict = load_onnx(args.onnx), predict_file_onnx
         task = model.meta["task"]

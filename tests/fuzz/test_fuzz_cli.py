@@ -41,6 +41,8 @@ FIT = ["fit", "--config", "pointnet2_cls_ssg_cpu"]
     (["sample", "{tmp}/big.xyz", "-n", "16", "-o", "{tmp}/out"], "big.xyz: point 0 .* beyond the float32 range"),
     (["sample", "{tmp}/big.xyz", "-n", "16", "-o", "{tmp}/junk.ckpt"], "--out .*junk.ckpt is a file, not a folder"),
     (["sample", "{tmp}/big.xyz", "-n", "16", "-o", "{tmp}/junk.ckpt/out"], "junk.ckpt is a file, not a folder"),
+    (["predict", "--ckpt", "{tmp}/junk.ckpt", "{tmp}/big.xyz", "--out", "{tmp}/junk.ckpt"],
+     "--out .*junk.ckpt is a file, not a folder"),
     (["fit", "--config", "{tmp}/latin1.yaml"],
      "config file .*latin1.yaml is not UTF-8 text \\(byte 0xe9 at offset 18\\)"),
     (["conv", "--input", "55x55x3", "--stack-file", "{tmp}/latin1.yaml"], "stack file .*latin1.yaml is not UTF-8"),
