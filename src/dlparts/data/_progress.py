@@ -37,3 +37,12 @@ def report_skipped(what: str, skipped: list[tuple[str, str]]) -> None:
         log.warning("skipped %s: %s", path, reason)
     if new:
         log.warning("%s: skipped %d bad file(s)", what, len(skipped))
+
+
+def skipped_summary(datasets, paths: bool = True) -> dict:
+    """What the user's folders lost, for a run's results: ``skipped_files`` (count), ``skipped`` ("path: reason" of
+    each unreadable file, once; the reason alone when it names its file, ``paths`` False) and
+    ``dropped_nonfinite_points``, of ``datasets`` (each with ``skipped`` ``[(path, reason)]`` and ``dropped``)."""
+    skipped = list(dict.fromkeys(f"{p}: {why}" if paths else why for d in datasets for p, why in d.skipped))
+    return {"skipped_files": len(skipped), "skipped": skipped,
+            "dropped_nonfinite_points": sum(d.dropped for d in datasets)}
