@@ -43,6 +43,35 @@ def test_ply_label_field_by_name_and_the_error_listing_the_fields(tmp_path):
                                      "red, green, blue, scalar_Label")
 
 
+@pytest.mark.parametrize("form", ["ascii", "binary_big_endian"])
+def test_ply_with_a_class_property_in_ascii_and_big_endian_binary(tmp_path, form):
+    """Written by hand (not by the reader's library): x y z, colours, an int ``class``, and a face element after
+    the vertices (a list property the reader must step over)."""
+    xyz, rgb, labels = scene(30)
+    vertex = np.zeros(30, dtype=[("x", ">f4"), ("y", ">f4"), ("z", ">f4"), ("red", "u1"), ("green", "u1"),
+                                 ("blue", "u1"), ("class", ">i4")])
+    for k, name in enumerate("xyz"):
+        vertex[name] = xyz[:, k]
+    for k, name in enumerate(("red", "green", "blue")):
+        vertex[name] = rgb[:, k]
+    vertex["class"] = labels
+    header = ["ply", f"format {form} 1.0", "element vertex 30", *(f"property float {a}" for a in "xyz"),
+              *(f"property uchar {c}" for c in ("red", "green", "blue")), "property int class", "element face 1",
+              "property list uchar int vertex_indices", "end_header"]
+    if form == "ascii":
+        body = "".join(" ".join(map(str, row)) + "\n" for row in vertex.tolist()).encode() + b"3 0 1 2\n"
+    else:
+        body = vertex.tobytes() + np.array([3], ">u1").tobytes() + np.array([0, 1, 2], ">i4").tobytes()
+    path = tmp_path / "s.ply"
+    path.write_bytes("\n".join(header).encode() + b"\n" + body)
+    got = read_labelled(path)
+    assert np.array_equal(got.xyz, xyz) and np.array_equal(got.rgb, rgb) and np.array_equal(got.labels, labels)
+    assert got.xyz.dtype == np.float32 and got.labels.dtype == np.int64
+    path.write_bytes(path.read_bytes()[:-20])  # cut inside the body: the header's counts no longer fit
+    with pytest.raises(DataError, match=r"s\.ply: the header promises 30 vertex, 1 face|s\.ply: not a readable PLY"):
+        read_labelled(path)
+
+
 def test_tables_by_columns_and_the_missing_label_column(tmp_path):
     xyz, rgb, labels = scene(30)
     table = np.concatenate([labels[:, None], rgb, xyz], axis=1).astype(np.float64)  # label first, then rgb, xyz
@@ -169,9 +198,8 @@ def test_scene_folder_skips_each_unreadable_file_once_with_its_reason(tmp_path, 
         (root / split).mkdir(parents=True)
     for split, name in (("train", "a"), ("train", "b"), ("test", "c")):
         write_labelled_ply(root / split / f"{name}.ply", *scene())
-    (root / "train" / "corrupt.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 900\n"
-                                                 b"property float x\nproperty float y\nproperty float z\nend_header\n"
-                                                 + bytes(40))
+    (root / "train" / "corrupt.ply").write_text("ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\n"
+                                                "property float y\nproperty float z\nend_header\n0 0 0\n1 oops 1\n")
     unlabelled_ply(root / "train" / "nolabel.ply")
     xyz, rgb, labels = scene()
     write_labelled_ply(root / "train" / "outside.ply", xyz, rgb, labels + 4)  # classes are 0..3
