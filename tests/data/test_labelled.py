@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from dlparts.data.labelled import read_labelled, write_labelled_ply
 from dlparts.data.s3dis import room_to_blocks
@@ -40,6 +41,35 @@ def test_ply_label_field_by_name_and_the_error_listing_the_fields(tmp_path):
         read_labelled(path, label_field="semantic_id")
     assert str(err.value).startswith(f"{path}: no per-vertex label property semantic_id; the vertices have x, y, z, "
                                      "red, green, blue, scalar_Label")
+
+
+@pytest.mark.parametrize("form", ["ascii", "binary_big_endian"])
+def test_ply_with_a_class_property_in_ascii_and_big_endian_binary(tmp_path, form):
+    """Written by hand (not by the reader's library): x y z, colours, an int ``class``, and a face element after
+    the vertices (a list property the reader must step over)."""
+    xyz, rgb, labels = scene(30)
+    vertex = np.zeros(30, dtype=[("x", ">f4"), ("y", ">f4"), ("z", ">f4"), ("red", "u1"), ("green", "u1"),
+                                 ("blue", "u1"), ("class", ">i4")])
+    for k, name in enumerate("xyz"):
+        vertex[name] = xyz[:, k]
+    for k, name in enumerate(("red", "green", "blue")):
+        vertex[name] = rgb[:, k]
+    vertex["class"] = labels
+    header = ["ply", f"format {form} 1.0", "element vertex 30", *(f"property float {a}" for a in "xyz"),
+              *(f"property uchar {c}" for c in ("red", "green", "blue")), "property int class", "element face 1",
+              "property list uchar int vertex_indices", "end_header"]
+    if form == "ascii":
+        body = "".join(" ".join(map(str, row)) + "\n" for row in vertex.tolist()).encode() + b"3 0 1 2\n"
+    else:
+        body = vertex.tobytes() + np.array([3], ">u1").tobytes() + np.array([0, 1, 2], ">i4").tobytes()
+    path = tmp_path / "s.ply"
+    path.write_bytes("\n".join(header).encode() + b"\n" + body)
+    got = read_labelled(path)
+    assert np.array_equal(got.xyz, xyz) and np.array_equal(got.rgb, rgb) and np.array_equal(got.labels, labels)
+    assert got.xyz.dtype == np.float32 and got.labels.dtype == np.int64
+    path.write_bytes(path.read_bytes()[:-20])  # cut inside the body: the header's counts no longer fit
+    with pytest.raises(DataError, match=r"s\.ply: the header promises 30 vertex, 1 face|s\.ply: not a readable PLY"):
+        read_labelled(path)
 
 
 def test_tables_by_columns_and_the_missing_label_column(tmp_path):
@@ -109,7 +139,8 @@ def test_scene_folder_train_and_test_folders_and_label_errors(tmp_path):
     with pytest.raises(DataError) as err:
         SceneFolder(root, "train", num_points=64, classes=["a", "b"])
     bad = int((scene_labels := read_labelled(root / "train" / "s.ply").labels >= 2).sum())
-    assert str(err.value) == (f"{root / 'train' / 's.ply'}: {bad} points have labels outside the 2 classes (0..1): "
+    assert str(err.value) == (f"scene_folder {root}, train split: none of its 1 file(s) could be read; "
+                              f"{root / 'train' / 's.ply'}: {bad} points have labels outside the 2 classes (0..1): "
                               f"2, 3") and scene_labels.any()
 
 
@@ -145,3 +176,107 @@ def test_registry_builds_both_folders_from_data_keys(tmp_path):
         write_labelled_ply(tmp_path / "x" / "cup" / f"{k}.ply", xyz, None, labels)
     info = build_splits(cfg).info
     assert info["categories"] == ["cup"] and info["parts_of_category"] == {0: [0, 1, 2, 3]}
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Parsed files are cached under $DLPARTS_CACHE: each test its own."""
+    monkeypatch.setenv("DLPARTS_CACHE", str(tmp_path / "cache"))
+
+
+def unlabelled_ply(path, n=50):
+    xyz = RNG.random((n, 3)).astype(np.float32)
+    header = ["ply", "format ascii 1.0", f"element vertex {n}", *(f"property float {a}" for a in "xyz"), "end_header"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(header + [" ".join(map(str, p)) for p in xyz.tolist()]) + "\n")
+    return path
+
+
+def test_scene_folder_skips_each_unreadable_file_once_with_its_reason(tmp_path, caplog):
+    root = tmp_path / "split"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+    for split, name in (("train", "a"), ("train", "b"), ("test", "c")):
+        write_labelled_ply(root / split / f"{name}.ply", *scene())
+    (root / "train" / "corrupt.ply").write_text("ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\n"
+                                                "property float y\nproperty float z\nend_header\n0 0 0\n1 oops 1\n")
+    unlabelled_ply(root / "train" / "nolabel.ply")
+    xyz, rgb, labels = scene()
+    write_labelled_ply(root / "train" / "outside.ply", xyz, rgb, labels + 4)  # classes are 0..3
+    xyz[5] = np.inf
+    write_labelled_ply(root / "train" / "inf.ply", xyz, rgb, labels)
+    (root / "classes.txt").write_text("a\nb\nc\nd\n")
+    with caplog.at_level("WARNING", logger="dlparts.data"):
+        train = SceneFolder(root, "train", num_points=64)
+        SceneFolder(root, "train", num_points=64)  # built again (as for validation): nothing reported twice
+    reasons = dict(train.skipped)
+    assert sorted(reasons) == sorted(str(root / "train" / f) for f in ("corrupt.ply", "inf.ply", "nolabel.ply",
+                                                                      "outside.ply"))
+    assert "not a readable PLY file" in reasons[str(root / "train" / "corrupt.ply")]
+    assert reasons[str(root / "train" / "nolabel.ply")].startswith("no per-vertex label property label or class")
+    assert reasons[str(root / "train" / "outside.ply")].endswith("labels outside the 4 classes (0..3): 4, 5, 6, 7")
+    assert reasons[str(root / "train" / "inf.ply")].startswith("1 of 400 points have NaN or infinite coordinates")
+    assert len(train.files) == 6 and len(train) > 0 and set(train.seg.unique().tolist()) <= {0, 1, 2, 3}
+    warned = [r.getMessage() for r in caplog.records]
+    assert sum("skipped " + str(root / "train" / "corrupt.ply") in m for m in warned) == 1
+    assert sum("skipped 4 bad file(s)" in m for m in warned) == 1
+    dropping = SceneFolder(root, "train", num_points=64, drop_nonfinite=True)
+    assert len(dropping.skipped) == 3 and dropping.dropped == 1
+
+
+def test_scene_folder_stops_at_start_when_no_file_of_a_split_is_readable(tmp_path):
+    root = tmp_path / "scenes"
+    for k in range(3):
+        unlabelled_ply(root / f"s{k}.ply")
+    with pytest.raises(DataError) as err:
+        SceneFolder(root, "train", classes=["a", "b"], num_points=16)
+    message = str(err.value)
+    assert message.startswith(f"scene_folder {root}, train split: none of its 2 file(s) could be read; {root}/s")
+    assert message.endswith("the vertices have x, y, z (set data.label_field to the one holding the classes)")
+
+
+def test_part_folder_skips_bad_objects_and_names_a_category_with_none_readable(tmp_path):
+    root = tmp_path / "parts"
+    for split in ("train", "test"):
+        (root / "mug" / split).mkdir(parents=True)
+    for split, k in (("train", 0), ("train", 1), ("test", 2)):
+        xyz, _, labels = scene(60)
+        write_labelled_ply(root / "mug" / split / f"{k}.ply", xyz, None, labels % 2)
+    bad = unlabelled_ply(root / "mug" / "train" / "3.ply")
+    both = [PartFolder(root, split, num_points=16, classes=list("ab")) for split in ("train", "test")]
+    assert [len(d) for d in both] == [2, 1] and [p for d in both for p, _ in d.skipped] == [str(bad)]
+    for split in ("train", "test"):
+        unlabelled_ply(root / "lamp" / split / "0.ply")
+    with pytest.raises(DataError, match=r"part_folder category 'lamp' \(.*lamp\): none of its 2 file\(s\) could "
+                                        r"be read; .*lamp/train/0\.ply: no per-vertex label property"):
+        PartFolder(root, "train", num_points=16, classes=list("ab"))
+
+
+def test_parsed_files_are_cached_and_a_touched_file_is_read_again(tmp_path, monkeypatch):
+    import os
+
+    from dlparts.data import scene_folder
+
+    root = folder(tmp_path, scenes=3)
+    unlabelled_ply(root / "bad.ply")
+    read = []
+
+    def counting(path, **options):
+        read.append(path.name)
+        return read_labelled(path, **options)
+
+    def both():
+        return [SceneFolder(root, split, num_points=64) for split in ("train", "test")]
+
+    monkeypatch.setattr(scene_folder, "read_labelled", counting)
+    first = both()
+    assert sorted(read) == ["bad.ply", "room0.ply", "room1.ply", "room2.ply"]
+    assert [p for d in first for p, _ in d.skipped] == [str(root / "bad.ply")]
+    read.clear()
+    again = both()
+    assert read == [] and all(torch.equal(a.points, b.points) for a, b in zip(first, again))
+    assert [d.skipped for d in again] == [d.skipped for d in first]
+    stamp = (root / "room1.ply").stat()
+    os.utime(root / "room1.ply", ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))
+    both()
+    assert read == ["room1.ply"]

@@ -249,6 +249,43 @@ def test_predict_onnx_part_segmentation_equals_the_module(tmp_path):
     assert (tmp_path / "onnx" / "c.seg.ply").read_bytes() == (tmp_path / "ckpt" / "c.seg.ply").read_bytes()
 
 
+def test_predict_onnx_scene_model_labels_with_its_training_block_size(tmp_path, monkeypatch):
+    """The ONNX file carries the run's block size; labelling a scene through it uses 1.5 m blocks, not the 1 m
+    default, and gives the checkpoint's labels."""
+    from dlparts.data.labelled import write_labelled_ply
+    from dlparts.train import whole_scene
+    from dlparts.train.config import load_config
+    from dlparts.train.data import build_splits
+    from dlparts.train.export import export
+    from dlparts.train.modules import build_module
+    from dlparts.train.predict import load_onnx, predict_file, predict_file_onnx
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "scenes"
+    root.mkdir()
+    (root / "classes.txt").write_text("floor\nwall\n")
+    for k in range(3):
+        xyz = (rng.random((300, 3)) * [3.0, 3.0, 1.0]).astype(np.float32)
+        write_labelled_ply(root / f"s{k}.ply", xyz, None, (xyz[:, 2] > 0.5).astype(np.int64))
+    cfg = load_config(None, ["model.name=pointnet_semseg", "data.name=scene_folder", f"data.root={root}",
+                             "data.num_points=32", "data.args.block_size=1.5", "data.test_fraction=0.34"])
+    module = build_module(cfg, build_splits(cfg).info).eval()
+    export(module, tmp_path / "m.onnx", "onnx")
+    deployed = load_onnx(tmp_path / "m.onnx")
+    assert json.loads(deployed.meta["data"]) == {"block_size": 1.5}
+    sizes = []
+    label_scene = whole_scene.label_scene
+
+    def spy(*args, **kwargs):
+        sizes.append(kwargs["block_size"])
+        return label_scene(*args, **kwargs)
+
+    monkeypatch.setattr(whole_scene, "label_scene", spy)
+    got = predict_file_onnx(deployed, root / "s0.ply", out_dir=tmp_path / "onnx")
+    want = predict_file(module, root / "s0.ply", out_dir=tmp_path / "ckpt")
+    assert sizes == [1.5, 1.5] and got.notes == want.notes and got.counts == want.counts
+
+
 @pytest.mark.parametrize("mean", ["image", "channel"])
 def test_predict_onnx_image_model_equals_the_checkpoint(mean, tmp_path):
     """The file carries the preprocessing (image size, crop, the run's mean image or colour, exactly)."""

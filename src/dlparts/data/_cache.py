@@ -25,6 +25,16 @@ def cache_file(kind: str, settings: dict, name: str) -> Path:
     return cache_root() / kind / key / name
 
 
+def file_stamp(path: str | Path) -> tuple[int, int, int]:
+    """``(size, mtime_ns, ctime_ns)`` of ``path``, ``(-1, -1, -1)`` when it cannot be stat'ed: what a cache keeps
+    per source file, re-reading those whose stamp changed (ctime catches content rewritten with its mtime restored)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1, -1)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def save_npz(path: Path, compress: bool = True, **arrays) -> None:
     """Write a compressed ``.npz`` atomically (a crash never leaves a half file that looks complete); with
     ``compress`` False a stored one (float samples barely compress, and inflating them would dominate a load).

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dlparts.data._cache import cache_file, load_npz, save_npz
+from dlparts.data._cache import cache_file, file_stamp, load_npz, save_npz
 from dlparts.data._dataset import CLASSIFICATION_FIELDS, CloudDataset
 from dlparts.data._progress import progress, report_skipped
 from dlparts.data._threads import single_thread
@@ -217,16 +217,9 @@ class _FolderCache:
         self.dropped = {f: int(d) for f, d in zip(names, arrays.get("dropped", [])) if d}
         self.points = arrays.get("points", np.zeros((0, settings["n"], 6 if settings["normals"] else 3), np.float32))
 
-    def _stamp(self, name: str) -> tuple[int, int, int]:
-        try:
-            st = os.stat(os.path.join(self.root, name))
-        except OSError:
-            return (-1, -1, -1)
-        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: content rewritten with its mtime restored
-
     def update(self, files: list[str]) -> None:
         """Sample the files of ``files`` that are new or whose stamp changed, then keep exactly ``files``."""
-        stamps = {f: self._stamp(f) for f in files}
+        stamps = {f: file_stamp(self.root / f) for f in files}
         todo = [f for f in files if self.stamps.get(f) != stamps[f]]
         if not todo and len(self.stamps) == len(files):
             return

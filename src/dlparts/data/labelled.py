@@ -2,10 +2,10 @@
 
 Two kinds of file:
 
-- PLY (binary or text) with a per-vertex label property: ``label_field`` names it, else the first of
-  :data:`LABEL_FIELDS` present; colours from ``red``/``green``/``blue`` (or ``r``/``g``/``b``).  Read by trimesh,
-  whose PLY loader keeps every vertex property (``metadata["_ply_raw"]``), after the header's counts are checked
-  against the file's size (:mod:`dlparts.data.meshes`).
+- PLY (binary of either byte order, or text) with a per-vertex label property: ``label_field`` names it, else the
+  first of :data:`LABEL_FIELDS` present; colours from ``red``/``green``/``blue`` (or ``r``/``g``/``b``).  Read by
+  plyfile, which gives every vertex property by name, after the header's counts are checked against the file's
+  size (:mod:`dlparts.data.meshes`).
 - Tables (``.txt``/``.xyz``/``.pts``/``.csv`` text, ``.npy``, or an ``.npz`` holding one ``[N, C]`` array):
   ``columns`` maps ``xyz`` (3 column numbers), optional ``rgb`` (3) and ``label`` (1) to the table's columns; the
   default reads 7 columns as xyz rgb label, 6 as xyz rgb, 4 as xyz label, 3 as xyz.
@@ -17,7 +17,6 @@ naming the file.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,6 +27,9 @@ from dlparts.data._limits import check_values
 from dlparts.data.meshes import _check_ply_header
 from dlparts.data.points import _labels, read_bytes, read_table
 from dlparts.errors import ConfigError, DataError
+
+#: Bytes read for a PLY header (its counts are checked before the body is parsed).
+_PLY_HEAD = 1 << 20
 
 #: Property names tried, in order, for the per-vertex class of a PLY file when ``label_field`` is not given.
 LABEL_FIELDS = ("label", "class", "semantic", "scalar_Label")
@@ -103,34 +105,26 @@ def write_labelled_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray | None
 
 
 def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
-    """The vertex properties of a PLY file by name, each ``[N]``, read by trimesh's PLY parser.
-
-    A binary file's body is read once from the file into one buffer that the columns view (trimesh refuses a body
-    whose size is not the header's before reading it); a text file is read whole, its counts checked against its size
-    (:mod:`dlparts.data.meshes`), then parsed.  The float64 vertex copy of a ``trimesh.PointCloud`` is never made.
-    """
-    from trimesh.exchange import ply
+    """The scalar vertex properties of a PLY file (ascii, binary of either byte order) by name, each ``[N]``, read
+    by plyfile.  The header's counts are first checked against the file's size (:mod:`dlparts.data.meshes`), so a
+    lying header allocates nothing; a binary body is memory-mapped (copy-on-write), so only the columns used are
+    copied.  A text body is parsed line by line (about 25 s per million points; scene folders cache the result)."""
+    from plyfile import PlyData, PlyListProperty
 
     if not path.is_file():
         read_bytes(path)  # the error naming a missing path or a folder
     with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    if b"format ascii" in head.split(b"end_header", 1)[0]:
-        data = read_bytes(path)
-        _check_ply_header(path, data)
-        source = io.BytesIO(data)
-    else:
-        source = open(path, "rb")
+        head = fh.read(_PLY_HEAD)
+    _check_ply_header(path, head, size=path.stat().st_size)
     try:
-        with source:
-            elements, is_ascii, _ = ply._parse_header(source)
-            (ply._ply_ascii if is_ascii else ply._ply_binary)(elements, source)
-        vertex = elements["vertex"]["data"]
-    except Exception as exc:  # trimesh raises many types; all mean "cannot parse"
+        ply = PlyData.read(str(path))
+    except Exception as exc:  # plyfile raises its parse errors, ValueError, UnicodeDecodeError...
         raise DataError(f"{path}: not a readable PLY file ({type(exc).__name__}: {exc})") from None
-    if isinstance(vertex, np.ndarray):  # binary files give one structured array, text files a dict of columns
-        vertex = {name: vertex[name] for name in vertex.dtype.names or ()}
-    return {name: np.asarray(column).reshape(len(column), -1)[:, 0] for name, column in vertex.items()}  # [N]
+    if "vertex" not in {element.name for element in ply.elements}:
+        raise DataError(f"{path}: the PLY file has no vertex element (it has "
+                        f"{', '.join(e.name for e in ply.elements) or 'none'})")
+    vertex = ply["vertex"]
+    return {p.name: vertex[p.name] for p in vertex.properties if not isinstance(p, PlyListProperty)}  # [N]
 
 
 def _read_ply(path: Path, label_field: str | None, need_labels: bool):

@@ -227,13 +227,15 @@ def _ply_utf8(path: Path, data: bytes) -> bytes:
     return data if end < 0 else text_utf8(path, data[:end]) + data[end:]
 
 
-def _check_ply_header(path: Path, data: bytes) -> None:
-    """Refuse PLY element counts that the bytes after the header cannot hold (before trimesh allocates them)."""
+def _check_ply_header(path: Path, data: bytes, size: int | None = None) -> None:
+    """Refuse PLY element counts that the bytes after the header cannot hold (before a parser allocates them);
+    ``data``: the file, or its first bytes (the header) when ``size`` gives the file's size."""
     end = data.find(b"end_header")
     if not data.startswith(b"ply") or end < 0:
         raise DataError(f"{path}: not a PLY file (no 'ply' ... 'end_header' header)")
     header = data[:end].decode("latin-1").split("\n")
-    body = len(data) - data.find(b"\n", end) - 1 if data.find(b"\n", end) >= 0 else 0
+    size = len(data) if size is None else size
+    body = size - data.find(b"\n", end) - 1 if data.find(b"\n", end) >= 0 else 0
     binary = any(line.startswith("format binary") for line in header)
     elements: list[list] = []  # [name, count, least bytes per row, values per row]
     for line in header:

@@ -10,7 +10,16 @@ per point.
 Class names come from ``classes`` or ``<root>/classes.txt`` (one name per line; label ``k`` is line ``k``).  Split:
 when ``<root>/train`` and ``<root>/test`` exist (scenes) or each category holds ``train/`` and ``test/`` (objects),
 those; otherwise a seeded hold-out of ``test_fraction`` of the files (per category for objects,
-:func:`dlparts.data.splits.holdout`), so a scene or object is wholly in one split.
+:func:`dlparts.data.splits.holdout`), so a scene or object is wholly in one split.  The split is drawn from the file
+list before any file is read, so a bad file, skipped or later fixed, moves no other file between splits.
+
+Parsed files are cached (:func:`read_cached`: one cache file per source file, with its size, mtime and ctime), so a
+later pass parses only new or changed files.  A file that cannot be read (corrupt, no label field, labels outside
+the classes, NaN/inf coordinates without ``drop_nonfinite``) is reported once with its reason, skipped and listed in
+the dataset's ``skipped``; it is met while the dataset is built, so an epoch never meets one.  What stops the build
+at once, with one message: no class names, a category or split with too few files, a split (or a category) of which
+no file can be read (then the message gives the first file's reason, e.g. the fields it has when ``label_field``
+names none), a malformed ``columns`` setting, scenes with colours mixed with scenes without.
 """
 
 from __future__ import annotations
@@ -20,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlparts.data._cache import cache_file, file_stamp, load_npz, save_npz
 from dlparts.data._dataset import SEGMENTATION_FIELDS, CloudDataset
-from dlparts.data._progress import progress
+from dlparts.data._progress import progress, report_skipped
 from dlparts.data.clouds import normalize_unit_sphere
 from dlparts.data.labelled import LABELLED_SUFFIXES, LabelledCloud, check_labels, read_labelled
 from dlparts.data.s3dis import room_to_blocks
@@ -29,6 +39,9 @@ from dlparts.data.splits import holdout, rng_for
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
 CLASSES_FILE = "classes.txt"
+#: What a file that cannot be used raises while a dataset is built (DataNotFoundError: removed since it was listed).
+UNREADABLE = (DataError, DataNotFoundError)
+_CACHE_VERSION = 1
 
 
 def read_classes(root: Path, classes: list[str] | None) -> list[str]:
@@ -68,11 +81,44 @@ def split_files(root: Path, folder: Path, split: str, test_fraction: float, seed
     return [files[i] for i in (train if split == "train" else test)]
 
 
+def read_cached(path: Path, **options) -> LabelledCloud:
+    """:func:`read_labelled` of ``path`` with ``options``, kept in the dlparts cache with the file's stamp
+    (:func:`dlparts.data._cache.file_stamp`): while the stamp holds, the file is not read again, and one that could
+    not be read raises its cached DataError again."""
+    stamp = np.asarray(file_stamp(path), dtype=np.int64)
+    where = cache_file("labelled", {"file": str(Path(path).resolve()), **options, "version": _CACHE_VERSION},
+                       "cloud.npz")
+    kept = load_npz(where)
+    if kept is not None and np.array_equal(kept["stamp"], stamp):
+        if kept["reason"][0]:
+            raise DataError(str(kept["reason"][0]))
+        return LabelledCloud(kept["xyz"], kept["rgb"] if len(kept["rgb"]) else None, kept["labels"],
+                             int(kept["dropped"][0]))
+    try:
+        cloud = read_labelled(path, **options)
+    except DataError as exc:
+        save_npz(where, compress=False, stamp=stamp, reason=np.asarray([str(exc)]))
+        raise
+    rgb = np.zeros((0, 3), np.uint8) if cloud.rgb is None else cloud.rgb  # no points: the file has no colours
+    save_npz(where, compress=False, stamp=stamp, reason=np.asarray([""]), xyz=cloud.xyz, rgb=rgb,
+             labels=cloud.labels, dropped=np.asarray([cloud.dropped]))
+    return cloud
+
+
 def read_scene(path: Path, classes: list[str], **options) -> LabelledCloud:
-    """A labelled file whose labels are checked against ``classes``; ``options`` go to :func:`read_labelled`."""
-    cloud = read_labelled(path, **options)
+    """A labelled file (:func:`read_cached`) whose labels are checked against ``classes``; ``options`` go to
+    :func:`read_labelled`."""
+    cloud = read_cached(path, **options)
     check_labels(path, cloud.labels, classes)
     return cloud
+
+
+def _none_read(what: str, skipped: list[tuple[str, str]]) -> DataError:
+    """The error of a split or category of which no file could be read: the count and the first file's reason."""
+    if not skipped:
+        return DataError(f"{what}: no labelled file ({', '.join(LABELLED_SUFFIXES)})")
+    path, reason = skipped[0]
+    return DataError(f"{what}: none of its {len(skipped)} file(s) could be read; {path}: {reason}")
 
 
 def _root(root: str | Path) -> Path:
@@ -93,8 +139,9 @@ def scene_files(root: str | Path, split: str, *, test_fraction: float = 0.2, see
 
 class SceneFolder(CloudDataset):
     """Blocks of labelled scenes: items ``{"points": float32 [num_points, 9 or 6], "seg": int64 [num_points]}``;
-    ``classes``; ``files`` (the scenes of the split).  ``options``: ``label_field``, ``columns``,
-    ``drop_nonfinite`` of :func:`dlparts.data.labelled.read_labelled`."""
+    ``classes``; ``files`` (the scenes of the split); ``skipped``: the ``(path, reason)`` of those that could not be
+    read; ``dropped``: non-finite points dropped.  ``options``: ``label_field``, ``columns``, ``drop_nonfinite`` of
+    :func:`dlparts.data.labelled.read_labelled`."""
 
     fields = SEGMENTATION_FIELDS
 
@@ -104,14 +151,22 @@ class SceneFolder(CloudDataset):
         root = _root(root)
         self.classes = read_classes(root, classes)
         self.files = scene_files(root, split, test_fraction=test_fraction, seed=seed)
-        points, segs, channels = [], [], {}
+        points, segs, channels, self.skipped, self.dropped = [], [], {}, [], 0
         for k, path in enumerate(progress(self.files, f"scene_folder {split}")):
-            scene = read_scene(path, self.classes, **options)
+            try:
+                scene = read_scene(path, self.classes, **options)
+            except UNREADABLE as exc:
+                self.skipped.append((str(path), str(exc).removeprefix(f"{path}: ")))
+                continue
+            self.dropped += scene.dropped
             channels[9 if scene.rgb is not None else 6] = path
             p, s = room_to_blocks(scene.xyz, scene.rgb, scene.labels, rng_for(seed, k), num_points=num_points,
                                   block_size=block_size, stride=stride, min_points=min(100, max(1, num_points // 4)))
             points.append(p)
             segs.append(s)
+        report_skipped(f"scene_folder {split}", self.skipped)
+        if not channels:
+            raise _none_read(f"scene_folder {root}, {split} split", self.skipped)
         if len(channels) > 1:
             raise DataError(f"{root}: some scenes have colours and some do not (e.g. {channels[9]} has, "
                             f"{channels[6]} has not); a model takes one or the other")
@@ -125,7 +180,8 @@ class SceneFolder(CloudDataset):
 class PartFolder(CloudDataset):
     """Objects with part labels: items ``{"points": float32 [num_points, 3], "seg": int64 [num_points],
     "category": int64 []}``; ``classes`` (part names), ``categories`` (the folder names, sorted) and
-    ``parts_of_category`` (the labels found in each category's files, both splits)."""
+    ``parts_of_category`` (the labels found in each category's readable files, both splits); ``skipped``: the
+    ``(path, reason)`` of this split's unreadable files; ``dropped``: non-finite points dropped."""
 
     fields = {"category": "category"}  # points and seg are resampled per item (see _item)
 
@@ -137,17 +193,32 @@ class PartFolder(CloudDataset):
         if not self.categories:
             raise DataError(f"{root}: no category folder (expected <root>/<category>/<object files>)")
         self.clouds, self.segs, cats, self.parts_of_category = [], [], [], {}
+        bad: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
+        self.dropped = 0
         for c, name in enumerate(self.categories):
             seen: set[int] = set()
+            mine: list[tuple[str, str]] = []
             for which in ("train", "test"):
                 for path in split_files(root, root / name, which, test_fraction, seed):
-                    cloud = read_scene(path, self.classes, **options)
+                    try:
+                        cloud = read_scene(path, self.classes, **options)
+                    except UNREADABLE as exc:
+                        mine.append((str(path), str(exc).removeprefix(f"{path}: ")))
+                        bad[which].append(mine[-1])
+                        continue
                     seen.update(np.unique(cloud.labels).tolist())
                     if which == split:
                         self.clouds.append(cloud.xyz)
                         self.segs.append(cloud.labels)
+                        self.dropped += cloud.dropped
                         cats.append(c)
+            if not seen:
+                raise _none_read(f"part_folder category {name!r} ({root / name})", mine)
             self.parts_of_category[c] = sorted(seen)
+        report_skipped("part_folder", bad["train"] + bad["test"])  # both splits are read for the parts
+        self.skipped = bad[split]
+        if not self.clouds:
+            raise _none_read(f"part_folder {root}, {split} split", self.skipped)
         self.category = torch.tensor(cats, dtype=torch.int64)
         self.num_points, self.seed, self.split, self.transform = num_points, seed, split, transform
 

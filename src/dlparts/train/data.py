@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from dlparts.data import (S3DIS, ImageFolderDataset, ModelNet, ModelNet40H5, ModelNet40Normal, Parts, Rooms, Shapes,
                           ShapeNetPart, build_transforms, cache_root, compute_rgb_stats, make_synthetic_images)
+from dlparts.data._progress import skipped_summary
 from dlparts.data.folders import SPLITS, PointFolder, class_counts, plan_splits, read_splits, write_splits
 from dlparts.data.images import build_transform, stats_sample
 from dlparts.data.scene_folder import PartFolder, SceneFolder
@@ -37,13 +38,14 @@ from dlparts.errors import ConfigError
 
 @dataclass
 class Splits:
-    """The datasets of a run and what the model must know about them (``info``, saved with checkpoints)."""
+    """The datasets of a run, what the model must know of them (``info``, saved with checkpoints) and ``files``."""
 
     train: Dataset
     val: Dataset
     test: Dataset
     info: dict[str, Any]
     extra_state: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
 
 
 def seed_for(seed: int, epoch: int, rank: int) -> int:
@@ -337,10 +339,8 @@ def point_folder(cfg: dict) -> Splits:
         return datasets[split]
 
     splits = _point_splits(cfg, "point_cls", make, has_val=True)
-    counts = class_counts(plan, {s: datasets[s].labels for s in SPLITS})
-    skipped = [why for s in SPLITS for _, why in datasets[s].skipped]  # each reason names its file
-    summary = {"counts": counts, "skipped": skipped,
-               "dropped_nonfinite_points": sum(datasets[s].dropped for s in SPLITS)}
+    splits.files = skipped_summary(datasets.values(), paths=False)  # each reason names its file
+    summary = {"counts": class_counts(plan, {s: datasets[s].labels for s in SPLITS}), **splits.files}
     if run is not None and not saved:
         run.mkdir(parents=True, exist_ok=True)
         write_splits(run / SPLIT_FILE, plan, summary)
@@ -372,11 +372,12 @@ LABELLED_KEYS = ("classes", "test_fraction", "label_field", "columns", "drop_non
 
 
 def _labelled_folder(make: Callable, task: str, args: tuple[str, ...], cfg: dict) -> Splits:
-    """``scene_folder`` / ``part_folder``: the labelled-file keys of ``data`` go to the dataset; validation is
-    held out of the training split."""
+    """``scene_folder`` / ``part_folder``: ``data``'s labelled-file keys go to the dataset; validation is held out."""
     options = {key: cfg["data"][key] for key in LABELLED_KEYS}
     spec = PointDataset(partial(make, **options), task, args, root=True, seed=True, has_val=False)
-    return _point_dataset(spec, cfg)
+    splits = _point_dataset(spec, cfg)
+    splits.files = skipped_summary([splits.train.dataset, splits.test])  # train: a Subset (validation held out)
+    return splits
 
 
 register_dataset("scene_folder", partial(_labelled_folder, SceneFolder, "point_semseg", ("block_size", "stride")))

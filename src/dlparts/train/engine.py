@@ -2,9 +2,10 @@
 ``load_checkpoint``; what ``dlparts fit`` and ``dlparts test`` call.
 
 A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/{last,best}.ckpt``, ``logs/metrics.csv``,
-TensorBoard event files under ``tb/``, ``plots/*.png`` and ``results.json``; with ``trainer.checkpoint_every_n_steps``
-also ``checkpoints/step.ckpt`` (the newest of every N training steps within an epoch); after Ctrl-C
-``checkpoints/interrupted.ckpt``; after ``dlparts test`` its own ``test-<checkpoint>.json`` and
+TensorBoard event files under ``tb/``, ``plots/*.png`` and ``results.json`` (from the user's folders also the
+unreadable files skipped and the non-finite points dropped, :func:`dlparts.data._progress.skipped_summary`); with
+``trainer.checkpoint_every_n_steps`` also ``checkpoints/step.ckpt`` (the newest of every N training steps within an
+epoch); after Ctrl-C ``checkpoints/interrupted.ckpt``; after ``dlparts test`` its own ``test-<checkpoint>.json`` and
 ``plots/test-<checkpoint>/``.
 
 Resuming is exact from each of them: the run ends as the uninterrupted one would, weights, metrics and
@@ -186,7 +187,8 @@ def fit(cfg: dict, *, resume: str | Path | None = None, callbacks=()) -> dict:
               "time_cap": _time_cap_hit(trainer, cfg), "best_val": best_val,
               "test": {k.removeprefix("test/"): float(v) for k, v in test_metrics.items()},
               "fit_seconds": fit_s, "first_step_at": first.at, "setup_seconds": (first.at or time.time()) - started,
-              "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written]}
+              "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written],
+              **splits.files}
     if trainer.is_global_zero:
         (folder / "results.json").write_text(json.dumps(result, indent=2))
     return {**result, "module": module}
@@ -331,7 +333,7 @@ def test(ckpt: str | Path, overrides: list[str] = ()) -> dict:
               "test": {k.removeprefix("test/"): float(v) for k, v in metrics.items()},
               "test_seconds": time.time() - started,
               "plots": [str(p) for c in trainer.callbacks if hasattr(c, "written") for p in c.written],
-              "run_dir": str(folder)}
+              "run_dir": str(folder), **splits.files}
     if folder.is_dir():
         (folder / f"test-{stem}.json").write_text(json.dumps(result, indent=2))
     return result

@@ -64,8 +64,9 @@ def model_inputs(model, task: str, batch: int, shape: tuple[int, ...], seed: int
 
 def metadata(module) -> dict[str, str]:
     """What a deployment needs besides the graph (ONNX ``metadata_props``): task, model, classes; a point model's
-    points and channels; an image model's preprocessing (``image_size``, ``crop``, and the mean its images are
-    centred with, :func:`encode_mean`)."""
+    points, channels and ``data`` (JSON of :func:`deployed_data`: a scene model's training blocks, read by the ONNX
+    predictor); an image model's preprocessing (``image_size``, ``crop``, and the mean its images are centred with,
+    :func:`encode_mean`)."""
     info, cfg = module.info, module.cfg
     meta = {"task": info["task"], "model": cfg["model"]["name"], "classes": json.dumps(list(info["classes"])),
             "input_spec": json.dumps(list(info["input_spec"]))}
@@ -73,11 +74,23 @@ def metadata(module) -> dict[str, str]:
         meta |= {"image_size": str(info["image_size"]), "crop": str(info["input_spec"][-1])}
         meta |= encode_mean(image_mean(module))
     else:
-        meta |= {"num_points": str(cfg["data"]["num_points"]), "channels": str(info["input_spec"][-1])}
+        meta |= {"num_points": str(cfg["data"]["num_points"]), "channels": str(info["input_spec"][-1]),
+                 "data": json.dumps(deployed_data(cfg))}
     if "categories" in info:
         meta["categories"] = json.dumps(list(info["categories"]))
         meta["parts_of_category"] = json.dumps(info["parts_of_category"])
     return meta
+
+
+#: The data settings a point deployment reads its inputs with: the training blocks of a scene model (metres) and
+#: the label property or table columns of its files.
+DEPLOYED_DATA = ("block_size", "stride", "label_field", "columns")
+
+
+def deployed_data(cfg: dict) -> dict:
+    """The :data:`DEPLOYED_DATA` keys a run set (``data`` or ``data.args``), for the ``data`` metadata entry."""
+    data = {**cfg["data"], **cfg["data"].get("args", {})}
+    return {key: data[key] for key in DEPLOYED_DATA if data.get(key) is not None}
 
 
 def image_mean(module) -> torch.Tensor:

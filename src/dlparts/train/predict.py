@@ -208,7 +208,7 @@ def from_onnx(deployed) -> Predictor:
         classes = json.loads(meta["classes"])
         mask = category_part_mask(json.loads(meta["parts_of_category"]), len(classes))  # [categories, parts]
     return Predictor(meta["task"], json.loads(meta["classes"]), int(meta["num_points"]), int(meta["channels"]),
-                     logits, json.loads(meta.get("categories", "[]")), mask)
+                     logits, json.loads(meta.get("categories", "[]")), mask, json.loads(meta.get("data", "{}")))
 
 
 def predict_file(module, path: str | Path, *, category: str | None = None, out_dir: str | Path | None = None,

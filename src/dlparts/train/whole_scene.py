@@ -137,12 +137,15 @@ def scenes_to_test(cfg: dict) -> Iterator[tuple[str, np.ndarray, np.ndarray | No
         for k, r in enumerate(area_rooms(d["root"], area)):
             yield f"Area_{area} room {k}", r.xyz, r.rgb, r.labels
         return
-    from dlparts.data.scene_folder import read_classes, read_scene, scene_files
+    from dlparts.data.scene_folder import UNREADABLE, read_classes, read_scene, scene_files
 
     classes = read_classes(Path(d["root"]), d["classes"])
     for path in scene_files(d["root"], "test", test_fraction=d["test_fraction"], seed=cfg["seed"]):
-        scene = read_scene(path, classes, label_field=d["label_field"], columns=d["columns"],
-                           drop_nonfinite=d["drop_nonfinite"])
+        try:
+            scene = read_scene(path, classes, label_field=d["label_field"], columns=d["columns"],
+                               drop_nonfinite=d["drop_nonfinite"])
+        except UNREADABLE:  # reported and counted when the test split was built
+            continue
         yield str(path), scene.xyz, scene.rgb, scene.labels
 
 
