@@ -4,7 +4,8 @@ The valid points of a cloud are counting-sorted into cells (:func:`build_grid`, 
 order).  Ball query in index order: a center visits the cells overlapping its ball, widened by a relative margin that
 covers float rounding, and tests each candidate with the exact float32 distance of the reference; the ``k`` smallest
 in-ball indices are kept by insertion, so the answer does not depend on the order in which cells are visited.  kNN and
-ball query in nearest order search nearest first (:mod:`~dlparts.ops._numba.nearest`) on cells sized from ``k``.
+ball query in nearest order search nearest first (:mod:`~dlparts.ops._numba.nearest`) on cells sized from ``k``;
+a batch with several clouds per thread gives each thread whole clouds, a smaller one spreads each cloud's queries.
 """
 
 from __future__ import annotations
