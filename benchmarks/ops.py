@@ -75,12 +75,12 @@ def scipy_ball_packed(xyz: np.ndarray, centers: np.ndarray, radius: float, k: in
     return out
 
 
-def pykdtree_query(xyz: np.ndarray, q: np.ndarray, k: int, radius: float | None = None):
+def pykdtree_query(xyz: np.ndarray, q: np.ndarray, k: int, radius: float | None = None, leafsize: int = 16):
     from pykdtree.kdtree import KDTree
 
     out = []
     for b in range(xyz.shape[0]):
-        tree = KDTree(xyz[b])
+        tree = KDTree(xyz[b], leafsize=leafsize)
         out.append(tree.query(q[b], k=k, distance_upper_bound=radius)[1] if radius else tree.query(q[b], k=k)[1])
     return out
 
@@ -165,13 +165,16 @@ def issue17_rows():
     x = cloud(16, 4096, 3)
     xn = x.numpy()
     yield ("kNN k=16, 16 x 4096 against itself", lambda: ops.knn(x, x, 16),
-           {"pykdtree": lambda: pykdtree_query(xn, xn, 16), "scipy cKDTree": lambda: ckdtree_knn(xn, xn, 16)})
+           {"pykdtree": lambda: pykdtree_query(xn, xn, 16), "pykdtree leafsize=32": lambda: pykdtree_query(xn, xn, 16,
+                                                                                                        leafsize=32),
+            "scipy cKDTree": lambda: ckdtree_knn(xn, xn, 16)})
     for b, n, s, r in ((16, 1024, 512, 0.2), (1, 100_000, 10_000, 0.1)):
         p, c = cloud(b, n, 1), cloud(b, s, 2)
         pn, cn = p.numpy(), c.numpy()
         yield (f"ball nearest, {b} x {n:,}, S={s:,}, r={r}, k=32",
                lambda p=p, c=c, r=r: ops.ball_query(p, c, r, 32, order="nearest"),
-               {"pykdtree k + bound": lambda pn=pn, cn=cn, r=r: pykdtree_query(pn, cn, 32, r)})
+               {"pykdtree k + bound": lambda pn=pn, cn=cn, r=r: pykdtree_query(pn, cn, 32, r),
+                "pykdtree leafsize=32": lambda pn=pn, cn=cn, r=r: pykdtree_query(pn, cn, 32, r, leafsize=32)})
     big = cloud(1, 1_000_000, 1_000_000)
     bign = big.numpy()
     yield ("FPS 1 x 1M -> 4096 (exact)", lambda: ops.farthest_point_sample(big, 4096),
@@ -191,7 +194,18 @@ def interleaved_medians(fns: dict, reps: int) -> dict:
     return {name: (float(np.median(ts)), min(ts), max(ts)) for name, ts in times.items()}
 
 
+def threads_line() -> str:
+    """The threads each side uses: ours (numba), pykdtree's OpenMP queries (its tree is built on one thread), scipy's."""
+    import numba
+    from dlparts.ops import cpu  # noqa: F401  (chooses numba's threading layer)
+
+    omp = os.environ.get("OMP_NUM_THREADS", f"unset: all {os.cpu_count()} cores")
+    return (f"threads: dlparts numba {numba.get_num_threads()} ({numba.config.THREADING_LAYER} layer); pykdtree OpenMP "
+            f"queries, OMP_NUM_THREADS {omp}, leafsize 16 (its default) and 32; scipy cKDTree workers=2; fpsample 1")
+
+
 def run_issue17(reps: int, only: str) -> None:
+    print(threads_line())
     print(f"{'case':<50} {'implementation':<22} {'median ms':>10} {'min-max ms':>17} {'ratio':>7}")
     for label, ours, peers in issue17_rows():
         if only not in label:

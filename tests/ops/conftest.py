@@ -46,6 +46,13 @@ def ragged(b: int, n: int, seed: int) -> torch.Tensor:
     return torch.randint(max(1, n // 2), n + 1, (b,), generator=g)
 
 
+def spread(monkeypatch, whole_clouds: bool) -> None:
+    """Make the nearest-first grid give each thread whole clouds (any batch) or chunks of one cloud's queries."""
+    from dlparts.ops._numba import grid
+
+    monkeypatch.setattr(grid, "CLOUDS_PER_THREAD", 0 if whole_clouds else 1 << 30)
+
+
 def run_in_interpreter(test_file: str) -> None:
     """Run the tests of ``test_file`` again in a process with ``TRITON_INTERPRET=1`` (Triton reads it at import, so it
     cannot be switched on inside this process), and fail with their output if any fails."""

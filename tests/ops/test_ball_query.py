@@ -5,7 +5,7 @@ from dlparts import ops
 from dlparts.ops import cpu
 
 from . import oracle
-from .conftest import cloud, ragged
+from .conftest import cloud, ragged, spread
 
 # Points on the x axis at 0, 1, 2, 3, 0.5.
 AXIS = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [0.5, 0, 0]]])
@@ -64,8 +64,10 @@ def test_equals_oracle(backend, order, b, n, s, radius, k, grid):
     assert got[0].dtype == torch.int64 and got[1].dtype == torch.int64
 
 
+@pytest.mark.parametrize("whole_clouds", [False, True])
 @pytest.mark.parametrize("order", ["index", "nearest"])
-def test_cpu_grid_path_equals_reference(monkeypatch, order):
+def test_cpu_grid_path_equals_reference(monkeypatch, order, whole_clouds):
+    spread(monkeypatch, whole_clouds)
     monkeypatch.setattr(cpu, "GRID_MIN_WORK", 0)
     monkeypatch.setattr(cpu, "NEAREST_GRID_MIN_WORK", 0)
     for seed, (n, s, radius, k, grid) in enumerate([(500, 80, 0.15, 8, None), (400, 60, 0.2, 40, 0.1),
@@ -78,10 +80,12 @@ def test_cpu_grid_path_equals_reference(monkeypatch, order):
         assert torch.equal(got.idx, want.idx) and torch.equal(got.count, want.count)
 
 
+@pytest.mark.parametrize("whole_clouds", [False, True])
 @pytest.mark.parametrize("radius,k", [(0.05, 4), (0.3, 16), (0.9, 120), (1e-4, 8)])
-def test_cpu_nearest_grid_awkward_clouds(monkeypatch, radius, k):
+def test_cpu_nearest_grid_awkward_clouds(monkeypatch, radius, k, whole_clouds):
     from .test_knn import _awkward_clouds
 
+    spread(monkeypatch, whole_clouds)
     monkeypatch.setattr(cpu, "NEAREST_GRID_MIN_WORK", 0)
     for x, c in _awkward_clouds():
         scale = float((x.amax(dim=1) - x.amin(dim=1)).max())  # the radius relative to the cloud's extent

@@ -4,7 +4,7 @@ import torch
 from dlparts import ops
 
 from . import oracle
-from .conftest import cloud, ragged
+from .conftest import cloud, ragged, spread
 
 
 def test_hand_computed(backend):
@@ -30,9 +30,11 @@ def test_equals_oracle(backend, b, s, n, k, grid):
         assert bool((want_idx < lengths[:, None, None]).all())
 
 
-def test_cpu_grid_path_equals_reference(monkeypatch):
+@pytest.mark.parametrize("whole_clouds", [False, True])
+def test_cpu_grid_path_equals_reference(monkeypatch, whole_clouds):
     from dlparts.ops import cpu
 
+    spread(monkeypatch, whole_clouds)
     monkeypatch.setattr(cpu, "GRID_MIN_WORK", 0)
     monkeypatch.setattr(cpu, "NEAREST_GRID_MIN_WORK", 0)
     for seed, (n, s, k, grid) in enumerate([(500, 80, 8, None), (400, 60, 40, 0.1), (300, 30, 1, None),
@@ -49,23 +51,28 @@ def test_cpu_grid_path_equals_reference(monkeypatch):
 def _awkward_clouds():
     """Clouds for the nearest-first grid's other paths: two far clusters (empty cells, queries between them searched
     ring by ring), a coarse lattice (duplicates and distance ties across cells), a small cloud far from the origin
-    (cell bounds that round), a line (one cell wide)."""
+    (cell bounds that round), a line (one cell wide), a cloud with half its points on one spot (more equal distances
+    than the placement by rank takes: inserted instead)."""
     g = torch.Generator().manual_seed(7)
     clusters = torch.cat([torch.rand(1, 150, 3, generator=g) * 0.05, torch.rand(1, 150, 3, generator=g) * 0.05 + 1])
     lattice = torch.round(torch.rand(1, 300, 3, generator=g) * 3) / 3
     far = torch.rand(1, 300, 3, generator=g) * 1e-3 + 1e4
     line = torch.zeros(1, 300, 3)
     line[0, :, 0] = torch.rand(300, generator=g)
-    for x in (clusters.reshape(1, 300, 3), lattice, far, line):
+    piled = torch.rand(1, 300, 3, generator=g)
+    piled[:, 150:] = piled[:, 3:4]
+    for x in (clusters.reshape(1, 300, 3), lattice, far, line, piled):
         lo, hi = x.amin(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)
         between = lo + (hi - lo) * (torch.rand(1, 40, 3, generator=g) * 1.6 - 0.3)  # some outside the cloud's box
         yield x, torch.cat([x[:, :20], between], dim=1)
 
 
+@pytest.mark.parametrize("whole_clouds", [False, True])
 @pytest.mark.parametrize("k", [1, 3, 16, 120])
-def test_cpu_nearest_grid_awkward_clouds(monkeypatch, k):
+def test_cpu_nearest_grid_awkward_clouds(monkeypatch, k, whole_clouds):
     from dlparts.ops import cpu
 
+    spread(monkeypatch, whole_clouds)
     monkeypatch.setattr(cpu, "NEAREST_GRID_MIN_WORK", 0)
     for x, q in _awkward_clouds():
         lengths = torch.tensor([290])  # k may exceed the points of the 3 x 3 x 3 block: searched further out

@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from dlparts.ops._numba.config import FASTMATH, kernel
-from dlparts.ops._numba.primitives import build_grid, first_argmax, min_update
+from dlparts.ops._numba.primitives import build_grid, cell_side, first_argmax, min_update
 
 # Target points per bucket.
 LEAF = 128
@@ -98,20 +98,8 @@ def _fps_sorted(sx, sy, sz, order, where, bucket_of, first, last, box, m, start,
 
 
 @kernel()
-def _cell_side(pts, n, leaf):
-    """Grid cell side giving about ``leaf`` points per cell if the first ``n`` points filled their bounding box."""
-    volume = 1.0
-    widest = 1e-12
-    for a in range(3):
-        extent = max(np.float64(pts[:n, a].max()) - np.float64(pts[:n, a].min()), 1e-12)
-        volume *= extent
-        widest = max(widest, extent)
-    return max((volume * leaf / n) ** (1.0 / 3.0), widest * 1e-6)
-
-
-@kernel()
 def _fps_cloud(pts, n, m, start, leaf, out):
-    grid = build_grid(pts, n, _cell_side(pts, n, leaf))
+    grid = build_grid(pts, n, cell_side(pts, n, leaf))
     order, sx, sy, sz = grid.order, grid.sx, grid.sy, grid.sz
     first, last, box = _buckets(grid.start, sx, sy, sz)
     where = np.empty(n, dtype=np.int64)

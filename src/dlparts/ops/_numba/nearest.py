@@ -16,10 +16,14 @@ import numpy as np
 from numba import prange
 
 from dlparts.ops._numba.config import FASTMATH, QUERY_CHUNK, kernel
-from dlparts.ops._numba.primitives import block_dists, cell, dist_key, keep_smallest
+from dlparts.ops._numba.primitives import block_dists, cell, count_at_most, dist_key, keep_smallest
 
 # The next query's threshold: the previous query's k-th squared distance times this (a neighbour in cell order).
 GUESS_GROWTH = 1.4
+# Vectorized recounts that may lower the limit of a query's candidates towards its k-th distance.
+TIGHTEN_STEPS = 2
+# Candidates placed by rank up to this many (O(f^2) comparisons, vectorized); beyond, by insertion.
+RANK_MAX = 64
 
 
 @kernel()
@@ -145,27 +149,53 @@ def _gather_block(grid, qc, cand, cand_idx):
     return m
 
 
-@kernel(fastmath=FASTMATH)
-def _offer(buf, cand_idx, m, cap, guess, keys, sel):
+@kernel()
+def _place_by_rank(cands, f, keys):
+    """The smallest ``keys.shape[0]`` of the distinct keys ``cands[:f]`` into ``keys``, ascending: each key goes to
+    its rank, counted with one vectorized comparison against all (no branches to mispredict, unlike insertion)."""
+    ks = cands[:f]
+    for i in range(f):
+        key = ks[i]
+        rank = 0
+        for j in range(f):
+            rank += 1 if ks[j] < key else 0
+        if rank < keys.shape[0]:
+            keys[rank] = key
+    return min(f, keys.shape[0])
+
+
+@kernel()
+def _offer(buf, cand_idx, m, cap, guess, keys, cands):
     """The smallest keys of the candidates at squared distances ``buf[:m]`` that are ``<= cap`` into ``keys``,
     ascending; returns how many.
 
-    ``guess`` (any value) is raised until at least k candidates lie within it, by vectorized counts; only those are
-    then inserted, which keeps the insertions few and their branches predictable.
+    The limit starts at ``guess`` (any value), is raised until at least k candidates lie within it and lowered while
+    that stays true and many more do, all by vectorized counts; only the candidates within it are then placed, by rank
+    when they are few (:func:`_place_by_rank`), else by insertion (many equal distances).
     """
     k = keys.shape[0]
     limit = min(guess, cap)
-    while True:
-        found = 0
-        for i in range(m):  # branch-free compaction of the candidates within the limit
-            sel[found] = i
-            found += 1 if buf[i] <= limit else 0
-        if found >= k or limit >= cap:
-            break
+    found = count_at_most(buf, m, limit)
+    while found < k and limit < cap:
         limit = min(limit * 4, cap) if limit > 0 else cap
+        found = count_at_most(buf, m, limit)
+    for _ in range(TIGHTEN_STEPS):
+        if found <= k + k // 4:
+            break
+        # in 3-d, counts grow like the limit (a squared distance) to the power 3/2
+        trial = limit * np.float32((k + k // 8 + 1) / found) ** np.float32(2 / 3)
+        c = count_at_most(buf, m, trial)
+        if c < k:
+            break
+        limit, found = trial, c
+    f = 0
+    for i in range(m):  # branch-free compaction of the candidates within the limit
+        cands[f] = dist_key(buf[i], cand_idx[i])
+        f += 1 if buf[i] <= limit else 0
+    if f <= RANK_MAX:
+        return _place_by_rank(cands, f, keys)
     held = 0
-    for i in sel[:found]:
-        key = dist_key(buf[i], cand_idx[i])
+    for key in cands[:f]:
         if held < k or key < keys[-1]:
             keep_smallest(keys, held, key)
             held = min(held + 1, k)
@@ -193,9 +223,40 @@ def _cell_order(grid, ctr):
     return order, qc
 
 
-@kernel(parallel=True, fastmath=FASTMATH)
-def nearest_query(grid, ctr, r2, bounded, k, keys_out, count):
-    """``keys_out [S, k]``, ``count [S]`` of :func:`_nearest` for every center of ``ctr [S, 3]``.
+@kernel(fastmath=FASTMATH)
+def _query_cells(grid, lower, upper, order, qcs, ctr, r2, bounded, p0, p1, keys_out, count):
+    """:func:`nearest_query` for the queries at positions ``p0..p1`` of the cell order ``order``."""
+    # d2 < r2 as d2 <= cap; towards -inf so that r2 = 0 (a radius whose square underflows) admits nothing
+    cap = np.nextafter(r2, np.float32(-np.inf)) if bounded else r2
+    k = keys_out.shape[1]
+    n = grid.order.shape[0]
+    cand = np.empty((3, n), dtype=np.float32)
+    cand_idx = np.empty(n, dtype=np.int64)
+    buf = np.empty(n, dtype=np.float32)
+    cands = np.empty(n, dtype=np.int64)
+    held_cell = np.full(3, -1, dtype=np.int64)
+    m = 0
+    guess = np.float32(np.inf)
+    for p in range(p0, p1):
+        q = order[p]
+        qc = qcs[q]
+        if qc[0] != held_cell[0] or qc[1] != held_cell[1] or qc[2] != held_cell[2]:
+            m = _gather_block(grid, qc, cand, cand_idx)
+            held_cell[:] = qc
+        cx, cy, cz = ctr[q, 0], ctr[q, 1], ctr[q, 2]
+        block_dists(cand[0], cand[1], cand[2], 0, m, cx, cy, cz, buf)
+        held = _offer(buf, cand_idx, m, cap, guess, keys_out[q], cands)
+        if _useful(_beyond(lower, upper, grid.dims, qc, (cx, cy, cz), 1), r2, bounded, keys_out[q], held):
+            held = _nearest(grid, lower, upper, cx, cy, cz, r2, bounded, keys_out[q], buf)
+        if held == k:  # the next query, nearby in cell order, has a k-th distance close to this one
+            guess = np.int32(keys_out[q, k - 1] >> 32).view(np.float32) * np.float32(GUESS_GROWTH)
+        count[q] = held
+
+
+@kernel(parallel=True)
+def nearest_query(grid, ctr, r2, bounded, keys_out, count):
+    """``keys_out [S, k]``, ``count [S]`` of :func:`_nearest` for every center of ``ctr [S, 3]``, chunks of queries
+    spread over the threads.
 
     Queries go in cell order; the queries of one cell share the points of its 3 x 3 x 3 block, copied once into a
     contiguous buffer and scanned in one vectorized loop per query.  A query whose answer could lie beyond that block
@@ -203,30 +264,15 @@ def nearest_query(grid, ctr, r2, bounded, k, keys_out, count):
     """
     lower, upper = _slab_bounds(grid)
     order, qcs = _cell_order(grid, ctr)
-    # d2 < r2 as d2 <= cap; towards -inf so that r2 = 0 (a radius whose square underflows) admits nothing
-    cap = np.nextafter(r2, np.float32(-np.inf)) if bounded else r2
     s = ctr.shape[0]
-    n = grid.order.shape[0]
-    chunks = (s + QUERY_CHUNK - 1) // QUERY_CHUNK
-    for task in prange(chunks):
-        cand = np.empty((3, n), dtype=np.float32)
-        cand_idx = np.empty(n, dtype=np.int64)
-        buf = np.empty(n, dtype=np.float32)
-        sel = np.empty(n, dtype=np.int64)
-        held_cell = np.full(3, -1, dtype=np.int64)
-        m = 0
-        guess = np.float32(np.inf)
-        for p in range(task * QUERY_CHUNK, min((task + 1) * QUERY_CHUNK, s)):
-            q = order[p]
-            qc = qcs[q]
-            if qc[0] != held_cell[0] or qc[1] != held_cell[1] or qc[2] != held_cell[2]:
-                m = _gather_block(grid, qc, cand, cand_idx)
-                held_cell[:] = qc
-            cx, cy, cz = ctr[q, 0], ctr[q, 1], ctr[q, 2]
-            block_dists(cand[0], cand[1], cand[2], 0, m, cx, cy, cz, buf)
-            held = _offer(buf, cand_idx, m, cap, guess, keys_out[q], sel)
-            if _useful(_beyond(lower, upper, grid.dims, qc, (cx, cy, cz), 1), r2, bounded, keys_out[q], held):
-                held = _nearest(grid, lower, upper, cx, cy, cz, r2, bounded, keys_out[q], buf)
-            if held == k:  # the next query, nearby in cell order, has a k-th distance close to this one
-                guess = np.int32(keys_out[q, k - 1] >> 32).view(np.float32) * np.float32(GUESS_GROWTH)
-            count[q] = held
+    for task in prange((s + QUERY_CHUNK - 1) // QUERY_CHUNK):
+        _query_cells(grid, lower, upper, order, qcs, ctr, r2, bounded, task * QUERY_CHUNK,
+                     min((task + 1) * QUERY_CHUNK, s), keys_out, count)
+
+
+@kernel()
+def nearest_cloud(grid, ctr, r2, bounded, keys_out, count):
+    """:func:`nearest_query` on the calling thread (for kernels that spread whole clouds over the threads)."""
+    lower, upper = _slab_bounds(grid)
+    order, qcs = _cell_order(grid, ctr)
+    _query_cells(grid, lower, upper, order, qcs, ctr, r2, bounded, 0, ctr.shape[0], keys_out, count)

@@ -179,6 +179,19 @@ def cell(v, lo, h, dim):
 
 
 @kernel()
+def cell_side(pts, n, per_cell):
+    """Grid cell side giving about ``per_cell`` points per cell if the first ``n`` points of ``pts [N, 3]`` filled
+    their bounding box."""
+    volume = 1.0
+    widest = 1e-12
+    for a in range(3):
+        extent = max(np.float64(pts[:n, a].max()) - np.float64(pts[:n, a].min()), 1e-12)
+        volume *= extent
+        widest = max(widest, extent)
+    return max((volume * per_cell / n) ** (1.0 / 3.0), widest * 1e-6)
+
+
+@kernel()
 def build_grid(pts, n, side):
     """:class:`Grid` of the first ``n`` points of ``pts [N, 3]`` with cells of side about ``side`` (wider when that
     would make more than ``CELLS_PER_POINT`` cells per point)."""
