@@ -24,17 +24,28 @@ def _pyplot():
     return plt
 
 
+def _figure(**kwargs):
+    """A figure outside pyplot (saved by the Agg canvas, nothing to close): ``dlparts predict`` draws one per file, and
+    importing pyplot would add its backend set-up to every prediction's start-up."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    if fig.canvas.manager is not None:  # made by pyplot, which keeps it until closed
+        _pyplot().close(fig)
     return path
 
 
 def label_colors(labels: np.ndarray) -> np.ndarray:
     """RGB in ``[0, 1]`` per label, ``[N, 3]``: a fixed 20-colour cycle, so label ``k`` has the same colour everywhere."""
-    palette = _pyplot().get_cmap("tab20").colors
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"].colors
     return np.asarray(palette)[np.asarray(labels) % len(palette)]
 
 
@@ -107,10 +118,11 @@ def plot_point_clouds(clouds: Sequence[tuple[np.ndarray, np.ndarray | None, str]
     ``names`` (one per label) adds a legend of the labels shown, name per colour; ``title`` goes above the grid and
     ``note`` below it; ``panel`` is each render's side in inches (at the 110 dpi of the files: 3.2 is 352 px).
     """
-    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     columns = min(columns, len(clouds))
     rows = -(-len(clouds) // columns)
-    fig = plt.figure(figsize=(panel * columns, panel * rows))
+    fig = _figure(figsize=(panel * columns, panel * rows))
     for i, (xyz, labels, caption) in enumerate(clouds):
         ax = fig.add_subplot(rows, columns, i + 1, projection="3d")
         colors = "tab:blue" if labels is None else label_colors(labels)
@@ -118,7 +130,7 @@ def plot_point_clouds(clouds: Sequence[tuple[np.ndarray, np.ndarray | None, str]
         ax.set_title(caption, fontsize=9 * max(1.0, panel / 4.8))
     if names is not None:
         shown = np.unique(np.concatenate([np.asarray(lab) for _, lab, _ in clouds if lab is not None] or [[]]))
-        handles = [plt.Line2D([], [], linestyle="", marker="o", color=label_colors([int(k)])[0], label=names[int(k)])
+        handles = [Line2D([], [], linestyle="", marker="o", color=label_colors([int(k)])[0], label=names[int(k)])
                    for k in shown.astype(int)]
         size = 9 * max(1.0, panel / 4.8)
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), title="label", fontsize=size,

@@ -52,3 +52,28 @@ def test_editing_a_primitive_recompiles_its_dependants(tmp_path):
     assert text.count(FULL) == 1  # the squared distance of min_update, inlined into scan.fps_cloud
     leaf.write_text(text.replace(FULL, X_ONLY))
     assert _run(src, cache) == {"idx": [0, 1, 2], "hits": 0, "misses": 1}  # scan.py itself is unchanged
+
+
+KERNELS = """
+from dlparts.ops._numba.config import kernel
+
+
+@kernel()
+def add(a, b):
+    return a + b
+
+
+@kernel()
+def twice_plus_zero(x):
+    return add(x, 0) + add(x, x)
+"""
+
+
+def test_a_kernel_called_with_a_constant_compiles_once_per_plain_type(tmp_path):
+    """A constant argument (``Literal[int](0)`` to numba) does not compile a second copy of the kernel it calls."""
+    (tmp_path / "kernels.py").write_text(KERNELS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(SRC.parent)]),
+               NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    code = "import kernels; print(kernels.twice_plus_zero(3), [str(s) for s in kernels.add.signatures])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split(None, 1) == ["9", "['(int64, int64)']\n"]

@@ -1,6 +1,7 @@
 """Prediction's model without Lightning: ``TaskModel`` holds what a task's Lightning module holds for inference (the
 same state_dict keys, the same outputs), and ``dlparts predict`` runs without importing Lightning, torchmetrics or
-``torch._dynamo`` (eager calls of the point operators skip their custom ops)."""
+``torch._dynamo`` (eager calls of the point operators skip their custom ops), nor what a point classification does not
+use (Pillow, matplotlib, the datasets, a progress bar for one file)."""
 
 import subprocess
 import sys
@@ -19,6 +20,9 @@ PARTSEG_INFO = {"task": "point_partseg", "num_classes": 4, "classes": ["wing", "
                 "input_spec": [64, 3]}
 CLS_CFG = ["model.name=pointnet_cls", "data.name=synthetic_shapes", "data.num_points=64"]
 CLS_INFO = {"task": "point_cls", "num_classes": 3, "classes": ["ball", "box", "rod"], "input_spec": [64, 3]}
+#: Modules that a point classification's ``dlparts predict`` on one file must not import.
+NOT_FOR_PREDICT = ("lightning", "torchmetrics", "torch._dynamo", "PIL", "matplotlib", "rich.progress",
+                   "dlparts.data.imagefolder", "dlparts.data.modelnet", "dlparts.data.synthetic", "dlparts.viz")
 
 
 def test_task_model_loads_a_lightning_module_state_and_predicts_the_same():
@@ -44,7 +48,7 @@ def test_task_model_refuses_an_unknown_task():
         TaskModel(load_config(None, CLS_CFG), {**CLS_INFO, "task": "point_regression"})
 
 
-def test_predict_imports_no_lightning_torchmetrics_or_dynamo(tmp_path):
+def test_predict_imports_only_what_it_needs(tmp_path):
     cfg = load_config(None, CLS_CFG)
     ckpt = tmp_path / "cls.ckpt"
     torch.save({"hyper_parameters": {"cfg": cfg, "info": CLS_INFO},
@@ -53,7 +57,7 @@ def test_predict_imports_no_lightning_torchmetrics_or_dynamo(tmp_path):
     np.savetxt(tmp_path / "ball.xyz", xyz / np.linalg.norm(xyz, axis=1, keepdims=True))
     code = (f"import sys; from dlparts.cli import main; code = main(['predict', '--ckpt', {str(ckpt)!r}, "
             f"{str(tmp_path / 'ball.xyz')!r}]); "
-            "print([m for m in ('lightning', 'torchmetrics', 'torch._dynamo') if m in sys.modules]); sys.exit(code)")
+            f"print([m for m in {NOT_FOR_PREDICT!r} if m in sys.modules]); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

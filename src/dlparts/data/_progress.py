@@ -6,8 +6,6 @@ import logging
 import sys
 from typing import Iterator, Sequence
 
-from rich.progress import Progress
-
 log = logging.getLogger("dlparts.data")
 
 
@@ -17,6 +15,8 @@ def progress(items: Sequence, description: str, *, enabled: bool = True) -> Iter
     if not enabled or not sys.stderr.isatty():
         yield from items
         return
+    from rich.progress import Progress  # only for a bar: a plain pass (one file predicted) need not import it
+
     with Progress(transient=True) as bar:
         task = bar.add_task(description, total=len(items))
         for item in items:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import numba
-from numba.core import caching
+from numba.core import caching, types
 
 # Fast-math flags that leave finite results unchanged; "contract" (FMA) and "reassoc" would change distances.
 FASTMATH = {"nnan", "ninf", "nsz"}
@@ -99,13 +99,27 @@ class _PackageCache(caching.FunctionCache):
         return cres
 
 
+def _one_signature_per_type(dispatcher) -> None:
+    """Compile ``dispatcher``'s calls from other kernels for the plain types of their arguments: numba would compile a
+    separate copy for each constant argument it can see (``Literal[int](0)`` beside ``int64``), more compile time on
+    first use for the same machine code once LLVM has inlined the call."""
+    call_template = dispatcher.get_call_template
+
+    def plain_call_template(args, kws):
+        return call_template(tuple(map(types.unliteral, args)), {k: types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = plain_call_template
+
+
 def kernel(*, parallel: bool = False, fastmath=False):
-    """``numba.njit(parallel=..., fastmath=...)`` cached on disk under the package stamp (module docstring)."""
+    """``numba.njit(parallel=..., fastmath=...)`` cached on disk under the package stamp (module docstring), compiled
+    once per plain argument type (:func:`_one_signature_per_type`)."""
 
     def wrap(fn):
         dispatcher = numba.njit(parallel=parallel, fastmath=fastmath)(fn)
         # What njit(cache=True) does (Dispatcher.enable_caching), with our cache class in place of FunctionCache.
         dispatcher._cache = _PackageCache(fn)
+        _one_signature_per_type(dispatcher)
         return dispatcher
 
     return wrap
