@@ -72,6 +72,39 @@ def test_ply_with_a_class_property_in_ascii_and_big_endian_binary(tmp_path, form
         read_labelled(path)
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_ascii_ply_fast_path_equals_plyfile(tmp_path, monkeypatch, newline):
+    """Text PLY vertices parsed in one C parse equal plyfile's, name, type and value, for every scalar type; a
+    ragged row or a list property among the vertices goes to plyfile (which names a ragged row's fault)."""
+    from plyfile import PlyData
+
+    from dlparts.data.labelled import _ply_vertices
+
+    types = ["char", "uchar", "short", "ushort", "int", "uint", "float", "double"]
+    values = [RNG.integers(-128, 128, 40), RNG.integers(0, 256, 40), RNG.integers(-9999, 9999, 40),
+              RNG.integers(0, 65535, 40), RNG.integers(-10**9, 10**9, 40), RNG.integers(0, 4 * 10**9, 40),
+              RNG.normal(size=40).astype(np.float32), RNG.normal(size=40) * 1e5]
+    header = ["ply", "format ascii 1.0", "element vertex 40", *(f"property {t} p{k}" for k, t in enumerate(types)),
+              "element face 1", "property list uchar int vertex_indices", "end_header"]
+    rows = [" ".join(repr(v[i].item()) for v in values) for i in range(40)]
+    path = tmp_path / "a.ply"
+    path.write_bytes(newline.join(header + rows + ["3 0 1 2", ""]).encode())
+    ref = PlyData.read(str(path))["vertex"]
+    with monkeypatch.context() as patch:
+        patch.setattr(PlyData, "read", None)  # the fast path must not call plyfile
+        fast = _ply_vertices(path)
+    assert list(fast) == [f"p{k}" for k in range(8)]
+    for name in fast:
+        assert fast[name].dtype == ref[name].dtype and np.array_equal(fast[name], ref[name]), name
+    path.write_bytes(newline.join(header + rows[:3] + [rows[3] + " 7", " ".join(rows[4].split()[:-1])] + rows[5:] + ["3 0 1 2", ""])
+                     .encode())
+    with pytest.raises(DataError, match=r"a\.ply: not a readable PLY"):
+        _ply_vertices(path)  # 10 + 6 values on two rows: the same count, ragged rows
+    listed = header[:3] + ["property list uchar int p0"] + header[4:]
+    path.write_bytes(newline.join(listed + ["1 " + row for row in rows] + ["3 0 1 2", ""]).encode())
+    assert _ply_vertices(path).keys() == {f"p{k}" for k in range(1, 8)}  # read by plyfile, lists left out
+
+
 def test_tables_by_columns_and_the_missing_label_column(tmp_path):
     xyz, rgb, labels = scene(30)
     table = np.concatenate([labels[:, None], rgb, xyz], axis=1).astype(np.float64)  # label first, then rgb, xyz

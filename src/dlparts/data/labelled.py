@@ -5,7 +5,7 @@ Two kinds of file:
 - PLY (binary of either byte order, or text) with a per-vertex label property: ``label_field`` names it, else the
   first of :data:`LABEL_FIELDS` present; colours from ``red``/``green``/``blue`` (or ``r``/``g``/``b``).  Read by
   plyfile, which gives every vertex property by name, after the header's counts are checked against the file's
-  size (:mod:`dlparts.data.meshes`).
+  size (:mod:`dlparts.data.meshes`); text vertices are parsed in one C parse, equal to plyfile's reading.
 - Tables (``.txt``/``.xyz``/``.pts``/``.csv`` text, ``.npy``, or an ``.npz`` holding one ``[N, C]`` array):
   ``columns`` maps ``xyz`` (3 column numbers), optional ``rgb`` (3) and ``label`` (1) to the table's columns; the
   default reads 7 columns as xyz rgb label, 6 as xyz rgb, 4 as xyz label, 3 as xyz.
@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from dlparts.data._arrays import READ_ERRORS, open_arrays, usable
-from dlparts.data._limits import check_values
-from dlparts.data.meshes import _check_ply_header
+from dlparts.data._limits import check_values, parse_numbers
+from dlparts.data.meshes import _check_ply_header, _ply_utf8
 from dlparts.data.points import _labels, read_bytes, read_table
 from dlparts.errors import ConfigError, DataError
 
@@ -36,6 +36,10 @@ LABEL_FIELDS = ("label", "class", "semantic", "scalar_Label")
 _RGB_FIELDS = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 TABLE_SUFFIXES = (".txt", ".xyz", ".pts", ".csv", ".npy", ".npz")
 LABELLED_SUFFIXES = (".ply",) + TABLE_SUFFIXES
+#: numpy types of the PLY scalar property types.
+_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
+              "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4",
+              "float32": "f4", "double": "f8", "float64": "f8"}
 _DEFAULT_COLUMNS = {7: {"xyz": [0, 1, 2], "rgb": [3, 4, 5], "label": 6}, 6: {"xyz": [0, 1, 2], "rgb": [3, 4, 5]},
                     4: {"xyz": [0, 1, 2], "label": 3}, 3: {"xyz": [0, 1, 2]}}
 
@@ -114,7 +118,7 @@ def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
     """The scalar vertex properties of a PLY file (ascii, binary of either byte order) by name, each ``[N]``, read
     by plyfile.  The header's counts are first checked against the file's size (:mod:`dlparts.data.meshes`), so a
     lying header allocates nothing; a binary body is memory-mapped (copy-on-write), so only the columns used are
-    copied.  A text body is parsed line by line (about 25 s per million points; scene folders cache the result)."""
+    copied.  A text body whose first element is the vertices goes through :func:`_ascii_vertices`."""
     from plyfile import PlyData, PlyListProperty
 
     if not path.is_file():
@@ -122,6 +126,10 @@ def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
     with open(path, "rb") as fh:
         head = fh.read(_PLY_HEAD)
     _check_ply_header(path, head, size=path.stat().st_size)
+    if b"format ascii" in head.split(b"end_header", 1)[0]:
+        vertex = _ascii_vertices(_ply_utf8(path, read_bytes(path)))
+        if vertex is not None:
+            return vertex
     try:
         ply = PlyData.read(str(path))
     except Exception as exc:  # plyfile raises its parse errors, ValueError, UnicodeDecodeError...
@@ -131,6 +139,42 @@ def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
                         f"{', '.join(e.name for e in ply.elements) or 'none'})")
     vertex = ply["vertex"]
     return {p.name: vertex[p.name] for p in vertex.properties if not isinstance(p, PlyListProperty)}  # [N]
+
+
+def _ascii_vertices(data: bytes) -> dict[str, np.ndarray] | None:
+    """The vertex properties of a text PLY whose first element is ``vertex`` with scalar properties only, its rows
+    parsed in one C parse (plyfile parses text a token at a time: about 25 s a million points); None for any other
+    shape or a body that does not parse, which plyfile then reads (or names the fault of)."""
+    end = data.find(b"end_header")
+    names, types, count = [], [], None
+    for tokens in (line.split() for line in data[:end].decode("latin-1").split("\n")):
+        if tokens[:1] == ["element"]:
+            if count is not None:
+                break
+            if tokens[1:2] != ["vertex"] or len(tokens) != 3 or not tokens[2].isdigit():
+                return None
+            count = int(tokens[2])
+        elif tokens[:1] == ["property"] and count is not None:
+            if len(tokens) != 3 or tokens[1] not in _PLY_TYPES:
+                return None  # a list property, or a type plyfile should judge
+            names.append(tokens[2])
+            types.append(_PLY_TYPES[tokens[1]])
+    start = data.find(b"\n", end) + 1
+    body = np.frombuffer(data, dtype=np.uint8, offset=start)
+    ends = np.flatnonzero(body == ord("\n"))  # [lines]
+    if count is None or not names or count == 0 or len(ends) < count - 1:
+        return None
+    rows = body[:ends[count - 1] if len(ends) >= count else len(body)]
+    blank = rows <= ord(" ")  # [bytes] whitespace (and control bytes, which no number holds)
+    starts = np.flatnonzero(~blank & np.concatenate(([True], blank[:-1])))  # [tokens] where each token begins
+    line_ends = np.append(ends[:count - 1], len(rows))  # [N] one past the last byte of each row
+    if np.any(np.diff(np.searchsorted(starts, line_ends), prepend=0) != len(names)):
+        return None  # ragged rows: plyfile names the line
+    values = parse_numbers(rows.tobytes())
+    if values is None or values.size != count * len(names):
+        return None
+    table = values.reshape(count, len(names))  # [N, properties]
+    return {name: table[:, column].astype(kind) for column, (name, kind) in enumerate(zip(names, types))}
 
 
 def _read_ply(path: Path, label_field: str | None, need_labels: bool):
