@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from dlparts.layers import fused, route
+from dlparts.layers import fused
 from dlparts.layers._fused_kernels import affine_relu
 from dlparts.layers.mlp import MaxPool, SharedMLP
 from dlparts.layers.pointnet2 import GroupAll, SetAbstraction
@@ -271,8 +271,7 @@ def _assert_grads_close(params, ref_params, tol: float) -> None:
     (lambda: SetAbstraction(32, (0.3, 0.5), (8, 16), ((16, 16), (8, 12)), 3), lambda m, x: m(
         x[:, 0, :, :3], x[:, 0, :, 3:])[1]),
 ])
-def test_layers_with_fused_kernels_match_float64_plain_layers(monkeypatch, build, fwd):
-    monkeypatch.setattr(route, "MIN_ROWS", 0)  # every Linear -> BatchNorm -> ReLU fused, however few rows
+def test_layers_with_fused_kernels_match_float64_plain_layers(build, fwd):
     torch.manual_seed(0)
     module = build().train()
     for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm1d)):

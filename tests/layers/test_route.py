@@ -26,7 +26,6 @@ def _counting(monkeypatch) -> dict:
     (True, torch.float64, {"bn_relu": 0, "bn_relu_max": 0}),  # the kernels are float32 / bfloat16 only
 ])
 def test_fused_path_taken_where_it_applies(monkeypatch, training, dtype, want):
-    monkeypatch.setattr(route, "MIN_ROWS", 0)
     calls = _counting(monkeypatch)
     mlp = SharedMLP(3, (8, 4)).to(dtype).train(training)
     x = torch.rand(2, 5, 6, 3, dtype=dtype, generator=torch.Generator().manual_seed(0))
@@ -34,23 +33,6 @@ def test_fused_path_taken_where_it_applies(monkeypatch, training, dtype, want):
     assert out.shape == (2, 5, 4) and calls == want
     with fused.disabled():
         plain = SharedMLP(3, (8, 4)).to(dtype).train(training)
-        plain.load_state_dict(mlp.state_dict())
-        torch.testing.assert_close(out, plain.forward_max(x, MaxPool(dim=2)))
-
-
-@pytest.mark.parametrize("min_rows, want", [
-    (60, {"bn_relu": 1, "bn_relu_max": 1}),  # 2 * 5 * 6 = 60 rows: at the threshold
-    (61, {"bn_relu": 0, "bn_relu_max": 1}),  # below it: the first layer plain, the max-pooled last one still fused
-])
-def test_plain_modules_below_the_row_threshold(monkeypatch, min_rows, want):
-    monkeypatch.setattr(route, "MIN_ROWS", min_rows)
-    calls = _counting(monkeypatch)
-    mlp = SharedMLP(3, (8, 4)).train()
-    x = torch.rand(2, 5, 6, 3, generator=torch.Generator().manual_seed(2))
-    out = mlp.forward_max(x, MaxPool(dim=2))
-    assert calls == want
-    with fused.disabled():
-        plain = SharedMLP(3, (8, 4)).train()
         plain.load_state_dict(mlp.state_dict())
         torch.testing.assert_close(out, plain.forward_max(x, MaxPool(dim=2)))
 

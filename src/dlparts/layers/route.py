@@ -16,18 +16,6 @@ from dlparts import ops
 from dlparts.layers import fused
 
 
-# Rows below which ``[Linear ->] BatchNorm -> ReLU`` runs as the plain modules even where the fused path applies: the
-# fully connected layers of a classifier head or a T-Net, one row per cloud.  There the fused call's fixed cost
-# (numba dispatch, a wake-up of its thread pool per kernel, a dozen small float64 tensor ops) outweighs the passes it
-# saves: measured in CPU time on 1 thread, forward + backward, fused over plain, 1.9x on a PointNet++ head (16 rows,
-# 1024 -> 512 -> 256), 2.6x on one 128-channel layer of 64 rows.  Not higher, although the fused layer costs more up
-# to ~8k rows (1.5x at 2048, 1.0x at 8192, 0.87x at 131072): torch's float32 batch statistics over thousands of rows
-# put PointNet's gradients 0.3% of their largest off the float64 ones, ~3x the tolerance to which
-# ``tests/layers/test_fused.py`` holds the fused float64 sums.  The max-pooled last layer (``run_max``) keeps the
-# fused path at every size.
-MIN_ROWS = 64
-
-
 def _bn_relu_at(modules: list[nn.Module], j: int) -> bool:
     """Whether ``modules[j], modules[j + 1]`` are a batch norm and a ReLU."""
     return (0 <= j and j + 1 < len(modules) and isinstance(modules[j], nn.BatchNorm1d)
@@ -38,13 +26,13 @@ def run(x: torch.Tensor, modules: list[nn.Module]) -> torch.Tensor:
     """``modules`` in order on ``x [..., C]`` -> ``[..., C']``, on ``x`` flattened to ``[M, C]``: batch norm then
     returns a tensor of its own rather than a view, so the in-place ReLU after it does not make autograd copy the
     whole gradient back (``CopySlices``).  ``[Linear ->] BatchNorm -> ReLU`` runs as one
-    :func:`~dlparts.layers.fused.bn_relu` where that applies and ``M`` is at least :data:`MIN_ROWS`."""
+    :func:`~dlparts.layers.fused.bn_relu` where that applies."""
     h = x.reshape(-1, x.shape[-1])  # [M, C]
     i = 0
     while i < len(modules):
         linear = modules[i] if isinstance(modules[i], nn.Linear) else None
         j = i + (linear is not None)  # the batch norm's place, if one follows
-        if _bn_relu_at(modules, j) and h.shape[0] >= MIN_ROWS and fused.applies(h, modules[j]):
+        if _bn_relu_at(modules, j) and fused.applies(h, modules[j]):
             h = fused.bn_relu(h, modules[j], linear)
             i = j + 2
             continue
