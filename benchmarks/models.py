@@ -30,6 +30,7 @@ Measured in one run, on 2 threads (``torch.set_num_threads(2)``), B=16 clouds of
   alone.  The warm-up was already outside the timed region; one call is now five.
 
     .venv/bin/python benchmarks/models.py [--steps 5] [--rounds 3] [--no-latency] [--threads 2]
+    .venv/bin/python benchmarks/models.py --profile --threads 1 --steps 3    # where a step's time goes
 """
 
 from __future__ import annotations
@@ -241,6 +242,29 @@ def per_block(peer: nn.Module, ours: nn.Module, flops: dict[str, float], peak: S
               f"{work / t['ours bf16'] / peak.wall:>8.1%} {work / cpu / peak.cpu:>11.1%}")
 
 
+def profile_step(steps: int) -> None:
+    """Profile ``steps`` fp32 training steps of ours (torch.profiler) and print the CPU seconds per step, the MFU by
+    CPU time against the matmul's FLOPs per CPU-second, and the share of each op's self time (matrix products and the
+    fused batch norm functions summed)."""
+    model, peak = create_model("pointnet2_cls_ssg"), matmul_peak()
+    flops = 3 * 2 * summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (N, 3)).macs * B
+    train_rate(model, 1, False)
+    seconds = train_rate(model, steps, False).cpu * B  # per step
+    print(f"ours fp32, {torch.get_num_threads()} threads: {seconds:.3f} CPU s per step, MFU by CPU time "
+          f"{flops / seconds / peak.cpu:.1%} (peak {peak.cpu / 1e9:.1f} GFLOP per CPU-second)")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train_rate(model, steps, False)
+    shares: dict[str, float] = {}
+    for event in prof.key_averages():
+        name = event.key
+        name = ("matrix products (mm, addmm)" if name in ("aten::mm", "aten::addmm") else
+                "fused batch norm functions (self)" if "BNReLU" in name else name)
+        shares[name] = shares.get(name, 0.0) + event.self_cpu_time_total
+    total = sum(shares.values())
+    for name, value in sorted(shares.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {value / total:>6.1%}  {name}")
+
+
 LATENCY_MODELS = ("pointnet_cls", "pointnet2_cls_ssg", "peer pointnet2 ssg")
 WARMUP, REPEAT = 5, 30
 
@@ -276,6 +300,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all configurations (the median counts)")
     parser.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold as it is")
     parser.add_argument("--no-latency", action="store_true", help="training rows only")
+    parser.add_argument("--profile", action="store_true", help="profile ours fp32 (CPU time, ops) and stop")
     parser.add_argument("--latency-of", help=argparse.SUPPRESS)  # the child process of latency_alone
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
@@ -285,6 +310,9 @@ def main() -> None:
         return
     if not args.default_malloc:  # both implementations run in this process, so the setting is fair to each
         print(f"glibc keeps freed memory: {keep_freed_memory()}")
+    if args.profile:
+        profile_step(args.steps)
+        return
     torch.manual_seed(0)
     peak = matmul_peak()
     paper_order = summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (N, 3))
