@@ -12,7 +12,12 @@ Measured in one run, on 2 threads (``torch.set_num_threads(2)``), B=16 clouds of
   also with the fused batch norm kernels off (``dlparts.layers.fused.disabled``), to show what they bring;
   configurations interleaved over ``--rounds``, the median round of each reported (and the best);
 * model FLOPs utilization: ``3 x`` the paper-order forward FLOPs (the 0.84 GMACs of the docstring, 2 FLOPs per MAC)
-  per cloud times clouds/s, over the fp32 matmul peak measured here (2048^3 products);
+  per cloud times clouds/s, over the fp32 matmul peak measured here (2048^3 products); beside it the same by CPU
+  time: FLOPs per CPU-second of this process (all its threads) over the matmul's FLOPs per CPU-second.  On a shared
+  machine a thread that waits for a core costs wall time and no CPU time, so this one measures the work and stays
+  comparable under load (threads that spin while they wait still count, so with several threads it is a lower bound);
+  the wall-time figure is the one that counts on idle cores.  On one thread (``--threads 1``: nothing spins) the
+  CPU-time figure is the work alone;
 * the same per block (set abstractions 1-3, head): each block alone on the inputs it gets in the model, forward and
   backward of a random output gradient (inputs that the model differentiates need gradients here too), the median
   of ``--steps`` calls per round, rounds and configurations interleaved, the median round reported; FLOPs of the
@@ -24,7 +29,8 @@ Measured in one run, on 2 threads (``torch.set_num_threads(2)``), B=16 clouds of
   alone (and up to 40x on a loaded 2-core machine), which is why the latency lines disagreed with timing a model
   alone.  The warm-up was already outside the timed region; one call is now five.
 
-    .venv/bin/python benchmarks/models.py [--steps 5] [--rounds 3] [--no-latency]
+    .venv/bin/python benchmarks/models.py [--steps 5] [--rounds 3] [--no-latency] [--threads 2]
+    .venv/bin/python benchmarks/models.py --profile --threads 1 --steps 3    # where a step's time goes
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -122,8 +129,15 @@ class PeerPointNet2(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------------- measurements
-def train_rate(model: nn.Module, steps: int, bf16: bool) -> float:
-    """Clouds per second over ``steps`` SGD steps after one warm-up step."""
+class Seconds(NamedTuple):
+    """Wall-clock seconds and this process's CPU seconds (all threads) of one measurement."""
+
+    wall: float
+    cpu: float
+
+
+def train_rate(model: nn.Module, steps: int, bf16: bool) -> Seconds:
+    """Seconds per cloud (wall and CPU) over ``steps`` SGD steps after one warm-up step."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(B, N, 3, generator=gen) * 2 - 1
     y = torch.randint(0, CLASSES, (B,), generator=gen)
@@ -138,23 +152,22 @@ def train_rate(model: nn.Module, steps: int, bf16: bool) -> float:
         opt.step()
 
     step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return B * steps / (time.perf_counter() - start)
+    total = _timed(lambda: [step() for _ in range(steps)])
+    return Seconds(total.wall / (B * steps), total.cpu / (B * steps))
 
 
-def matmul_peak(dtype=torch.float32, size: int = 2048, repeat: int = 5) -> float:
+def matmul_peak(dtype=torch.float32, size: int = 2048, repeat: int = 5) -> Seconds:
+    """FLOPs per second of a ``size``-cubed product: ``(per wall second, per CPU second)``, the best of each."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeat))
-    return 2 * size**3 / best
+    times = [_timed(lambda: a @ b) for _ in range(repeat)]
+    return Seconds(2 * size**3 / min(t.wall for t in times), 2 * size**3 / min(t.cpu for t in times))
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
+def _timed(fn) -> Seconds:
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return Seconds(time.perf_counter() - wall, time.process_time() - cpu)
 
 
 def blocks(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
@@ -183,8 +196,9 @@ def block_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple]:
     return {name: tuple(a.detach().clone() if torch.is_tensor(a) else a for a in args) for name, args in seen.items()}
 
 
-def block_seconds(block: nn.Module, args: tuple, first_grad: int, bf16: bool, steps: int) -> float:
-    """Median seconds of a forward and backward of ``block`` on ``args`` after one untimed call."""
+def block_seconds(block: nn.Module, args: tuple, first_grad: int, bf16: bool, steps: int) -> Seconds:
+    """Median seconds (wall and CPU, each its own median) of a forward and backward of ``block`` on ``args`` after
+    one untimed call."""
     args = tuple(a.detach().requires_grad_(i >= first_grad and a.is_floating_point()) if torch.is_tensor(a) else a
                  for i, a in enumerate(args))
     block.train()
@@ -197,31 +211,58 @@ def block_seconds(block: nn.Module, args: tuple, first_grad: int, bf16: bool, st
         block.zero_grad(set_to_none=True)
 
     call()
-    return statistics.median(_timed(call) for _ in range(steps))
+    times = [_timed(call) for _ in range(steps)]
+    return Seconds(statistics.median(t.wall for t in times), statistics.median(t.cpu for t in times))
 
 
-def per_block(peer: nn.Module, ours: nn.Module, flops: dict[str, float], peak: float, steps: int, rounds: int) -> None:
-    """Print each block's fp32 and bf16 times, ratios to the peer's fp32 and MFU against the fp32 matmul peak."""
+def per_block(peer: nn.Module, ours: nn.Module, flops: dict[str, float], peak: Seconds, steps: int,
+              rounds: int) -> None:
+    """Print each block's fp32 and bf16 times, ratios to the peer's fp32 and MFU against the fp32 matmul peak (by
+    wall time, and ours in fp32 by CPU time)."""
     x = torch.rand(B, N, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
     configs = (("peer fp32", peer, False), ("ours fp32", ours, False), ("ours bf16", ours, True))
     inputs = {label: block_inputs(model, x) for label, model, _ in configs}
-    times: dict[tuple[str, str], list[float]] = {}
+    times: dict[tuple[str, str], list[Seconds]] = {}
     for _ in range(rounds):
         for label, model, bf16 in configs:
             for name, block, first_grad in blocks(model):
                 seconds = block_seconds(block, inputs[label][name], first_grad, bf16, steps)
                 times.setdefault((label, name), []).append(seconds)
     print(f"\nper block, B={B}, forward + backward alone, median of {steps} calls, median of {rounds} rounds; MFU: "
-          f"3 x the block's forward FLOPs (paper order) / time / fp32 peak")
+          f"3 x the block's forward FLOPs (paper order) / time / fp32 peak; by CPU time: the same over CPU seconds")
     print(f"  {'block':<16} {'GFLOP/step':>10} {'peer fp32':>10} {'ours fp32':>10} {'ours bf16':>10}   "
-          f"{'fp32 vs peer':>12} {'bf16 vs peer fp32':>17}   {'MFU fp32':>8} {'MFU bf16':>8}")
+          f"{'fp32 vs peer':>12} {'bf16 vs peer fp32':>17}   {'MFU fp32':>8} {'MFU bf16':>8} {'fp32 by CPU':>11}")
     for name, _, _ in blocks(ours):
-        t = {label: statistics.median(times[label, name]) for label, _, _ in configs}
+        t = {label: statistics.median(s.wall for s in times[label, name]) for label, _, _ in configs}
+        cpu = statistics.median(s.cpu for s in times["ours fp32", name])
         work = 3 * flops[name] * B
         print(f"  {name:<16} {work / 1e9:>10.2f} {t['peer fp32'] * 1e3:>7.0f} ms {t['ours fp32'] * 1e3:>7.0f} ms "
               f"{t['ours bf16'] * 1e3:>7.0f} ms   {t['peer fp32'] / t['ours fp32']:>11.2f}x "
-              f"{t['peer fp32'] / t['ours bf16']:>16.2f}x   {work / t['ours fp32'] / peak:>8.1%} "
-              f"{work / t['ours bf16'] / peak:>8.1%}")
+              f"{t['peer fp32'] / t['ours bf16']:>16.2f}x   {work / t['ours fp32'] / peak.wall:>8.1%} "
+              f"{work / t['ours bf16'] / peak.wall:>8.1%} {work / cpu / peak.cpu:>11.1%}")
+
+
+def profile_step(steps: int) -> None:
+    """Profile ``steps`` fp32 training steps of ours (torch.profiler) and print the CPU seconds per step, the MFU by
+    CPU time against the matmul's FLOPs per CPU-second, and the share of each op's self time (matrix products and the
+    fused batch norm functions summed)."""
+    model, peak = create_model("pointnet2_cls_ssg"), matmul_peak()
+    flops = 3 * 2 * summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (N, 3)).macs * B
+    train_rate(model, 1, False)
+    seconds = train_rate(model, steps, False).cpu * B  # per step
+    print(f"ours fp32, {torch.get_num_threads()} threads: {seconds:.3f} CPU s per step, MFU by CPU time "
+          f"{flops / seconds / peak.cpu:.1%} (peak {peak.cpu / 1e9:.1f} GFLOP per CPU-second)")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train_rate(model, steps, False)
+    shares: dict[str, float] = {}
+    for event in prof.key_averages():
+        name = event.key
+        name = ("matrix products (mm, addmm)" if name in ("aten::mm", "aten::addmm") else
+                "fused batch norm functions (self)" if "BNReLU" in name else name)
+        shares[name] = shares.get(name, 0.0) + event.self_cpu_time_total
+    total = sum(shares.values())
+    for name, value in sorted(shares.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {value / total:>6.1%}  {name}")
 
 
 LATENCY_MODELS = ("pointnet_cls", "pointnet2_cls_ssg", "peer pointnet2 ssg")
@@ -236,7 +277,7 @@ def latency(model: nn.Module, channels: int = 3) -> tuple[float, float]:
     with torch.no_grad():
         for _ in range(WARMUP):
             model(x)
-        times = [_timed(lambda: model(x)) for _ in range(REPEAT)]
+        times = [_timed(lambda: model(x)).wall for _ in range(REPEAT)]
     return statistics.median(times), min(times)
 
 
@@ -259,6 +300,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all configurations (the median counts)")
     parser.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold as it is")
     parser.add_argument("--no-latency", action="store_true", help="training rows only")
+    parser.add_argument("--profile", action="store_true", help="profile ours fp32 (CPU time, ops) and stop")
     parser.add_argument("--latency-of", help=argparse.SUPPRESS)  # the child process of latency_alone
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
@@ -268,6 +310,9 @@ def main() -> None:
         return
     if not args.default_malloc:  # both implementations run in this process, so the setting is fair to each
         print(f"glibc keeps freed memory: {keep_freed_memory()}")
+    if args.profile:
+        profile_step(args.steps)
+        return
     torch.manual_seed(0)
     peak = matmul_peak()
     paper_order = summarize(create_model("pointnet2_cls_ssg", first_layer_per_point=False), (N, 3))
@@ -275,7 +320,8 @@ def main() -> None:
     block_flops = {name: 2 * sum(r.macs for r in paper_order.rows if r.name.startswith(prefix))
                    for name, prefix in BLOCK_ROWS.items()}
     bf16_peak = matmul_peak(torch.bfloat16)
-    print(f"fp32 matmul peak (2048^3, 2 threads): {peak / 1e9:.1f} GFLOP/s; bf16: {bf16_peak / 1e9:.1f}; "
+    print(f"fp32 matmul peak (2048^3, {args.threads} threads): {peak.wall / 1e9:.1f} GFLOP/s, "
+          f"{peak.cpu / 1e9:.1f} per CPU-second; bf16: {bf16_peak.wall / 1e9:.1f}; "
           f"pointnet2_cls_ssg forward: {flops / 1e9:.3f} GFLOP per cloud (MAC FLOPs, paper order)")
     peer = PeerPointNet2()
     ours = create_model("pointnet2_cls_ssg")
@@ -283,17 +329,19 @@ def main() -> None:
     configs = (("peer fp32", peer, False, True), ("peer bf16", peer, True, True),
                ("ours fp32", ours, False, True), ("ours bf16", ours, True, True),
                ("ours fp32, plain modules", ours, False, False), ("ours bf16, plain modules", ours, True, False))
-    rounds: dict[str, list[float]] = {}
+    rounds: dict[str, list[Seconds]] = {}
     for _ in range(args.rounds):  # interleaved: drifts in machine speed hit every entry alike
         for label, model, bf16, kernels in configs:
             with contextlib.nullcontext() if kernels else fused.disabled():
                 rounds.setdefault(label, []).append(train_rate(model, args.steps, bf16))
-    rates = {label: statistics.median(values) for label, values in rounds.items()}
+    rates = {label: 1 / statistics.median(s.wall for s in values) for label, values in rounds.items()}
+    cpu_rates = {label: 1 / statistics.median(s.cpu for s in values) for label, values in rounds.items()}
     print(f"\ntraining, B={B}, N={N}, SGD step, median (best) of {args.rounds} rounds   clouds/s   vs peer fp32   "
-          f"MFU (3 x forward FLOPs / fp32 peak)")
+          f"MFU (3 x forward FLOPs / fp32 peak)   MFU by CPU time")
     for label, rate in rates.items():
-        print(f"  {label:<32} {rate:>8.2f} ({max(rounds[label]):>6.2f})   {rate / rates['peer fp32']:>10.2f}x   "
-              f"{rate * 3 * flops / peak:>6.1%}")
+        best = 1 / min(s.wall for s in rounds[label])
+        print(f"  {label:<32} {rate:>8.2f} ({best:>6.2f})   {rate / rates['peer fp32']:>10.2f}x   "
+              f"{rate * 3 * flops / peak.wall:>6.1%}   {cpu_rates[label] * 3 * flops / peak.cpu:>6.1%}")
     print(f"  ours fp32 vs peer fp32: {rates['ours fp32'] / rates['peer fp32']:.2f}x; "
           f"ours bf16 vs peer fp32: {rates['ours bf16'] / rates['peer fp32']:.2f}x; "
           f"ours bf16 vs peer bf16: {rates['ours bf16'] / rates['peer bf16']:.2f}x")
