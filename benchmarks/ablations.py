@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 from dlparts import report
-from dlparts.ablate import EXPERIMENTS, run_experiment
+from dlparts.ablate import EXPERIMENTS, Stat, run_experiment
 from dlparts.cli_ablate import print_table
 
 
 def summary_row(r: dict) -> str:
-    settings = "; ".join(f"{s['label']} {s['stat']['mean']:.1f} +- {s['stat']['std']:.1f}" for s in r["settings"])
-    se = "n/a" if math.isnan(r["effect"]["se"]) else f"{r['effect']['se']:.2f}"
+    settings = "; ".join(f"{s['label']} {Stat(**s['stat']).text()}" for s in r["settings"])
+    se = "n/a" if r["effect"]["se"] is None else f"{r['effect']['se']:.2f}"
     return (f"| {r['experiment']} | {r['claim']['source']}: {r['claim']['paper_effect']} | {r['metric']} | {settings} "
             f"| {r['effect']['diff']:+.2f} +- {se} | {r['verdict']} | {r['seconds']:.0f} |")
 
