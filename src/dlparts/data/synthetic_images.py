@@ -13,7 +13,7 @@ separates the classes and some images are truly ambiguous.  The knobs below are 
 The files are written in the ImageNet layout, ``<root>/train/<class>/NNNNN.png`` and ``<root>/val/<class>/...``, so
 :class:`dlparts.data.imagefolder.ImageFolderDataset` reads them like any image folder.  They are generated once into
 the cache folder (env ``DLPARTS_CACHE``, default ``~/.cache/dlparts``) and reused; the defaults (3,500 images of
-64x64) take a few seconds.  Nothing is downloaded.
+64x64) take about 30 s of one CPU core, the presets' 48x48 about half that.  Nothing is downloaded.
 """
 
 from __future__ import annotations
