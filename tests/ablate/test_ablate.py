@@ -21,7 +21,7 @@ from dlparts.errors import ConfigError
 def test_stat_is_mean_and_sample_std():
     s = stat([1.0, 2.0, 3.0])
     assert (s.mean, s.std, s.n) == (2.0, 1.0, 3)
-    assert math.isnan(stat([5.0]).std) and stat([5.0]).text() == "5.0 +- n/a"
+    assert stat([5.0]).std is None and stat([5.0]).text() == "5.0 +- n/a"
 
 
 def test_effect_and_its_standard_error():
@@ -29,13 +29,14 @@ def test_effect_and_its_standard_error():
     assert e.diff == 3.0 and e.se == pytest.approx(math.sqrt(5))
     single = effect(Stat(3.0, 2.0, 4))  # one setting's own value: se = 2 / sqrt(4)
     assert (single.diff, single.se) == (3.0, 1.0)
-    assert math.isnan(effect(Stat(1.0, math.nan, 1), Stat(2.0, 0.5, 3)).se)
+    assert effect(Stat(1.0, None, 1), Stat(2.0, 0.5, 3)).se is None
+    assert effect(Stat(3.0, None, 1)).se is None
 
 
 @pytest.mark.parametrize("diff, se, sign, expected", [
     (3.0, 1.0, 1, "agrees"), (-3.0, 1.0, 1, "disagrees"), (-3.0, 1.0, -1, "agrees"), (3.0, 1.0, -1, "disagrees"),
     (1.9, 1.0, 1, "inconclusive"), (2.0, 1.0, 1, "inconclusive"), (2.1, 1.0, 1, "agrees"),
-    (0.0, 0.0, 1, "inconclusive"), (0.5, 0.0, -1, "disagrees"), (5.0, math.nan, 1, "inconclusive"),
+    (0.0, 0.0, 1, "inconclusive"), (0.5, 0.0, -1, "disagrees"), (5.0, None, 1, "inconclusive"),
 ])
 def test_direction_rule_is_twice_the_standard_error(diff, se, sign, expected):
     assert verdict(runner.stats.Effect(diff, se), sign=sign) == expected
@@ -43,7 +44,7 @@ def test_direction_rule_is_twice_the_standard_error(diff, se, sign, expected):
 
 @pytest.mark.parametrize("diff, se, expected", [
     (1.0, 1.0, "agrees"), (1.8, 1.0, "agrees"), (2.0, 1.0, "inconclusive"), (6.0, 1.0, "disagrees"),
-    (5.8, 1.0, "inconclusive"), (1.0, math.nan, "inconclusive"),
+    (5.8, 1.0, "inconclusive"), (1.0, None, "inconclusive"),
 ])
 def test_bound_rule(diff, se, expected):
     assert verdict(runner.stats.Effect(diff, se), bound=3.8) == expected
@@ -94,8 +95,10 @@ def test_experiment_machinery(name, tmp_path, monkeypatch, tiny_cache, one_threa
     results = run_experiment(EXPERIMENTS[name], size="tiny", out=tmp_path, seeds=1)  # two: test_relu_vs_tanh_...
     folder = tmp_path / name
     assert results["folder"] == str(folder)
-    saved = json.loads((folder / "results.json").read_text())
+    text = (folder / "results.json").read_text()
+    saved = json.loads(text, parse_constant=lambda name: pytest.fail(f"results.json holds {name}: not strict JSON"))
     assert saved["experiment"] == name and saved["seeds"] == 1 and saved["verdict"] == "inconclusive"  # no std
+    assert saved["effect"]["se"] is None and all(s["stat"]["std"] is None for s in saved["settings"])
     assert [s["label"] for s in saved["settings"]] == [s.label for s in EXPERIMENTS[name].settings]
     for s in saved["settings"]:
         assert len(s["runs"]) == 1 and s["stat"]["n"] == 1 and math.isfinite(s["runs"][0]["value"])
@@ -104,6 +107,7 @@ def test_experiment_machinery(name, tmp_path, monkeypatch, tiny_cache, one_threa
     assert header[1] == EXPERIMENTS[name].metric and len(rows) == len(EXPERIMENTS[name].settings)
     assert all(len(row) == len(header) for row in rows)
     assert EXPERIMENTS[name].claim.source in lines[0] and saved["verdict"].upper() in lines[2]
+    assert all(row[1].endswith("+- n/a") for row in rows) and "(standard error n/a)" in lines[1]
 
 
 def test_two_towers_reports_parameters_and_macs(tmp_path, monkeypatch, tiny_cache, one_thread):

@@ -8,7 +8,6 @@ points, PointNet++'s figure 4 (accuracy against the number of test points); the 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ def table(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
         rows.append([s["label"], Stat(**s["stat"]).text(), *cols, *(f"{s['notes'][k]:,}" for k in notes)])
     c, e = results["claim"], results["effect"]
     what = f"{c['b']} - {c['a']}" if c["b"] is not None else c["a"]
-    se = "n/a" if math.isnan(e["se"]) else f"{e['se']:.2f}"
+    se = "n/a" if e["se"] is None else f"{e['se']:.2f}"
     lines = [f"paper ({c['source']}): {c['text']}; the paper's effect: {c['paper_effect']}",
              f"measured effect ({what}, {results['metric']}): {e['diff']:+.2f} (standard error {se}) over "
              f"{results['seeds']} seed(s), size {results['size']}",
@@ -46,7 +45,7 @@ def _bar_axes(ax, results: dict, key: str | None, offset: float = 0.0, width: fl
     """Bars of ``key`` (None: the metric) per setting, error bar one std, one dot per seed."""
     for i, s in enumerate(results["settings"]):
         st = s["stat"] if key is None else s["columns"][key]
-        std = 0.0 if math.isnan(st["std"]) else st["std"]
+        std = st["std"] or 0.0
         ax.bar(i + offset, st["mean"], width, yerr=std, capsize=4, color=f"C{int(offset > 0)}",
                alpha=0.7, label=label if i == 0 else None)
         values = [r["value" if key is None else key] for r in s["runs"]]

@@ -9,7 +9,8 @@ is itself the effect, its mean with standard error ``s / sqrt(n)``); the verdict
 * a bound (the paper says an effect stays within ``bound``, e.g. an accuracy drop of at most 3.8 points):
   **agrees** when ``effect + 2 se <= bound``, **disagrees** when ``effect - 2 se > bound``, **inconclusive** otherwise.
 
-With fewer than two seeds on a side there is no error estimate and the verdict is inconclusive.
+With fewer than two seeds on a side there is no error estimate (``None``: ``null`` in the JSON, ``n/a`` in the
+table) and the verdict is inconclusive.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ RULE = ("agrees / disagrees when the difference of means exceeds twice its stand
 
 @dataclass(frozen=True)
 class Stat:
-    """Mean, sample standard deviation (``nan`` for one value) and count of one setting's values over seeds."""
+    """Mean, sample standard deviation (``None`` for one value, so that the JSON holds ``null``, never ``NaN``) and
+    count of one setting's values over seeds."""
 
     mean: float
-    std: float
+    std: float | None
     n: int
 
     def text(self, digits: int = 1) -> str:
-        std = "n/a" if math.isnan(self.std) else f"{self.std:.{digits}f}"
+        std = "n/a" if self.std is None else f"{self.std:.{digits}f}"
         return f"{self.mean:.{digits}f} +- {std}"
 
 
@@ -42,25 +44,25 @@ def stat(values: Sequence[float]) -> Stat:
     if n == 0:
         raise ValueError("stat() needs at least one value")
     mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     return Stat(mean, std, n)
 
 
 @dataclass(frozen=True)
 class Effect:
-    """The difference ``b.mean - a.mean`` and its standard error (``nan`` without two seeds on each side)."""
+    """The difference ``b.mean - a.mean`` and its standard error (``None`` without two seeds on each side)."""
 
     diff: float
-    se: float
+    se: float | None
 
 
 def effect(a: Stat, b: Stat | None = None) -> Effect:
     """``b - a``; without ``b``, ``a`` itself (an experiment whose one setting measures the effect, such as an
     accuracy drop), with standard error ``s_a / sqrt(n_a)``."""
     if b is None:
-        return Effect(a.mean, a.std / math.sqrt(a.n) if a.n > 1 else math.nan)
-    if a.n < 2 or b.n < 2:
-        return Effect(b.mean - a.mean, math.nan)
+        return Effect(a.mean, None if a.std is None else a.std / math.sqrt(a.n))
+    if a.std is None or b.std is None:
+        return Effect(b.mean - a.mean, None)
     return Effect(b.mean - a.mean, math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n))
 
 
@@ -69,7 +71,7 @@ def verdict(e: Effect, *, sign: int = 0, bound: float | None = None) -> str:
     effect is positive, -1 negative; ``bound``: the paper's largest effect (give one of the two)."""
     if (sign == 0) == (bound is None):
         raise ValueError("verdict() takes either sign=+1/-1 or bound=")
-    if math.isnan(e.se) or math.isnan(e.diff):
+    if e.se is None:
         return "inconclusive"
     if bound is not None:
         if e.diff + 2 * e.se <= bound:
