@@ -33,8 +33,9 @@ POINT_SIZES = {
     "quick": (("trainer.max_epochs=1", "data.args.per_class=[16,4,10]"), 2),
     "tiny": (_TINY_POINTS, 2),
 }
-#: ``density`` trains at PointNet++ Fig. 4's 1024 points (the recipe's 512 would thin to 64), on half the training
-#: clouds and 2 epochs at the default size so that its 12 runs (MSG costs about twice SSG) fit the 5 minutes.
+#: ``density`` trains at PointNet++ Fig. 4's 1024 points (the recipe's 512 would thin to 64); at the default size on
+#: half the training clouds for 2 epochs, as twice the points and MSG's three scales would otherwise take its 12 runs
+#: well past 5 minutes (an estimate from the recipe's epoch times, not yet timed on idle cores).
 DENSITY_SIZES = {
     "default": (("data.num_points=1024", "trainer.max_epochs=2", "data.args.per_class=[50,20,30]"), 3),
     "quick": (("data.num_points=1024", "trainer.max_epochs=1", "data.args.per_class=[16,4,10]"), 2),
