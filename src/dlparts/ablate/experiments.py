@@ -36,7 +36,7 @@ POINT_SIZES = {
 #: ``density`` trains at PointNet++ Fig. 4's 1024 points (the recipe's 512 would thin to 64).  At twice the points
 #: (MSG's three scales cost twice SSG) one run with 50/20/30 clouds per class and 2 epochs took 62 CPU seconds (SSG)
 #: and 133 (MSG), fit and measure, so 12 of them would take 10-13 minutes on 2 idle cores; the default size trains
-#: 40/10/20 clouds per class for 2 epochs over 2 seeds, about 600 CPU seconds (an estimate, not yet timed idle).
+#: 40/10/20 clouds per class for 2 epochs over 2 seeds: 342 CPU seconds in all (7 min 13 s on a loaded machine).
 DENSITY_SIZES = {
     "default": (("data.num_points=1024", "trainer.max_epochs=2", "data.args.per_class=[40,10,20]"), 2),
     "quick": (("data.num_points=1024", "trainer.max_epochs=1", "data.args.per_class=[16,4,10]"), 2),
