@@ -12,8 +12,13 @@ Each run is one ``dlparts fit`` (a separate process, the preset's two threads; `
 ``--out``; the table gives mean +- sample std over seeds, the range, the wall time and whether the target is met, and
 ``headroom.json`` beside the runs holds every number.  Not a speed comparison: run it under ``nice``.
 
+``--diagnose`` then explains the classification rows (``pointnet2``, ``pointnet``) from each run's best checkpoint:
+the confused class pairs of the test split, the accuracy on the training clouds as generated (no augmentation:
+under-trained or over-fitted?) and on the test objects all whole and all single-view scans (what the scans cost).
+
     nice -n 10 .venv/bin/python benchmarks/datasets_headroom.py                      # all rows, 3 seeds each
     nice -n 10 .venv/bin/python benchmarks/datasets_headroom.py --only pointnet2 pointnet --seeds 3 --jobs 3
+    nice -n 10 .venv/bin/python benchmarks/datasets_headroom.py --only pointnet2 pointnet --seeds 1 --diagnose
 """
 
 from __future__ import annotations
@@ -71,12 +76,50 @@ def verdicts(means: dict[str, float]) -> dict[str, str]:
     return out
 
 
+def diagnose(run_dir: str) -> dict:
+    """What a classification run on ``synthetic_shapes`` gets wrong: ``pairs`` (true, predicted, count) of the test
+    split, most frequent first, and its accuracy (%) on ``test``, on ``train`` (the training clouds as generated) and on
+    the test objects all ``whole`` or all ``scanned``."""
+    import numpy as np
+    import torch
+
+    from dlparts.data.synthetic import SHAPE_CLASSES, make_shapes
+    from dlparts.train.engine import load_checkpoint
+
+    model, cfg = load_checkpoint(Path(run_dir) / "checkpoints" / "best.ckpt", training=False)
+    model.eval()
+    d = cfg["data"]
+    per_class = d["args"].get("per_class", (100, 20, 30))
+    channels = 6 if d["args"].get("normals") else 3
+
+    def predict(points: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.cat([model.model(torch.from_numpy(points[i:i + 64, :, :channels].copy())).argmax(-1)
+                              for i in range(0, len(points), 64)]).numpy()
+
+    out = {}
+    for name, counts, scans in (("test", (0, 0, per_class[2]), None), ("train", (per_class[0], 0, 0), None),
+                                ("whole", (0, 0, per_class[2]), 0.0), ("scanned", (0, 0, per_class[2]), 1.0)):
+        split = "test" if counts[2] else "train"
+        kw = {} if scans is None else {"scan_fraction": scans}
+        arrays = make_shapes(seed=d["args"].get("seed", 0), num_points=d["num_points"], per_class=counts, **kw)
+        predicted, truth = predict(arrays[f"{split}_points"]), arrays[f"{split}_label"]
+        out[name] = 100.0 * float((predicted == truth).mean())
+        if name == "test":
+            wrong = np.stack([truth, predicted])[:, truth != predicted]  # [2, errors]
+            pairs, counts_ = np.unique(wrong, axis=1, return_counts=True)
+            order = np.argsort(-counts_)
+            out["pairs"] = [(SHAPE_CLASSES[pairs[0, i]], SHAPE_CLASSES[pairs[1, i]], int(counts_[i])) for i in order]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per row (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each uses the preset's 2 threads)")
     parser.add_argument("--out", type=Path, default=Path("runs/headroom"))
+    parser.add_argument("--diagnose", action="store_true", help="explain the classification rows' errors (above)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = [(row, seed) for row in args.only for seed in range(args.seeds)]
@@ -104,8 +147,16 @@ def main() -> None:
               f"{spread:<13} {len(t['values']):>4} {statistics.mean(t['wall_seconds']):6.0f}  {checks[t['row']]}"
               + (f" ({t['time_capped_runs']} run(s) cut by a time cap)" if t["time_capped_runs"] else ""))
     print(f"{len(runs)} runs, {args.jobs} at a time, {total:.0f} s in all")
-    (args.out / "headroom.json").write_text(json.dumps({"rows": table, "targets": checks, "seconds": total},
-                                                       indent=2))
+    diagnoses = {}
+    if args.diagnose:
+        for r in results:
+            if r["data"] == "synthetic_shapes":
+                diagnoses[r["run_dir"]] = found = diagnose(r["run_dir"])
+                pairs = ", ".join(f"{t} as {p} {n}" for t, p, n in found["pairs"][:6])
+                print(f"{Path(r['run_dir']).name}: test {found['test']:.1f}%, training clouds {found['train']:.1f}%, "
+                      f"whole {found['whole']:.1f}%, scanned {found['scanned']:.1f}%; most confused: {pairs}")
+    (args.out / "headroom.json").write_text(json.dumps({"rows": table, "targets": checks, "seconds": total,
+                                                        "diagnoses": diagnoses}, indent=2))
 
 
 if __name__ == "__main__":

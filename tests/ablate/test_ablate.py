@@ -136,6 +136,19 @@ def test_folder_is_never_reused_and_sizes_are_checked(tmp_path, monkeypatch, tin
         run_experiment(EXPERIMENTS["lrn"], size="tiny", out=tmp_path, seeds=0)
 
 
+def test_density_trains_at_1024_points_and_thins_to_128(tmp_path):
+    from dlparts.ablate.experiments import DENSITY
+
+    experiment = EXPERIMENTS["density"]
+    for size in ("default", "quick"):
+        for setting in experiment.settings:
+            cfg = runner.run_config(experiment, setting, 0, size, tmp_path)
+            assert cfg["data"]["num_points"] == 1024  # PointNet++ Fig. 4's input, not the recipe's 512
+    assert [1024 // d for d in DENSITY] == [1024, 512, 256, 128]
+    assert runner.run_config(EXPERIMENTS["transforms"], experiment.settings[0], 0, "default",
+                             tmp_path)["data"]["num_points"] == 512
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 def test_one_run_through_the_engine(tmp_path, tiny_cache, one_thread):
     """The real ``fit_one`` (the other tests replace it): the engine trains, the recorder keeps the training error of

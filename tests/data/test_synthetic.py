@@ -6,7 +6,7 @@ import torch
 
 from dlparts.data import Parts, Rooms, Shapes
 from dlparts.data.s3dis import CLASSES as S3DIS_CLASSES, Room
-from dlparts.data.synthetic import PART_CLASSES, PARTS_OF_CATEGORY, SHAPE_CLASSES, make_shapes
+from dlparts.data.synthetic import PART_CLASSES, PARTS_OF_CATEGORY, SCAN_FRACTION, SHAPE_CLASSES, make_shapes
 from dlparts.data.synthetic_rooms import make_room
 from dlparts.data.synthetic_scan import bumps, displace, drill, ridges, uneven_choice, visible
 from dlparts.errors import ConfigError
@@ -53,6 +53,16 @@ def test_classes_come_in_groups_told_apart_by_local_detail():
     # whole objects and single-view scans: a scan's points face the sensor, a whole object's face every way
     spread = np.linalg.norm(points[..., 3:].mean(axis=1), axis=1)  # [18] length of the mean normal
     assert spread.min() < 0.3 < spread.max()
+
+
+def test_scan_fraction_gives_the_same_objects_whole_or_scanned():
+    kw = dict(num_points=128, per_class=(0, 0, 4), classes=["box", "sphere"])
+    whole, scanned = make_shapes(**kw, scan_fraction=0.0), make_shapes(**kw, scan_fraction=1.0)
+    spread = {k: np.linalg.norm(a["test_points"][..., 3:].mean(axis=1), axis=1) for k, a in
+              (("whole", whole), ("scanned", scanned))}  # [8] each: a scan's normals face the sensor
+    assert spread["whole"].max() < 0.4 < spread["scanned"].min()  # uneven density tilts a whole one a little
+    default, explicit = make_shapes(**kw), make_shapes(**kw, scan_fraction=SCAN_FRACTION)
+    assert np.array_equal(default["test_points"], explicit["test_points"])
 
 
 def test_drill_removes_a_through_hole():

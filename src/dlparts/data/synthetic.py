@@ -150,9 +150,9 @@ _SCANNED = {"box": ("box", None), "box_holes": ("box", _holes), "box_bumps": ("b
 SCAN_FRACTION = 0.6  # the share of classification clouds that are single-view scans rather than whole objects
 
 
-def _scanned_cloud(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
+def _scanned_cloud(rng: np.random.Generator, name: str, n: int, scan_fraction: float) -> np.ndarray:
     """``float32 [n, 6]`` xyz + normals of one object of class ``name`` as a sensor delivers it (:data:`_SCANNED`):
-    local detail, a turn about the up axis, for :data:`SCAN_FRACTION` of the clouds a single view from a random
+    local detail, a turn about the up axis, for ``scan_fraction`` of the clouds a single view from a random
     direction (self-occlusion), uneven density, noise; unit sphere, y up."""
     base, detail = _SCANNED[name]
     mesh, _ = assemble(_BUILDERS[base](rng))
@@ -164,7 +164,7 @@ def _scanned_cloud(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
         xyz, nrm = detail(rng, xyz, nrm, np.ptp(xyz, axis=0))
     rot = axis_rotation(rng.uniform(0, 2 * math.pi), 1).numpy()  # about the up axis y (row vectors)
     xyz, nrm = _unit_sphere(xyz @ rot), nrm @ rot
-    if rng.random() < SCAN_FRACTION:
+    if rng.random() < scan_fraction:
         azimuth, elevation = rng.uniform(0, 2 * math.pi), rng.uniform(-0.2, 0.9)
         view = -np.array([math.cos(elevation) * math.cos(azimuth), math.sin(elevation),
                           math.cos(elevation) * math.sin(azimuth)])  # from the sensor towards the object
@@ -177,10 +177,13 @@ def _scanned_cloud(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------------- generation
 def make_shapes(*, seed: int = 0, num_points: int = 1024, per_class: tuple[int, int, int] = (100, 20, 30),
-                classes: list[str] | None = None, parts: bool = False) -> dict[str, np.ndarray]:
+                classes: list[str] | None = None, parts: bool = False,
+                scan_fraction: float = SCAN_FRACTION) -> dict[str, np.ndarray]:
     """Arrays of every split: ``<split>_points float32 [M, N, 6]``, ``<split>_label int64 [M]`` and, with
     ``parts``, ``<split>_seg int64 [M, N]`` (global part numbers).  ``per_class`` = clouds per class in train, val,
-    test.  Deterministic in ``seed``; not cached (see :class:`Shapes` / :class:`Parts`).
+    test.  ``scan_fraction``: the share of classification clouds that are single-view scans; 0 or 1 give the same
+    objects all whole or all scanned (to see what the scans cost a model).  Deterministic in ``seed``; not cached
+    (see :class:`Shapes` / :class:`Parts`).
     """
     classes = classes or (PART_CATEGORIES if parts else SHAPE_CLASSES)
     out = {}
@@ -193,7 +196,7 @@ def make_shapes(*, seed: int = 0, num_points: int = 1024, per_class: tuple[int, 
                     cloud, local = _object_cloud(rng, name, num_points)
                     segs.append(np.asarray(PARTS_OF_CATEGORY[c])[local])
                 else:
-                    cloud = _scanned_cloud(rng, name, num_points)
+                    cloud = _scanned_cloud(rng, name, num_points, scan_fraction)
                 points.append(cloud)
                 labels.append(c)
         out[f"{split}_points"] = np.stack(points) if points else np.zeros((0, num_points, 6), np.float32)
