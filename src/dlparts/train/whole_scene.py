@@ -21,6 +21,7 @@ import torch
 
 from dlparts.data.s3dis import block_features, room_blocks, room_extent
 from dlparts.errors import ConfigError
+from dlparts.layers.fold import fold_batch_norm
 
 #: Scene points searched for their nearest sampled neighbour at a time (bounds the kNN's own memory).
 KNN_CHUNK = 1 << 19
@@ -95,12 +96,24 @@ def _nearest(query: np.ndarray, ref: torch.Tensor) -> np.ndarray:
     return knn(torch.from_numpy(np.ascontiguousarray(query))[None], ref, 1).idx[0, :, 0].numpy()  # [n]
 
 
-def module_scores(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu"):
+#: ``precision`` of :func:`module_scores`: float32 (the default, what training ran in) or bfloat16 autocast.
+PRECISIONS = ("fp32", "bf16")
+
+
+def module_scores(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu", *,
+                  precision: str = "fp32"):
     """``scores`` for :func:`label_scene` from a semantic segmentation model (``[B, n, C] -> [B, n, K]`` logits):
-    softmax probabilities, computed without gradients on ``device``."""
+    softmax probabilities, computed without gradients on ``device``.  ``precision="bf16"`` runs the model under
+    bfloat16 autocast (matrix products on the CPU's AMX/AVX-512 bf16 units where it has them); its labels can
+    differ from float32's where two classes score nearly alike (``benchmarks/scenes.py`` reports the agreement)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+
     @torch.inference_mode()
     def scores(features: np.ndarray) -> np.ndarray:
-        logits = model(torch.from_numpy(features).to(device))  # [B, n, K]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(torch.from_numpy(features).to(device))  # [B, n, K]
         return logits.float().softmax(dim=-1).cpu().numpy()
 
     return scores
@@ -153,7 +166,7 @@ def evaluate_scenes(module, cfg: dict, *, stride: float | None = None, votes: in
     num_points, block = cfg["data"]["num_points"], float(cfg["data"]["args"].get("block_size", 1.0))
     stride = block / 2 if stride is None else stride
     device = next(module.parameters()).device
-    scores = module_scores(lambda points: module({"points": points}), device)
+    scores = module_scores(fold_batch_norm(module.model), device)
     confmat = np.zeros((len(classes), len(classes)), np.int64)
     scenes = points = 0
     for _, xyz, rgb, labels in scenes_to_test(cfg):
