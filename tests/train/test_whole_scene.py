@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import dlparts.train.engine
 from dlparts.cli import main
 from dlparts.data.labelled import read_labelled, write_labelled_ply
-from dlparts.train.whole_scene import confusion, confusion_figures, label_scene
+from dlparts.errors import ConfigError
+from dlparts.train.whole_scene import confusion, confusion_figures, label_scene, module_scores
 from dlparts.viz import label_colors
 
 
@@ -37,6 +39,11 @@ def test_every_point_is_labelled_and_unsampled_points_take_their_neighbours_scor
     assert wrong.mean() < 0.02 and (np.abs(xyz[wrong, 0] - 1.5) < 0.15).all()  # errors only at the border
     full = label_scene(by_colour, xyz, rgb, num_points=2048, block_size=1.0, stride=0.5, votes=2)
     assert np.array_equal(full.labels, labels) and full.blocks == 30  # every point sampled: exact
+
+
+def test_an_unknown_precision_is_refused_by_name():
+    with pytest.raises(ConfigError, match="precision='fp16' is not one of fp32, bf16"):
+        module_scores(torch.nn.Identity(), precision="fp16")
 
 
 def test_figures_of_a_confusion_matrix():
