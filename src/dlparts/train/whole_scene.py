@@ -65,16 +65,31 @@ def label_scene(scores: Callable[[np.ndarray], np.ndarray], xyz: np.ndarray, rgb
         if len(batch) == batch_size:
             blocks += _run(scores, batch, picks, probs)
     blocks += _run(scores, batch, picks, probs)
-    index, inverse = np.unique(np.concatenate(picks), return_inverse=True)  # [U], [S]
-    sums = np.zeros((len(index), probs[0].shape[-1]), np.float32)  # [U, K]
-    np.add.at(sums, inverse, np.concatenate(probs))
+    index, sums = _sum_by_point(np.concatenate(picks), np.concatenate(probs))  # [U], [U, K]
     best = sums.argmax(axis=1)  # [U]: the mean's argmax (every sample of a point has weight 1)
-    labels = np.empty(len(xyz), np.int64)
+    labels = np.full(len(xyz), -1, np.int64)
+    labels[index] = best  # a sampled point keeps its own scores even where another point has its coordinates
     ref = torch.from_numpy(np.ascontiguousarray(xyz[index]))[None]  # [1, U, 3]
     for lo in range(0, len(xyz), KNN_CHUNK):
-        labels[lo:lo + KNN_CHUNK] = best[_nearest(xyz[lo:lo + KNN_CHUNK], ref)]
-    labels[index] = best  # a sampled point keeps its own scores even where another point has its coordinates
+        rest = lo + np.flatnonzero(labels[lo:lo + KNN_CHUNK] < 0)  # the chunk's unsampled points: only they search
+        if len(rest):
+            labels[rest] = best[_nearest(xyz[rest], ref)]
     return SceneLabels(labels, len(index), blocks)
+
+
+def _sum_by_point(picks: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index [U], sums float32 [U, K])``: the distinct points of ``picks int64 [S]`` (sorted) and the sum of their
+    rows of ``probs [S, K]``, added one sample at a time in the order of ``picks``, so bit for bit what ``np.add.at``
+    gives, several times faster (a point is sampled a handful of times: one vectorized add per occurrence)."""
+    order = np.argsort(picks, kind="stable")  # [S]: the samples of a point stay in their order
+    ordered, rows = picks[order], probs[order]  # [S], [S, K]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # [U]
+    counts = np.diff(np.r_[starts, len(ordered)])  # [U]
+    sums = rows[starts].copy()  # [U, K]
+    for r in range(1, int(counts.max(initial=1))):
+        more = counts > r  # [U]: the points sampled more than r times
+        sums[more] += rows[starts[more] + r]
+    return ordered[starts], sums
 
 
 def _run(scores, batch: list, picks: list, probs: list) -> int:
