@@ -9,9 +9,9 @@ written the way the popular PointNet/PointNet++ repositories write their whole-r
 Rooms: :func:`dlparts.data.synthetic_rooms.make_room` with the same seed at the density that gives the size (the
 same room, more densely scanned), written as binary PLY with a ``label`` property.  Each (model, size, method) runs
 in a fresh subprocess that reads the PLY (:func:`dlparts.data.labelled.read_labelled`), labels every point and
-reports the labelling time and its peak RSS (``ru_maxrss``) over the RSS just before the scene was read.  The model
-has random weights and batch norm statistics from one pass over blocks of the room (:func:`calibrated_model`), so
-that its labels vary from point to point as a trained model's do.
+reports the labelling time and its peak RSS (``VmHWM``, reset after the model's set-up) over the RSS just before
+the scene was read.  The model has random weights and batch norm statistics from one pass over blocks of the room
+(:func:`calibrated_model`), so that its labels vary from point to point as a trained model's do.
 
 Ours: :func:`dlparts.train.whole_scene.label_scene` (x-sorted block search, batches of ``--batch-size`` blocks,
 probabilities of sampled points only, nearest sampled neighbour by ``dlparts.ops.knn``) on the model with batch norm
@@ -56,7 +56,15 @@ def write_room(path: Path, points: int, seed: int = 0) -> int:
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS since :func:`_reset_peak` (``VmHWM``), MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def _reset_peak() -> None:
+    """Peak RSS back to the current RSS (Linux ``clear_refs``), so that the model's set-up does not count."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _current_rss_mib() -> float:
@@ -147,6 +155,7 @@ def run_one(ply: str, model_name: str, method: str, num_points: int, threads: in
     knn(torch.rand(1, 64, 3), torch.rand(1, 64, 3), 1)  # compile / load the kernels before measuring
     with torch.no_grad():
         model(torch.rand(2, num_points, 9))
+    _reset_peak()
     before = _current_rss_mib()
     started = time.perf_counter()
     scene = read_labelled(ply)
@@ -172,6 +181,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["pointnet_semseg", "pointnet2_semseg_ssg"])
     p.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
                    help="ours in each (the peer is fp32); with bf16, fp32 runs too and the labels are compared")
+    p.add_argument("--no-peer", action="store_true", help="ours only (enough for the memory row)")
     p.add_argument("--num-points", type=int, default=4096)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="blocks per forward pass (ours)")
     p.add_argument("--threads", type=int, default=2)
@@ -181,7 +191,7 @@ def main() -> None:
         print(json.dumps(run_one(*args.one[:3], args.num_points, args.threads, args.batch_size, args.one[3])))
         return
     methods = [f"ours-{q}" for q in dict.fromkeys(["fp32", *args.precisions] if "bf16" in args.precisions
-                                                   else args.precisions)] + ["peer"]
+                                                   else args.precisions)] + ([] if args.no_peer else ["peer"])
     with tempfile.TemporaryDirectory() as tmp:
         plys = {}
         for size in args.sizes:
@@ -205,7 +215,7 @@ def main() -> None:
                     same = np.mean(np.load(Path(tmp) / f"{model}_{size}_ours-bf16.npy")
                                    == np.load(Path(tmp) / f"{model}_{size}_ours-fp32.npy"))
                     print(f"{model} {size}: bf16 labels agree with fp32 on {100 * same:.3f}% of points", flush=True)
-            for size in args.sizes:
+            for size in [] if args.no_peer else args.sizes:
                 for method in methods[:-1]:
                     ours, peer = rows[model, size, method], rows[model, size, "peer"]
                     print(f"{model} {ours['points']} points: {method} {peer['label_s'] / ours['label_s']:.2f}x the "
