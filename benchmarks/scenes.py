@@ -3,18 +3,24 @@
 written the way the popular PointNet/PointNet++ repositories write their whole-room test.
 
     .venv/bin/python benchmarks/scenes.py                     # 1 M and 5 M points, both models (~15 min on 2 cores)
+    .venv/bin/python benchmarks/scenes.py --sizes 1000000 --precisions fp32 bf16
     .venv/bin/python benchmarks/scenes.py --sizes 200000 1000000 --models pointnet_semseg
 
 Rooms: :func:`dlparts.data.synthetic_rooms.make_room` with the same seed at the density that gives the size (the
 same room, more densely scanned), written as binary PLY with a ``label`` property.  Each (model, size, method) runs
 in a fresh subprocess that reads the PLY (:func:`dlparts.data.labelled.read_labelled`), labels every point and
-reports the labelling time and its peak RSS (``ru_maxrss``) over the RSS just before the scene was read.
+reports the labelling time and its peak RSS (``VmHWM``, reset after the model's set-up) over the RSS just before
+the scene was read.  The model has random weights and batch norm statistics from one pass over blocks of the room
+(:func:`calibrated_model`), so that its labels vary from point to point as a trained model's do.
 
-Ours: :func:`dlparts.train.whole_scene.label_scene` (x-sorted block search, batches of 16 blocks, probabilities of
-sampled points only, nearest sampled neighbour by ``dlparts.ops.knn``).  Peer: one block at a time in Python, a dense
-mask over the whole scene per block, a dense per-block feature array filled column by column, the class scores of
-every sampled point in a Python dict, unsampled points from a SciPy k-d tree, the labels gathered in a Python loop;
-same blocks (1 m, stride 0.5 m, 4096 points, one sample per block), same model.
+Ours: :func:`dlparts.train.whole_scene.label_scene` (x-sorted block search, batches of ``--batch-size`` blocks,
+probabilities of sampled points only, nearest sampled neighbour by ``dlparts.ops.knn``) on the model with batch norm
+folded into the layers before it (:func:`dlparts.layers.fold.fold_batch_norm`), in fp32 (``ours-fp32``) and, with
+``--precisions bf16``, under bfloat16 autocast (``ours-bf16``; its labels are compared with fp32's).  Peer: one block
+at a time in Python, in fp32, with the model as trained (batch norm as a layer), a dense mask over the whole scene
+per block, a dense per-block feature array filled column by column, the class scores of every sampled point in a
+Python dict, unsampled points from a SciPy k-d tree, the labels gathered in a Python loop; same blocks (1 m, stride
+0.5 m, 4096 points, one sample per block), same weights.
 
 Targets (issue 13): ours >= 3x the peer's points/s; the 5 M scene's peak RSS growth over the 1 M scene's no more than
 the scene arrays' own growth (xyz float32, rgb uint8, truth and predicted labels int64: 31 bytes a point) + 25%.
@@ -34,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 SCENE_BYTES_PER_POINT = 12 + 3 + 8 + 8  # xyz float32, rgb uint8, truth and predicted labels int64
+BATCH_SIZE = 16
 
 
 def write_room(path: Path, points: int, seed: int = 0) -> int:
@@ -49,7 +56,15 @@ def write_room(path: Path, points: int, seed: int = 0) -> int:
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS since :func:`_reset_peak` (``VmHWM``), MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def _reset_peak() -> None:
+    """Peak RSS back to the current RSS (Linux ``clear_refs``), so that the model's set-up does not count."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _current_rss_mib() -> float:
@@ -98,33 +113,64 @@ def peer_label(model, xyz: np.ndarray, rgb: np.ndarray, num_points: int, block: 
     return np.array([best[i] if i in best else best[int(sampled[k])] for i, k in enumerate(nearest.tolist())])
 
 
-def run_one(ply: str, model_name: str, method: str, num_points: int, threads: int) -> dict:
-    """In this (fresh) process: read the scene, label every point, report time and memory."""
+def calibrated_model(model_name: str, num_points: int, seed: int = 0):
+    """The model, random-init but with batch norm statistics from one training-mode pass over blocks of the room at
+    a low density (a stand-in for trained statistics: a random model with the initial 0/1 statistics labels whole
+    blocks alike, so agreement between precisions would mean little); eval mode."""
+    import torch
+    from torch import nn
+
+    from dlparts.data.s3dis import room_to_blocks
+    from dlparts.data.splits import rng_for
+    from dlparts.data.synthetic_rooms import make_room
+    from dlparts.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(model_name, num_classes=13, in_channels=9)
+    room = make_room(rng_for(seed, 0), 20.0)
+    blocks, _ = room_to_blocks(room.xyz, room.rgb, room.labels, np.random.default_rng(seed), num_points=num_points)
+    for bn in model.modules():
+        if isinstance(bn, nn.BatchNorm1d):
+            bn.momentum = 1.0  # the running statistics become those of the one pass
+    with torch.no_grad():
+        model.train()(torch.from_numpy(blocks[:8]))
+    return model.eval()
+
+
+def run_one(ply: str, model_name: str, method: str, num_points: int, threads: int, batch_size: int,
+            labels_out: str | None) -> dict:
+    """In this (fresh) process: read the scene, label every point, report time and memory; the labels go to
+    ``labels_out`` (``.npy``) when given."""
     import torch
 
     from dlparts.data.labelled import read_labelled
-    from dlparts.models import create_model
+    from dlparts.layers.fold import fold_batch_norm
     from dlparts.ops import knn
     from dlparts.train.whole_scene import label_scene, module_scores
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = create_model(model_name, num_classes=13, in_channels=9).eval()
+    model = calibrated_model(model_name, num_points)
+    if method != "peer":
+        model = fold_batch_norm(model)
     knn(torch.rand(1, 64, 3), torch.rand(1, 64, 3), 1)  # compile / load the kernels before measuring
     with torch.no_grad():
         model(torch.rand(2, num_points, 9))
+    _reset_peak()
     before = _current_rss_mib()
     started = time.perf_counter()
     scene = read_labelled(ply)
     read_s = time.perf_counter() - started
     started = time.perf_counter()
-    if method == "ours":
-        labels = label_scene(module_scores(model), scene.xyz, scene.rgb, num_points=num_points, block_size=1.0,
-                             stride=0.5).labels
-    else:
+    if method == "peer":
         labels = peer_label(model, scene.xyz, scene.rgb, num_points, 1.0, 0.5, 0)
+    else:
+        scores = module_scores(model, precision=method.removeprefix("ours-"))
+        labels = label_scene(scores, scene.xyz, scene.rgb, num_points=num_points, block_size=1.0, stride=0.5,
+                             batch_size=batch_size).labels
     label_s = time.perf_counter() - started
     assert labels.shape == (len(scene.xyz),)
+    if labels_out:
+        np.save(labels_out, labels)
     return {"points": len(scene.xyz), "read_s": read_s, "label_s": label_s, "peak_mib": _rss_mib(),
             "before_mib": before, "growth_mib": _rss_mib() - before}
 
@@ -133,13 +179,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     p.add_argument("--models", nargs="+", default=["pointnet_semseg", "pointnet2_semseg_ssg"])
+    p.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
+                   help="ours in each (the peer is fp32); with bf16, fp32 runs too and the labels are compared")
+    p.add_argument("--no-peer", action="store_true", help="ours only (enough for the memory row)")
     p.add_argument("--num-points", type=int, default=4096)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="blocks per forward pass (ours)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--one", nargs=3, metavar=("PLY", "MODEL", "METHOD"), help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=4, metavar=("PLY", "MODEL", "METHOD", "LABELS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(run_one(*args.one, args.num_points, args.threads)))
+        print(json.dumps(run_one(*args.one[:3], args.num_points, args.threads, args.batch_size, args.one[3])))
         return
+    methods = [f"ours-{q}" for q in dict.fromkeys(["fp32", *args.precisions] if "bf16" in args.precisions
+                                                   else args.precisions)] + ([] if args.no_peer else ["peer"])
     with tempfile.TemporaryDirectory() as tmp:
         plys = {}
         for size in args.sizes:
@@ -149,24 +201,31 @@ def main() -> None:
         rows = {}
         for model in args.models:
             for size in args.sizes:
-                for method in ("ours", "peer"):
+                for method in methods:
+                    labels = Path(tmp) / f"{model}_{size}_{method}.npy"
                     out = subprocess.run([sys.executable, __file__, "--one", str(plys[size]), model, method,
-                                          "--num-points", str(args.num_points), "--threads", str(args.threads)],
+                                          str(labels), "--num-points", str(args.num_points), "--threads",
+                                          str(args.threads), "--batch-size", str(args.batch_size)],
                                          capture_output=True, text=True, check=True)
                     r = rows[model, size, method] = json.loads(out.stdout.splitlines()[-1])
-                    print(f"{model:22s} {r['points']:>9d} pts {method:4s}: labelled in {r['label_s']:7.1f} s = "
+                    print(f"{model:22s} {r['points']:>9d} pts {method:9s}: labelled in {r['label_s']:7.1f} s = "
                           f"{r['points'] / r['label_s']:>9.0f} points/s (read {r['read_s']:.1f} s); peak RSS "
                           f"{r['peak_mib']:.0f} MiB, growth {r['growth_mib']:.0f} MiB", flush=True)
-            for size in args.sizes:
-                ours, peer = rows[model, size, "ours"], rows[model, size, "peer"]
-                print(f"{model} {ours['points']} points: ours {peer['label_s'] / ours['label_s']:.1f}x the peer's "
-                      f"points/s (target >= 3x)")
+                if "ours-bf16" in methods:
+                    same = np.mean(np.load(Path(tmp) / f"{model}_{size}_ours-bf16.npy")
+                                   == np.load(Path(tmp) / f"{model}_{size}_ours-fp32.npy"))
+                    print(f"{model} {size}: bf16 labels agree with fp32 on {100 * same:.3f}% of points", flush=True)
+            for size in [] if args.no_peer else args.sizes:
+                for method in methods[:-1]:
+                    ours, peer = rows[model, size, method], rows[model, size, "peer"]
+                    print(f"{model} {ours['points']} points: {method} {peer['label_s'] / ours['label_s']:.2f}x the "
+                          f"peer's points/s (target >= 3x)")
             if len(args.sizes) >= 2:
-                small, large = rows[model, args.sizes[0], "ours"], rows[model, args.sizes[-1], "ours"]
+                small, large = rows[model, args.sizes[0], methods[0]], rows[model, args.sizes[-1], methods[0]]
                 arrays = (large["points"] - small["points"]) * SCENE_BYTES_PER_POINT / 2**20
                 growth = large["growth_mib"] - small["growth_mib"]
-                print(f"{model}: peak RSS growth {large['points']} vs {small['points']} points: {growth:.0f} MiB; "
-                      f"the scene arrays grow {arrays:.0f} MiB (target <= {1.25 * arrays:.0f} MiB)")
+                print(f"{model} {methods[0]}: peak RSS growth {large['points']} vs {small['points']} points: "
+                      f"{growth:.0f} MiB; the scene arrays grow {arrays:.0f} MiB (target <= {1.25 * arrays:.0f} MiB)")
 
 
 if __name__ == "__main__":

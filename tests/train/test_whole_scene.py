@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import dlparts.train.engine
 from dlparts.cli import main
 from dlparts.data.labelled import read_labelled, write_labelled_ply
-from dlparts.train.whole_scene import confusion, confusion_figures, label_scene
+from dlparts.errors import ConfigError
+from dlparts.train.whole_scene import _sum_by_point, confusion, confusion_figures, label_scene, module_scores
 from dlparts.viz import label_colors
 
 
@@ -37,6 +39,22 @@ def test_every_point_is_labelled_and_unsampled_points_take_their_neighbours_scor
     assert wrong.mean() < 0.02 and (np.abs(xyz[wrong, 0] - 1.5) < 0.15).all()  # errors only at the border
     full = label_scene(by_colour, xyz, rgb, num_points=2048, block_size=1.0, stride=0.5, votes=2)
     assert np.array_equal(full.labels, labels) and full.blocks == 30  # every point sampled: exact
+
+
+def test_scores_are_summed_per_point_bit_for_bit_as_add_at_does():
+    rng = np.random.default_rng(0)
+    picks, probs = rng.integers(0, 500, 4000), rng.random((4000, 13), dtype=np.float32)
+    index, inverse = np.unique(picks, return_inverse=True)
+    want = np.zeros((len(index), 13), np.float32)
+    np.add.at(want, inverse, probs)
+    got_index, got = _sum_by_point(picks, probs)
+    assert np.array_equal(got_index, index) and np.array_equal(got, want)
+    assert _sum_by_point(np.array([3, 1, 3]), np.array([[1.0], [2.0], [4.0]], np.float32))[1].tolist() == [[2.0], [5.0]]
+
+
+def test_an_unknown_precision_is_refused_by_name():
+    with pytest.raises(ConfigError, match="precision='fp16' is not one of fp32, bf16"):
+        module_scores(torch.nn.Identity(), precision="fp16")
 
 
 def test_figures_of_a_confusion_matrix():

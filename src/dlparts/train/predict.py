@@ -177,15 +177,20 @@ def _top5(logits: torch.Tensor, classes: list[str]) -> list[tuple[str, float]]:
 
 
 def from_module(module) -> Predictor:
-    """The :class:`Predictor` of a loaded checkpoint's module."""
+    """The :class:`Predictor` of a loaded checkpoint's module; its model runs with batch norm folded into the
+    layers before it (:func:`dlparts.layers.fold.fold_batch_norm`: the same logits up to float rounding)."""
+    from dlparts.layers.fold import fold_batch_norm
+    from dlparts.train.inference import task_forward
+
     info, cfg = module.info, module.cfg
+    model = fold_batch_norm(module.model)
 
     @torch.inference_mode()
     def logits(points: np.ndarray, category: np.ndarray | None) -> torch.Tensor:
         batch = {"points": torch.from_numpy(points)}
         if category is not None:
             batch["category"] = torch.from_numpy(category)
-        return module(batch)
+        return task_forward(model, info["task"], batch)
 
     mask = getattr(module, "part_mask", None)
     data = {**cfg["data"], **cfg["data"].get("args", {})}

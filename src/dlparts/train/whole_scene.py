@@ -21,6 +21,7 @@ import torch
 
 from dlparts.data.s3dis import block_features, room_blocks, room_extent
 from dlparts.errors import ConfigError
+from dlparts.layers.fold import fold_batch_norm
 
 #: Scene points searched for their nearest sampled neighbour at a time (bounds the kNN's own memory).
 KNN_CHUNK = 1 << 19
@@ -64,16 +65,31 @@ def label_scene(scores: Callable[[np.ndarray], np.ndarray], xyz: np.ndarray, rgb
         if len(batch) == batch_size:
             blocks += _run(scores, batch, picks, probs)
     blocks += _run(scores, batch, picks, probs)
-    index, inverse = np.unique(np.concatenate(picks), return_inverse=True)  # [U], [S]
-    sums = np.zeros((len(index), probs[0].shape[-1]), np.float32)  # [U, K]
-    np.add.at(sums, inverse, np.concatenate(probs))
+    index, sums = _sum_by_point(np.concatenate(picks), np.concatenate(probs))  # [U], [U, K]
     best = sums.argmax(axis=1)  # [U]: the mean's argmax (every sample of a point has weight 1)
-    labels = np.empty(len(xyz), np.int64)
+    labels = np.full(len(xyz), -1, np.int64)
+    labels[index] = best  # a sampled point keeps its own scores even where another point has its coordinates
     ref = torch.from_numpy(np.ascontiguousarray(xyz[index]))[None]  # [1, U, 3]
     for lo in range(0, len(xyz), KNN_CHUNK):
-        labels[lo:lo + KNN_CHUNK] = best[_nearest(xyz[lo:lo + KNN_CHUNK], ref)]
-    labels[index] = best  # a sampled point keeps its own scores even where another point has its coordinates
+        rest = lo + np.flatnonzero(labels[lo:lo + KNN_CHUNK] < 0)  # the chunk's unsampled points: only they search
+        if len(rest):
+            labels[rest] = best[_nearest(xyz[rest], ref)]
     return SceneLabels(labels, len(index), blocks)
+
+
+def _sum_by_point(picks: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index [U], sums float32 [U, K])``: the distinct points of ``picks int64 [S]`` (sorted) and the sum of their
+    rows of ``probs [S, K]``, added one sample at a time in the order of ``picks``, so bit for bit what ``np.add.at``
+    gives, several times faster (a point is sampled a handful of times: one vectorized add per occurrence)."""
+    order = np.argsort(picks, kind="stable")  # [S]: the samples of a point stay in their order
+    ordered, rows = picks[order], probs[order]  # [S], [S, K]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # [U]
+    counts = np.diff(np.r_[starts, len(ordered)])  # [U]
+    sums = rows[starts].copy()  # [U, K]
+    for r in range(1, int(counts.max(initial=1))):
+        more = counts > r  # [U]: the points sampled more than r times
+        sums[more] += rows[starts[more] + r]
+    return ordered[starts], sums
 
 
 def _run(scores, batch: list, picks: list, probs: list) -> int:
@@ -95,12 +111,24 @@ def _nearest(query: np.ndarray, ref: torch.Tensor) -> np.ndarray:
     return knn(torch.from_numpy(np.ascontiguousarray(query))[None], ref, 1).idx[0, :, 0].numpy()  # [n]
 
 
-def module_scores(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu"):
+#: ``precision`` of :func:`module_scores`: float32 (the default, what training ran in) or bfloat16 autocast.
+PRECISIONS = ("fp32", "bf16")
+
+
+def module_scores(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu", *,
+                  precision: str = "fp32"):
     """``scores`` for :func:`label_scene` from a semantic segmentation model (``[B, n, C] -> [B, n, K]`` logits):
-    softmax probabilities, computed without gradients on ``device``."""
+    softmax probabilities, computed without gradients on ``device``.  ``precision="bf16"`` runs the model under
+    bfloat16 autocast (matrix products on the CPU's AMX/AVX-512 bf16 units where it has them); its labels can
+    differ from float32's where two classes score nearly alike (``benchmarks/scenes.py`` reports the agreement)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+
     @torch.inference_mode()
     def scores(features: np.ndarray) -> np.ndarray:
-        logits = model(torch.from_numpy(features).to(device))  # [B, n, K]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(torch.from_numpy(features).to(device))  # [B, n, K]
         return logits.float().softmax(dim=-1).cpu().numpy()
 
     return scores
@@ -156,7 +184,7 @@ def evaluate_scenes(module, cfg: dict, *, stride: float | None = None, votes: in
     num_points, block = cfg["data"]["num_points"], float(cfg["data"]["args"].get("block_size", 1.0))
     stride = block / 2 if stride is None else stride
     device = next(module.parameters()).device
-    scores = module_scores(lambda points: module({"points": points}), device)
+    scores = module_scores(fold_batch_norm(module.model), device)
     confmat = np.zeros((len(classes), len(classes)), np.int64)
     scenes = points = 0
     for _, xyz, rgb, labels in scenes_to_test(cfg):
