@@ -194,18 +194,21 @@ def _run_predict(args) -> int:
     from dlparts.data._progress import progress
     from dlparts.train.config import output_folder
     from dlparts.train.engine import load_checkpoint
-    from dlparts.train.predict import expand_inputs, load_onnx, predict_file, predict_file_onnx
+    from dlparts.train.predict import (expand_inputs, from_module, from_onnx, load_onnx, predict_file,
+                                       predict_file_onnx, predict_points)
 
     if args.votes < 1 or (args.stride is not None and not args.stride > 0):
         raise ConfigError(f"--votes must be >= 1 and --stride > 0; got {args.votes}, {args.stride}")
     if args.out is not None:
         output_folder(args.out, "--out")  # before any model is loaded
     if args.onnx:
-        model, predict = load_onnx(args.onnx), predict_file_onnx
+        model, predict, to_points = load_onnx(args.onnx), predict_file_onnx, from_onnx
         task = model.meta["task"]
     else:
-        model, predict = load_checkpoint(args.ckpt, training=False)[0], predict_file
+        model, predict, to_points = load_checkpoint(args.ckpt, training=False)[0], predict_file, from_module
         task = model.info["task"]
+    if task != "image_cls":  # a point model's Predictor (its batch norm folded) made once, not once per file
+        model, predict = to_points(model), predict_points
     console = report.console()
     files = expand_inputs(args.files, task)
     failed, rows = [], []
