@@ -1,17 +1,24 @@
 """Whole-scene semantic segmentation: every point of generated labelled rooms of 1 M and 5 M points labelled by
-``pointnet_semseg`` and ``pointnet2_semseg_ssg`` (random-init weights: speed and memory only), against a peer loop
-written the way the popular PointNet/PointNet++ repositories write their whole-room test.
+``pointnet_semseg`` and ``pointnet2_semseg_ssg`` (random-init weights, or trained ones with ``--ckpt``), against a
+peer loop written the way the popular PointNet/PointNet++ repositories write their whole-room test.
 
     .venv/bin/python benchmarks/scenes.py                     # 1 M and 5 M points, both models (~15 min on 2 cores)
     .venv/bin/python benchmarks/scenes.py --sizes 1000000 --precisions fp32 bf16
     .venv/bin/python benchmarks/scenes.py --sizes 200000 1000000 --models pointnet_semseg
+    .venv/bin/python benchmarks/scenes.py --sizes 1000000 --precisions fp32 bf16 \
+        --ckpt pointnet_semseg=runs/pn/checkpoints/best.ckpt pointnet2_semseg_ssg=runs/pn2/checkpoints/best.ckpt
+
+Trained weights: ``dlparts fit --config configs/pointnet_semseg_cpu.yaml data.num_points=4096`` (add
+``model.name=pointnet2_semseg_ssg`` for PointNet++) trains on the embedded Rooms, whose rooms are drawn from other
+seeds than the benchmark's room; each method's OA and mIoU against the room's labels are printed beside its speed.
 
 Rooms: :func:`dlparts.data.synthetic_rooms.make_room` with the same seed at the density that gives the size (the
 same room, more densely scanned), written as binary PLY with a ``label`` property.  Each (model, size, method) runs
 in a fresh subprocess that reads the PLY (:func:`dlparts.data.labelled.read_labelled`), labels every point and
 reports the labelling time and its peak RSS (``VmHWM``, reset after the model's set-up) over the RSS just before
 the scene was read.  The model has random weights and batch norm statistics from one pass over blocks of the room
-(:func:`calibrated_model`), so that its labels vary from point to point as a trained model's do.
+(:func:`calibrated_model`), so that its labels vary from point to point as a trained model's do; with ``--ckpt`` the
+model is the checkpoint's (its ``data.num_points`` must be ``--num-points``).
 
 Ours: :func:`dlparts.train.whole_scene.label_scene` (x-sorted block search, batches of ``--batch-size`` blocks,
 probabilities of sampled points only, nearest sampled neighbour by ``dlparts.ops.knn``) on the model with batch norm
@@ -137,19 +144,31 @@ def calibrated_model(model_name: str, num_points: int, seed: int = 0):
     return model.eval()
 
 
+def trained_model(model_name: str, ckpt: str, num_points: int):
+    """The model of a ``dlparts fit`` checkpoint (eval mode), checked to be ``model_name`` trained on blocks of
+    ``num_points`` points."""
+    from dlparts.train.engine import load_checkpoint
+
+    module, cfg = load_checkpoint(ckpt, training=False)
+    if cfg["model"]["name"] != model_name or cfg["data"]["num_points"] != num_points:
+        raise SystemExit(f"{ckpt} holds {cfg['model']['name']} on {cfg['data']['num_points']} points per block, "
+                         f"not {model_name} on {num_points}")
+    return module.model.eval()
+
+
 def run_one(ply: str, model_name: str, method: str, num_points: int, threads: int, batch_size: int,
-            labels_out: str | None) -> dict:
-    """In this (fresh) process: read the scene, label every point, report time and memory; the labels go to
-    ``labels_out`` (``.npy``) when given."""
+            labels_out: str | None, ckpt: str | None = None) -> dict:
+    """In this (fresh) process: read the scene, label every point, report time, memory, OA and mIoU against the
+    scene's labels; the labels go to ``labels_out`` (``.npy``) when given."""
     import torch
 
     from dlparts.data.labelled import read_labelled
     from dlparts.layers.fold import fold_batch_norm
     from dlparts.ops import knn
-    from dlparts.train.whole_scene import label_scene, module_scores
+    from dlparts.train.whole_scene import confusion, confusion_figures, label_scene, module_scores
 
     torch.set_num_threads(threads)
-    model = calibrated_model(model_name, num_points)
+    model = trained_model(model_name, ckpt, num_points) if ckpt else calibrated_model(model_name, num_points)
     if method != "peer":
         model = fold_batch_norm(model)
     knn(torch.rand(1, 64, 3), torch.rand(1, 64, 3), 1)  # compile / load the kernels before measuring
@@ -168,11 +187,13 @@ def run_one(ply: str, model_name: str, method: str, num_points: int, threads: in
         labels = label_scene(scores, scene.xyz, scene.rgb, num_points=num_points, block_size=1.0, stride=0.5,
                              batch_size=batch_size).labels
     label_s = time.perf_counter() - started
+    peak = _rss_mib()  # before the scoring below, whose temporaries are no part of labelling
     assert labels.shape == (len(scene.xyz),)
     if labels_out:
         np.save(labels_out, labels)
-    return {"points": len(scene.xyz), "read_s": read_s, "label_s": label_s, "peak_mib": _rss_mib(),
-            "before_mib": before, "growth_mib": _rss_mib() - before}
+    figures = confusion_figures(confusion(labels, scene.labels, 13), [str(k) for k in range(13)])
+    return {"points": len(scene.xyz), "read_s": read_s, "label_s": label_s, "peak_mib": peak,
+            "before_mib": before, "growth_mib": peak - before, "oa": figures["oa"], "miou": figures["miou"]}
 
 
 def main() -> None:
@@ -185,10 +206,14 @@ def main() -> None:
     p.add_argument("--num-points", type=int, default=4096)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="blocks per forward pass (ours)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ckpt", nargs="+", default=[], metavar="MODEL=PATH", help="trained weights of a model (a dlparts "
+                   "fit checkpoint) in place of the calibrated random ones")
     p.add_argument("--one", nargs=4, metavar=("PLY", "MODEL", "METHOD", "LABELS"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    ckpts = dict(item.split("=", 1) for item in args.ckpt)
     if args.one:
-        print(json.dumps(run_one(*args.one[:3], args.num_points, args.threads, args.batch_size, args.one[3])))
+        print(json.dumps(run_one(*args.one[:3], args.num_points, args.threads, args.batch_size, args.one[3],
+                                 ckpts.get(args.one[1]))))
         return
     methods = [f"ours-{q}" for q in dict.fromkeys(["fp32", *args.precisions] if "bf16" in args.precisions
                                                    else args.precisions)] + ([] if args.no_peer else ["peer"])
@@ -205,12 +230,15 @@ def main() -> None:
                     labels = Path(tmp) / f"{model}_{size}_{method}.npy"
                     out = subprocess.run([sys.executable, __file__, "--one", str(plys[size]), model, method,
                                           str(labels), "--num-points", str(args.num_points), "--threads",
-                                          str(args.threads), "--batch-size", str(args.batch_size)],
+                                          str(args.threads), "--batch-size", str(args.batch_size),
+                                          *(["--ckpt", f"{model}={ckpts[model]}"] if model in ckpts else [])],
                                          capture_output=True, text=True, check=True)
                     r = rows[model, size, method] = json.loads(out.stdout.splitlines()[-1])
                     print(f"{model:22s} {r['points']:>9d} pts {method:9s}: labelled in {r['label_s']:7.1f} s = "
                           f"{r['points'] / r['label_s']:>9.0f} points/s (read {r['read_s']:.1f} s); peak RSS "
-                          f"{r['peak_mib']:.0f} MiB, growth {r['growth_mib']:.0f} MiB", flush=True)
+                          f"{r['peak_mib']:.0f} MiB, growth {r['growth_mib']:.0f} MiB; "
+                          f"{'trained' if model in ckpts else 'random'} weights: OA {r['oa']:.1%}, "
+                          f"mIoU {r['miou']:.1%}", flush=True)
                 if "ours-bf16" in methods:
                     same = np.mean(np.load(Path(tmp) / f"{model}_{size}_ours-bf16.npy")
                                    == np.load(Path(tmp) / f"{model}_{size}_ours-fp32.npy"))

@@ -80,6 +80,13 @@ def _print_results(results: list[dict]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------- test
+#: ``dlparts.train.whole_scene.PRECISIONS``, written out here so that ``dlparts --help`` does not import torch (tested).
+_PRECISIONS = ("fp32", "bf16")
+_PRECISION_HELP = ("fp32 (default) or bf16: bfloat16 autocast, faster on CPUs with AMX or AVX-512 BF16 and on GPUs "
+                   "(other CPUs run it too, without the gain); labels can differ from fp32's where two classes score "
+                   "nearly alike")
+
+
 def _add_test(sub) -> None:
     p = sub.add_parser("test", help="evaluate a checkpoint on its dataset's test split",
                        description="Test.\n\nexamples:\n  dlparts test --ckpt runs/X/checkpoints/best.ckpt\n"
@@ -93,6 +100,8 @@ def _add_test(sub) -> None:
                                                       "every-point evaluation (default: half the training block)")
     p.add_argument("--scene-votes", type=int, default=1, help="s3dis / scene_folder: passes of the every-point "
                                                               "evaluation (default 1)")
+    p.add_argument("--scene-precision", default="fp32", choices=_PRECISIONS, help="s3dis / scene_folder: the "
+                   f"every-point evaluation's precision; {_PRECISION_HELP}")
     p.set_defaults(_unknown_hint=override_hint)
 
 
@@ -118,7 +127,8 @@ def _test_whole_scenes(args, result: dict) -> None:
     from dlparts.train.whole_scene import evaluate_scenes
 
     module, cfg = load_checkpoint(args.ckpt, args.overrides)
-    whole = evaluate_scenes(module, cfg, stride=args.scene_stride, votes=args.scene_votes)
+    whole = evaluate_scenes(module, cfg, stride=args.scene_stride, votes=args.scene_votes,
+                            precision=args.scene_precision)
     console = report.console()
     blocks = result["test"]
     console.print(f"test, sampled blocks ({cfg['data']['num_points']} points each): mIoU {blocks['miou']:.1%}, "
@@ -164,6 +174,7 @@ def _add_predict(sub) -> None:
                                                 "block)")
     p.add_argument("--votes", type=int, default=1, help="scenes: passes over the blocks, scores averaged (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling points (default 0)")
+    p.add_argument("--precision", default="fp32", choices=_PRECISIONS, help=f"checkpoints: {_PRECISION_HELP}")
 
 
 def _prediction_row(result) -> dict:
@@ -189,6 +200,7 @@ def _print_prediction(console, result) -> None:
 
 
 def _run_predict(args) -> int:
+    import functools
     import json
 
     from dlparts.data._progress import progress
@@ -199,13 +211,17 @@ def _run_predict(args) -> int:
 
     if args.votes < 1 or (args.stride is not None and not args.stride > 0):
         raise ConfigError(f"--votes must be >= 1 and --stride > 0; got {args.votes}, {args.stride}")
+    if args.onnx and args.precision != "fp32":
+        raise ConfigError(f"--precision {args.precision} applies to --ckpt; an ONNX model runs as it was exported")
     if args.out is not None:
         output_folder(args.out, "--out")  # before any model is loaded
     if args.onnx:
         model, predict, to_points = load_onnx(args.onnx), predict_file_onnx, from_onnx
         task = model.meta["task"]
     else:
-        model, predict, to_points = load_checkpoint(args.ckpt, training=False)[0], predict_file, from_module
+        model = load_checkpoint(args.ckpt, training=False)[0]
+        predict = functools.partial(predict_file, precision=args.precision)
+        to_points = functools.partial(from_module, precision=args.precision)
         task = model.info["task"]
     if task != "image_cls":  # a point model's Predictor (its batch norm folded) made once, not once per file
         model, predict = to_points(model), predict_points

@@ -1,6 +1,7 @@
 """Every point labelled: whole-scene semantic segmentation (blocks with overlap, scores averaged, nearest sampled
 neighbour for the rest) and part labels carried to every point of an object, through `dlparts predict`."""
 
+import copy
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 import dlparts.train.engine
 from dlparts.cli import main
 from dlparts.data.labelled import read_labelled, write_labelled_ply
+from dlparts.data.s3dis import room_to_blocks
 from dlparts.errors import ConfigError
 from dlparts.train.whole_scene import _sum_by_point, confusion, confusion_figures, label_scene, module_scores
 from dlparts.viz import label_colors
@@ -99,6 +101,40 @@ def test_predict_labels_every_point_of_a_scene_file(semseg, tmp_path, monkeypatc
     assert rows[0]["path"] == str(scan) and sum(rows[0]["counts"].values()) == 2000 and 0 <= rows[0]["oa"] <= 1
 
 
+def test_predict_precision_bf16_reaches_the_model_and_keeps_most_labels(semseg, tmp_path, monkeypatch, capsys):
+    xyz, rgb, labels = room(2000)
+    module = copy.deepcopy(semseg[0])
+    for bn in module.modules():  # batch norm statistics of this room: an untrained model's labels then vary
+        if isinstance(bn, torch.nn.BatchNorm1d):
+            bn.momentum = 1.0
+    blocks, _ = room_to_blocks(xyz, rgb, labels, np.random.default_rng(0), num_points=128)  # [6, 128, 9]
+    with torch.no_grad():
+        module.model.train()(torch.from_numpy(blocks))
+    monkeypatch.setattr(dlparts.train.engine, "load_checkpoint", lambda ckpt, **kwargs: (module.eval(), semseg[1]))
+    scan = write_labelled_ply(tmp_path / "room.ply", xyz, rgb, labels)
+    dtypes = []  # the logits layer's output dtype, seen through the folded copy predict makes (hooks are copied)
+    module.model.head[1].register_forward_hook(lambda layer, args, out: dtypes.append(out.dtype))
+    got = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert main(["predict", "--ckpt", "any.ckpt", str(scan), "--out", str(out), "--precision", precision]) == 0
+        got[precision] = read_labelled(out / "room.seg.ply").labels
+        assert set(dtypes) == {torch.float32 if precision == "fp32" else torch.bfloat16}
+        dtypes.clear()
+    assert len(np.unique(got["fp32"])) > 5 and (got["bf16"] == got["fp32"]).mean() > 0.9  # 97% on this machine
+    capsys.readouterr()
+    assert main(["predict", "--onnx", "m.onnx", str(scan), "--precision", "bf16"]) == 2
+    assert capsys.readouterr().err == ("dlparts predict: error: --precision bf16 applies to --ckpt; an ONNX model runs "
+                                       "as it was exported\n")
+
+
+def test_the_cli_offers_the_precisions_module_scores_takes():
+    from dlparts.cli_train import _PRECISIONS
+    from dlparts.train.whole_scene import PRECISIONS
+
+    assert _PRECISIONS == PRECISIONS
+
+
 def test_a_scene_without_colours_for_a_colour_model_is_one_error(semseg, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(dlparts.train.engine, "load_checkpoint", lambda ckpt, **kwargs: semseg)
     xyz, _, labels = room(500)
@@ -144,6 +180,8 @@ def test_dlparts_test_scores_every_point_of_the_test_scenes(tmp_path, capsys):
     assert "test, sampled blocks (64 points each): mIoU" in out
     assert "test, every point of 1 test scenes (1500 points): 1 m blocks of 64 points every 0.5 m" in out
     assert "per-class IoU: grey " in out
+    assert main(["test", "--ckpt", str(ckpt), "--scene-precision", "bf16"]) == 0
+    assert "vote(s), unsampled points from their nearest sampled neighbour, bf16: mIoU" in capsys.readouterr().out
     saved = json.loads((tmp_path / "runs" / "r" / "test-best.json").read_text())
     whole = saved["test_whole_scenes"]
     assert whole["points"] == 1500 and set(whole["per_class_iou"]) == {"grey", "red"} and 0 <= whole["miou"] <= 1

@@ -176,21 +176,25 @@ def _top5(logits: torch.Tensor, classes: list[str]) -> list[tuple[str, float]]:
     return [(classes[int(i)], float(v)) for v, i in zip(values, idx)]
 
 
-def from_module(module) -> Predictor:
+def from_module(module, precision: str = "fp32") -> Predictor:
     """The :class:`Predictor` of a loaded checkpoint's module; its model runs with batch norm folded into the
-    layers before it (:func:`dlparts.layers.fold.fold_batch_norm`: the same logits up to float rounding)."""
+    layers before it (:func:`dlparts.layers.fold.fold_batch_norm`: the same logits up to float rounding), at
+    ``precision`` (:func:`dlparts.train.whole_scene.precision_autocast`)."""
     from dlparts.layers.fold import fold_batch_norm
     from dlparts.train.inference import task_forward
+    from dlparts.train.whole_scene import precision_autocast
 
     info, cfg = module.info, module.cfg
     model = fold_batch_norm(module.model)
+    autocast = precision_autocast(next(model.parameters()).device, precision)
 
     @torch.inference_mode()
     def logits(points: np.ndarray, category: np.ndarray | None) -> torch.Tensor:
         batch = {"points": torch.from_numpy(points)}
         if category is not None:
             batch["category"] = torch.from_numpy(category)
-        return task_forward(model, info["task"], batch)
+        with autocast:
+            return task_forward(model, info["task"], batch).float()
 
     mask = getattr(module, "part_mask", None)
     data = {**cfg["data"], **cfg["data"].get("args", {})}
@@ -217,8 +221,8 @@ def from_onnx(deployed) -> Predictor:
 
 
 def predict_file(module, path: str | Path, *, category: str | None = None, out_dir: str | Path | None = None,
-                 seed: int = 0, stride: float | None = None, votes: int = 1) -> Prediction:
-    """One file through a checkpoint's module; see the module docstring."""
+                 seed: int = 0, stride: float | None = None, votes: int = 1, precision: str = "fp32") -> Prediction:
+    """One file through a checkpoint's module at ``precision`` (:func:`from_module`); see the module docstring."""
     path = Path(path)
     if module.info["task"] == "image_cls":
         if not path.is_file():
@@ -227,11 +231,13 @@ def predict_file(module, path: str | Path, *, category: str | None = None, out_d
 
         info = module.info
         image = read_image(path, image_mean(module), info["image_size"], info["input_spec"][-1])  # [3, crop, crop]
-        with torch.inference_mode():
-            logits = module.model(image[None])[0]  # [K]
+        from dlparts.train.whole_scene import precision_autocast
+
+        with torch.inference_mode(), precision_autocast("cpu", precision):
+            logits = module.model(image[None])[0].float()  # [K]
         return Prediction(str(path), top=_top5(logits, module.info["classes"]))
-    return predict_points(from_module(module), path, category=category, out_dir=out_dir, seed=seed, stride=stride,
-                          votes=votes)
+    return predict_points(from_module(module, precision), path, category=category, out_dir=out_dir, seed=seed,
+                          stride=stride, votes=votes)
 
 
 def predict_points(model: Predictor, path: str | Path, *, category: str | None = None,

@@ -111,23 +111,29 @@ def _nearest(query: np.ndarray, ref: torch.Tensor) -> np.ndarray:
     return knn(torch.from_numpy(np.ascontiguousarray(query))[None], ref, 1).idx[0, :, 0].numpy()  # [n]
 
 
-#: ``precision`` of :func:`module_scores`: float32 (the default, what training ran in) or bfloat16 autocast.
+#: Inference ``precision`` (:func:`precision_autocast`): float32 (the default, what training ran in) or bfloat16.
 PRECISIONS = ("fp32", "bf16")
+
+
+def precision_autocast(device: torch.device | str, precision: str) -> torch.autocast:
+    """The context to run a model in at ``precision``: ``"bf16"`` is bfloat16 autocast on ``device`` (matrix
+    products on the CPU's AMX/AVX-512 bf16 units where it has them; other CPUs run it too, without that gain),
+    ``"fp32"`` a disabled autocast.  Its labels can differ from float32's where two classes score nearly alike
+    (``benchmarks/scenes.py`` reports the agreement)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def module_scores(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu", *,
                   precision: str = "fp32"):
     """``scores`` for :func:`label_scene` from a semantic segmentation model (``[B, n, C] -> [B, n, K]`` logits):
-    softmax probabilities, computed without gradients on ``device``.  ``precision="bf16"`` runs the model under
-    bfloat16 autocast (matrix products on the CPU's AMX/AVX-512 bf16 units where it has them); its labels can
-    differ from float32's where two classes score nearly alike (``benchmarks/scenes.py`` reports the agreement)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
-    device = torch.device(device)
+    softmax probabilities, computed without gradients on ``device`` at ``precision`` (:func:`precision_autocast`)."""
+    autocast, device = precision_autocast(device, precision), torch.device(device)  # refused before any block
 
     @torch.inference_mode()
     def scores(features: np.ndarray) -> np.ndarray:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast:
             logits = model(torch.from_numpy(features).to(device))  # [B, n, K]
         return logits.float().softmax(dim=-1).cpu().numpy()
 
@@ -177,14 +183,15 @@ def scenes_to_test(cfg: dict) -> Iterator[tuple[str, np.ndarray, np.ndarray | No
         yield str(path), scene.xyz, scene.rgb, scene.labels
 
 
-def evaluate_scenes(module, cfg: dict, *, stride: float | None = None, votes: int = 1) -> dict:
-    """mIoU, OA and per-class IoU over every point of every test scene (:func:`label_scene` on each), with the
-    number of ``scenes`` and ``points`` and the ``protocol`` in words."""
+def evaluate_scenes(module, cfg: dict, *, stride: float | None = None, votes: int = 1,
+                    precision: str = "fp32") -> dict:
+    """mIoU, OA and per-class IoU over every point of every test scene (:func:`label_scene` on each, the model at
+    ``precision``), with the number of ``scenes`` and ``points`` and the ``protocol`` in words."""
     classes, channels = module.info["classes"], module.info["input_spec"][-1]
     num_points, block = cfg["data"]["num_points"], float(cfg["data"]["args"].get("block_size", 1.0))
     stride = block / 2 if stride is None else stride
     device = next(module.parameters()).device
-    scores = module_scores(fold_batch_norm(module.model), device)
+    scores = module_scores(fold_batch_norm(module.model), device, precision=precision)
     confmat = np.zeros((len(classes), len(classes)), np.int64)
     scenes = points = 0
     for _, xyz, rgb, labels in scenes_to_test(cfg):
@@ -193,5 +200,6 @@ def evaluate_scenes(module, cfg: dict, *, stride: float | None = None, votes: in
         confmat += confusion(done.labels, labels, len(classes))
         scenes, points = scenes + 1, points + len(xyz)
     protocol = (f"every point of {scenes} test scenes ({points} points): {block:g} m blocks of {num_points} points "
-                f"every {stride:g} m, {votes} vote(s), unsampled points from their nearest sampled neighbour")
+                f"every {stride:g} m, {votes} vote(s), unsampled points from their nearest sampled neighbour"
+                + ("" if precision == "fp32" else f", {precision}"))
     return {**confusion_figures(confmat, classes), "scenes": scenes, "points": points, "protocol": protocol}
