@@ -44,6 +44,7 @@ import sys
 import time
 from typing import NamedTuple
 
+import dlparts  # noqa: F401  first: its OMP_WAIT_POLICY default (dlparts/__init__.py) is read as torch loads
 import torch
 from torch import nn
 from torch.nn import functional as F
