@@ -1,4 +1,6 @@
-"""The ``dlparts`` console entry point, run as a user runs it: real subprocesses, exit codes, one-line errors."""
+"""The ``dlparts`` console entry point, run as a user runs it: real subprocesses, exit codes, one-line errors.
+Commands that import torch run once that way (a clean stderr from a fresh process), their other cases through the
+same ``main`` in this process, which has torch imported already: a fresh process spends seconds importing it."""
 
 import json
 import subprocess
@@ -12,6 +14,19 @@ DLPARTS = str(Path(sys.executable).with_name("dlparts"))
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([DLPARTS, *args], capture_output=True, text=True, timeout=120)
+
+
+def run_here(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``dlparts ARGS`` through ``dlparts.cli.main`` in this process: its exit code (argparse's too) and output."""
+    from dlparts.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["dlparts", *args], code, out, err)
 
 
 def test_seed_example_single_layer():
@@ -44,26 +59,27 @@ def test_stack_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, here",
     [
-        (["conv", "--input", "10x10x3", "--filters", "4", "--kernel", "12"], "larger than the padded input"),
-        (["conv", "--input", "10x10x3", "--filters", "4", "--groups", "2"], "groups 2 must divide"),
+        (["conv", "--input", "10x10x3", "--filters", "4", "--kernel", "12"], "larger than the padded input", False),
+        (["conv", "--input", "10x10x3", "--filters", "4", "--groups", "2"], "groups 2 must divide", False),
         (["conv", "--input", "10x10x3", "--filters", "4", "--transposed", "--stride", "2", "--output-padding", "2"],
-         "output_padding 2 must be smaller than stride 2"),
-        (["conv", "--input", "0x10x3", "--filters", "4"], "non-positive size"),
-        (["conv", "--input", "10x10x3", "--filters", "-1"], "filters -1 must be positive"),
-        (["conv", "--input", "10x10x3", "--stack", "conv(4, k=3"], "unmatched '('"),
-        (["conv", "--input", "10x10x3", "--stack", "conv(4, k=3), fc(0)"], "layer 2 (fc(0))"),
-        (["conv", "--input", "10x10x3"], "--filters is required"),
-        (["conv", "--input", "10x10x3", "--stack-file", "/nonexistent.yaml"], "/nonexistent.yaml does not exist"),
-        (["conv", "--input", "10x10x3", "--filters", "4", "--padding", "wide"], "--padding 'wide'"),
-        (["summary", "no_such_model"], "unknown model 'no_such_model'"),
-        (["summary", "torchvision.models:nope", "--input", "3x8x8"], "cannot load 'nope'"),
-        (["summary", "torchvision.models:alexnet", "--input", "3xax8"], "--input '3xax8'"),
+         "output_padding 2 must be smaller than stride 2", False),
+        (["conv", "--input", "0x10x3", "--filters", "4"], "non-positive size", False),
+        (["conv", "--input", "10x10x3", "--filters", "-1"], "filters -1 must be positive", False),
+        (["conv", "--input", "10x10x3", "--stack", "conv(4, k=3"], "unmatched '('", False),
+        (["conv", "--input", "10x10x3", "--stack", "conv(4, k=3), fc(0)"], "layer 2 (fc(0))", False),
+        (["conv", "--input", "10x10x3"], "--filters is required", False),
+        (["conv", "--input", "10x10x3", "--stack-file", "/nonexistent.yaml"], "/nonexistent.yaml does not exist",
+         False),
+        (["conv", "--input", "10x10x3", "--filters", "4", "--padding", "wide"], "--padding 'wide'", False),
+        (["summary", "no_such_model"], "unknown model 'no_such_model'", False),
+        (["summary", "torchvision.models:nope", "--input", "3x8x8"], "cannot load 'nope'", True),
+        (["summary", "torchvision.models:alexnet", "--input", "3xax8"], "--input '3xax8'", True),
     ],
 )
-def test_user_errors_are_one_line_exit_2(args, message):
-    out = run(*args)
+def test_user_errors_are_one_line_exit_2(args, message, here, capsys):
+    out = run_here(capsys, *args) if here else run(*args)
     assert out.returncode == 2
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
@@ -97,10 +113,10 @@ def test_summary_torchvision_alexnet_json():
     assert totals["params"] == 61_100_840 and totals["macs"] == 714_188_480
 
 
-def test_summary_csv_and_table():
-    out = run("summary", "torchvision.models:alexnet", "--input", "3x224x224", "--format", "csv")
+def test_summary_csv_and_table(capsys):
+    out = run_here(capsys, "summary", "torchvision.models:alexnet", "--input", "3x224x224", "--format", "csv")
     assert out.returncode == 0 and out.stdout.splitlines()[-1].startswith("TOTAL,")
-    out = run("summary", "torchvision.models:alexnet", "--input", "3x224x224", "--depth", "0")
+    out = run_here(capsys, "summary", "torchvision.models:alexnet", "--input", "3x224x224", "--depth", "0")
     assert out.returncode == 0 and "MACs 714,188,480" in out.stdout.replace("\n", " ")
 
 
@@ -203,8 +219,8 @@ def test_summary_passes_a_batch_first_input_unchanged(monkeypatch, capsys):
     assert err.rstrip().endswith("if 1 is the batch, write --input 3x224x224 --batch 1")
 
 
-def test_summary_input_no_model_takes_is_one_line_with_the_form_to_use():
-    out = run("summary", "torchvision.models:alexnet", "--input", "1x3x8x8")
+def test_summary_input_no_model_takes_is_one_line_with_the_form_to_use(capsys):
+    out = run_here(capsys, "summary", "torchvision.models:alexnet", "--input", "1x3x8x8")
     assert out.returncode == 2 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith("if 1 is the batch, write --input 3x8x8 --batch 1")

@@ -7,6 +7,8 @@ import pytest
 
 from dlparts.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = ["model.name=pointnet_cls_vanilla", "data.name=synthetic_shapes", "data.args.tiny=true",
         "data.num_points=128", "data.batch_size=8", "trainer.max_epochs=1", "trainer.progress=false",
         "trainer.accelerator=cpu", "trainer.devices=1", "plots.enabled=false", "trainer.limit_train_batches=3"]

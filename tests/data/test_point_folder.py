@@ -159,7 +159,7 @@ def test_registry_writes_split_lists_and_counts_and_a_run_reads_them_back(root, 
     assert len(build_splits(_cfg(tmp_path, root, "run.name=fresh")).test.files) == 2 + 3  # 14 boxes: 3 to test
 
 
-def test_fit_and_test_one_epoch_on_a_folder(root, tmp_path):
+def test_fit_and_test_one_epoch_on_a_folder(root, tmp_path, one_thread):
     cfg = _cfg(tmp_path, root, "trainer.max_epochs=1", "trainer.progress=false", "trainer.accelerator=cpu",
                "trainer.devices=1", "data.batch_size=4", "plots.enabled=false", "trainer.limit_train_batches=2")
     result = engine.fit(cfg)

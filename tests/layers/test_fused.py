@@ -223,12 +223,17 @@ def test_bfloat16_within_bfloat16_rounding_of_the_float64_result(k):
 
 
 def test_bfloat16_store_rounds_to_nearest_even_as_torch_does():
-    values = torch.randn(64, 32, generator=_gen(6)) * torch.logspace(-30, 30, 32)
-    values[0, :6] = torch.tensor([float("nan"), float("inf"), 1.00390625, 1.01171875, 3.3895313892515355e38, 1e-40])
+    """The float32 ``a * y`` of a bfloat16 ``y`` has a full mantissa, spanning 1e-30..1e30 by the columns' scales; row 0
+    (``y = 1``) stores the scales themselves: NaN, inf, two ties (to even: down, up), bfloat16's largest, a subnormal.
+    In bfloat16 as training under autocast calls it: a float32 input would compile a signature no caller uses."""
+    g = _gen(6)
+    scale = torch.logspace(-30, 30, 32) * (1 + torch.rand(32, generator=g))
+    scale[:6] = torch.tensor([float("nan"), float("inf"), 1.00390625, 1.01171875, 3.3895313892515355e38, 1e-40])
+    y = torch.randn(64, 32, generator=g).bfloat16()
+    y[0] = 1.0
     out = torch.empty(64, 32, dtype=torch.bfloat16)
-    one, zero = np.ones(32, np.float32), np.zeros(32, np.float32)
-    affine_relu(values.numpy(), one, zero, fused._array(out), 4)
-    expected = values.clamp_min(0).bfloat16()
+    affine_relu(fused._array(y), scale.numpy(), np.zeros(32, np.float32), fused._array(out), 4)
+    expected = (y.float() * scale).clamp_min(0).bfloat16()
     assert torch.equal(out.isnan(), expected.isnan())
     assert torch.equal(out[~out.isnan()], expected[~expected.isnan()])
 

@@ -9,6 +9,8 @@ from PIL import Image
 import dlparts.train.engine
 from dlparts.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CFG = ["model.name=pointnet_partseg", "data.name=synthetic_parts", "data.args.tiny=true", "data.args.normals=true",
        "data.num_points=128"]
 

@@ -11,6 +11,8 @@ from dlparts.data.labelled import write_labelled_ply
 from dlparts.train.config import load_config
 from dlparts.train.data import build_splits
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):

@@ -12,6 +12,9 @@ from dlparts.train.config import load_config
 from dlparts.train.data import build_splits
 from dlparts.train.engine import fit, load_checkpoint
 
+# Tiny batches gain nothing from a second thread (conftest's one_thread), and on a busy machine lose the most to it.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 COMMON = ["trainer.max_epochs=1", "trainer.progress=false", "trainer.accelerator=cpu", "trainer.devices=1",
           "data.args.tiny=true", "data.num_points=128", "data.batch_size=4", "plots.examples=2",
           "trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]

@@ -16,6 +16,8 @@ from dlparts.errors import ConfigError
 from dlparts.train.whole_scene import _sum_by_point, confusion, confusion_figures, label_scene, module_scores
 from dlparts.viz import label_colors
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def room(n=3000, seed=0):
     """A 3 m x 2 m floor: red points (class 1) where x > 1.5, grey (class 0) elsewhere."""
