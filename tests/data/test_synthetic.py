@@ -100,6 +100,18 @@ def test_holes_go_through_side_faces_with_walls_and_stay_inside_them():
     assert 2 * 2 * np.pi * 0.085 * 0.6 * density * 0.8 < len(walls) < 4 * 2 * np.pi * 0.18 * 1.0 * density * 1.2
 
 
+def test_holes_in_a_cylinder_keep_only_the_walls_within_it():
+    rng = np.random.default_rng(2)
+    angle, y = rng.uniform(0, 2 * np.pi, 20000), rng.uniform(-0.4, 0.4, 20000)
+    xyz = np.c_[0.5 * np.cos(angle), y, 0.3 * np.sin(angle)]  # [20000, 3] side of an elliptic cylinder
+    nrm = np.c_[np.cos(angle) / 0.5, np.zeros(20000), np.sin(angle) / 0.3]
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    out, _ = _holes("cylinder")(rng, xyz, nrm, np.array([1.0, 0.8, 0.6]))
+    rows = {tuple(p) for p in xyz}
+    walls = out[[p not in rows for p in map(tuple, out)]]  # [M, 3]
+    assert len(walls) > 100 and np.all((walls[:, 0] / 0.5) ** 2 + (walls[:, 2] / 0.3) ** 2 <= 1)
+
+
 def test_knobs_raise_local_bulges_on_an_ellipsoid():
     rng = np.random.default_rng(1)
     nrm = rng.normal(size=(8000, 3))
