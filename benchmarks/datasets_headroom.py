@@ -19,6 +19,8 @@ under-trained or over-fitted?) and on the test objects all whole and all single-
     nice -n 10 .venv/bin/python benchmarks/datasets_headroom.py                      # all rows, 3 seeds each
     nice -n 10 .venv/bin/python benchmarks/datasets_headroom.py --only pointnet2 pointnet --seeds 3 --jobs 3
     nice -n 10 .venv/bin/python benchmarks/datasets_headroom.py --only pointnet2 pointnet --seeds 1 --diagnose
+    nice -n 5 .venv/bin/python benchmarks/datasets_headroom.py --only pointnet2 pointnet --seeds 1 --jobs 2 \\
+        --set trainer.threads=1 --out runs/headroom-try
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ ROWS = {"pointnet2": ("pointnet2_cls_ssg_cpu", [], "acc"),
         "semseg": ("pointnet_semseg_cpu", [], "miou")}
 
 
-def fit(row: str, seed: int, out: Path) -> dict:
-    """Train and test ``row`` with ``seed`` in its own process; its ``results.json`` plus the wall time."""
+def fit(row: str, seed: int, out: Path, overrides: list[str] = ()) -> dict:
+    """Train and test ``row`` with ``seed`` (and config ``overrides``) in its own process; its ``results.json`` plus
+    the wall time."""
     recipe, extra, _ = ROWS[row]
     name = f"{row}-seed{seed}"
     command = [str(Path(sys.executable).with_name("dlparts")), "fit", "--config", recipe, f"seed={seed}",
-               f"run.dir={out}", f"run.name={name}", *extra]
+               f"run.dir={out}", f"run.name={name}", *extra, *overrides]
     started = time.time()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -119,13 +122,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per row (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each uses the preset's 2 threads)")
     parser.add_argument("--out", type=Path, default=Path("runs/headroom"))
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every run, e.g. trainer.threads=1 to run two at once on 2 cores")
     parser.add_argument("--diagnose", action="store_true", help="explain the classification rows' errors (above)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = [(row, seed) for row in args.only for seed in range(args.seeds)]
     started = time.time()
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda run: fit(*run, args.out), runs))
+        results = list(pool.map(lambda run: fit(*run, args.out, args.set), runs))
     total = time.time() - started
     table, means = [], {}
     for row in args.only:

@@ -6,7 +6,8 @@ import torch
 
 from dlparts.data import Parts, Rooms, Shapes
 from dlparts.data.s3dis import CLASSES as S3DIS_CLASSES, Room
-from dlparts.data.synthetic import PART_CLASSES, PARTS_OF_CATEGORY, SCAN_FRACTION, SHAPE_CLASSES, make_shapes
+from dlparts.data.synthetic import (PART_CLASSES, PARTS_OF_CATEGORY, SCAN_FRACTION, SHAPE_CLASSES, _holes, _knobs,
+                                    make_shapes)
 from dlparts.data.synthetic_rooms import make_room
 from dlparts.data.synthetic_scan import bumps, displace, drill, ridges, uneven_choice, visible
 from dlparts.errors import ConfigError
@@ -63,6 +64,62 @@ def test_scan_fraction_gives_the_same_objects_whole_or_scanned():
     assert spread["whole"].max() < 0.4 < spread["scanned"].min()  # uneven density tilts a whole one a little
     default, explicit = make_shapes(**kw), make_shapes(**kw, scan_fraction=SCAN_FRACTION)
     assert np.array_equal(default["test_points"], explicit["test_points"])
+
+
+def _box_surface(rng, size, n):
+    """``(xyz [n + 400, 3], normals)`` on the faces of a box of ``size`` centred at 0, the last 400 points exactly on
+    the vertical edges of the x and z faces."""
+    half = np.asarray(size) / 2
+    xyz = rng.uniform(-1, 1, size=(n, 3)) * half
+    axis, side = rng.integers(0, 3, n), rng.choice([-1.0, 1.0], n)
+    xyz[np.arange(n), axis] = side * half[axis]  # [n, 3] each point moved onto one face
+    edges = np.c_[rng.choice([-1.0, 1.0], 400), rng.uniform(-1, 1, 400), rng.choice([-1.0, 1.0], 400)] * half
+    nrm = np.zeros((n + 400, 3))
+    nrm[np.arange(n), axis] = side
+    return np.r_[xyz, edges], nrm
+
+
+def test_holes_go_through_side_faces_with_walls_and_stay_inside_them():
+    rng = np.random.default_rng(0)
+    size = np.array([1.0, 0.8, 0.6])
+    xyz, nrm = _box_surface(rng, size, 20000)
+    out, out_nrm = _holes("box")(rng, xyz, nrm, size)
+    rows = {tuple(p) for p in xyz}
+    new = np.array([p not in rows for p in map(tuple, out)])  # [M] the holes' walls
+    kept = {tuple(p) for p in out[~new]}
+    removed = np.array([p for p in xyz if tuple(p) not in kept])  # [R, 3]
+    assert len(removed) > 0 and len(kept) + len(removed) == len(xyz)
+    on_x, on_z = np.isclose(np.abs(removed[:, 0]), 0.5), np.isclose(np.abs(removed[:, 2]), 0.3)
+    assert np.all(on_x | on_z)  # never the top or the bottom
+    assert len(set(np.sign(removed[on_x, 0]))) == 2 or len(set(np.sign(removed[on_z, 2]))) == 2  # through
+    assert all(tuple(p) in kept for p in xyz[-400:])  # each hole inside its face: the face's edges all kept
+    # the walls: inside the box, normals across a horizontal hole, about as dense as the faces (0.085 < r < 0.18)
+    walls, wall_nrm = out[new], out_nrm[new]
+    assert np.all(np.abs(walls) <= size / 2 + 1e-12) and np.allclose((wall_nrm[:, [0, 2]] ** 2).min(axis=1), 0)
+    density = len(xyz) / (2 * (0.8 + 0.48 + 0.6))
+    assert 2 * 2 * np.pi * 0.085 * 0.6 * density * 0.8 < len(walls) < 4 * 2 * np.pi * 0.18 * 1.0 * density * 1.2
+
+
+def test_holes_in_a_cylinder_keep_only_the_walls_within_it():
+    rng = np.random.default_rng(2)
+    angle, y = rng.uniform(0, 2 * np.pi, 20000), rng.uniform(-0.4, 0.4, 20000)
+    xyz = np.c_[0.5 * np.cos(angle), y, 0.3 * np.sin(angle)]  # [20000, 3] side of an elliptic cylinder
+    nrm = np.c_[np.cos(angle) / 0.5, np.zeros(20000), np.sin(angle) / 0.3]
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    out, _ = _holes("cylinder")(rng, xyz, nrm, np.array([1.0, 0.8, 0.6]))
+    rows = {tuple(p) for p in xyz}
+    walls = out[[p not in rows for p in map(tuple, out)]]  # [M, 3]
+    assert len(walls) > 100 and np.all((walls[:, 0] / 0.5) ** 2 + (walls[:, 2] / 0.3) ** 2 <= 1)
+
+
+def test_knobs_raise_local_bulges_on_an_ellipsoid():
+    rng = np.random.default_rng(1)
+    nrm = rng.normal(size=(8000, 3))
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)  # [8000, 3] unit sphere, its own normals
+    xyz, _ = _knobs(rng, 0.5 * nrm, nrm, np.ones(3))
+    height = np.linalg.norm(xyz, axis=1) - 0.5  # [8000] outwards along the normal only
+    assert height.min() > -1e-12 and height.max() >= 0.1 * 0.5  # at least 0.1 once in the unit sphere
+    assert (height > 0.01).mean() < 0.5  # local: most of the surface stays where it was
 
 
 def test_drill_removes_a_through_hole():

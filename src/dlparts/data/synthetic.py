@@ -1,11 +1,13 @@
 """Embedded object datasets, generated deterministically from a seed and cached (nothing downloaded).
 
 - :class:`Shapes` (classification, hard the way ModelNet is): 12 classes (``SHAPE_CLASSES``) in groups that share
-  a silhouette and differ in local structure: boxes plain, with through-holes or with bumps; cylinders plain, ribbed
-  or with holes, and the mug (a cylinder with a thin handle); ellipsoids plain or bumpy; tables, chairs and lamps
-  (thin parts).  Every cloud has random proportions and detail (sizes, counts, places), a random turn about the up
-  axis (y, as ModelNet), uneven density and sensor noise; 60% are single-view scans (``SCAN_FRACTION``: only what a
-  sensor sees from one random direction, self-occlusion included; :mod:`dlparts.data.synthetic_scan`).
+  a silhouette and differ in local structure: boxes plain, with drilled through-holes (inner walls included) or
+  with bumps; cylinders plain, ribbed or with holes, and the mug (a cylinder with a thin handle); ellipsoids plain or
+  with knobs; tables, chairs and lamps (thin parts).  The holes and knobs are sized for PointNet++'s first ball
+  (radius 0.2 in the unit sphere), whatever the object's size.  Every cloud has random proportions and detail (sizes,
+  counts, places), a random turn about the up axis (y, as ModelNet), uneven density (up to 5x across an object) and
+  sensor noise; 60% are single-view scans (``SCAN_FRACTION``: only what a sensor sees from one random direction,
+  self-occlusion included; :mod:`dlparts.data.synthetic_scan`).
 - :class:`Parts` (part segmentation, ShapeNetPart conventions): the composite objects with a part label per point,
   numbered globally (``PART_CLASSES``), an object category per cloud, ``parts_of_category``.
 
@@ -18,6 +20,7 @@ The arrays are generated once into ``<cache_root>/synthetic/<settings hash>/`` (
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,7 +40,7 @@ PART_CLASSES = ["table_top", "table_leg", "chair_seat", "chair_back", "chair_leg
                 "lamp_shade", "mug_body", "mug_handle", "airplane_body", "airplane_wing", "airplane_tail"]
 PARTS_OF_CATEGORY = {c: [i for i, p in enumerate(PART_CLASSES) if p.startswith(name + "_")]
                      for c, name in enumerate(PART_CATEGORIES)}
-_VERSION = 3  # bump when generation changes, so old caches are not reused
+_VERSION = 4  # bump when generation changes, so old caches are not reused
 
 
 def _legs(half_w: float, half_d: float, height: float, radius: float, label: int) -> list:
@@ -120,21 +123,67 @@ def _unit_sphere(xyz: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- classification: scanned objects
-def _holes(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
-    """1-3 horizontal through-holes (radius 7-13% of the object's size) at random heights and offsets."""
-    keep = np.ones(len(xyz), dtype=bool)
-    for _ in range(rng.integers(1, 4)):
-        axis = rng.choice([0, 2])  # along x or z
-        origin = np.zeros(3)
-        origin[2 - axis] = rng.uniform(-0.25, 0.25) * size[2 - axis]
-        origin[1] = rng.uniform(-0.3, 0.3) * size[1]
-        keep &= drill(xyz, origin, np.eye(3)[axis], rng.uniform(0.07, 0.13) * size.max())
-    return xyz[keep], nrm[keep]
+def _radius(xyz) -> float:
+    """What the unit-sphere normalisation will divide ``xyz [P, 3]`` by: its largest distance from its centroid."""
+    return float(np.linalg.norm(xyz - xyz.mean(axis=0), axis=1).max())
+
+
+def _solid(shape: str, size: np.ndarray) -> tuple[float, Callable[[np.ndarray], np.ndarray]]:
+    """The surface area of the centred box or (elliptic, axis y) cylinder of ``size [3]``, and its inside test on
+    ``xyz [P, 3]`` (``bool [P]``)."""
+    a, h, b = size / 2
+    if shape == "box":
+        return 2 * (size[0] * size[1] + size[1] * size[2] + size[0] * size[2]), lambda p: np.ones(len(p), dtype=bool)
+    rim = math.pi * (3 * (a + b) - math.sqrt((3 * a + b) * (a + 3 * b)))  # Ramanujan's ellipse perimeter
+    return rim * 2 * h + 2 * math.pi * a * b, lambda p: (p[:, 0] / a) ** 2 + (p[:, 2] / b) ** 2 <= 1
+
+
+def _holes(shape: str):
+    """Details of ``shape`` (box or cylinder): 2-4 horizontal through-holes, each of radius 0.12-0.2 once in the
+    unit sphere (a 0.2 ball at the rim, PointNet++'s first radius, sees the gap and the wall) and at most 0.3 of
+    the pierced face, inside that face, with its inner wall sampled as densely as the surface (a drilled solid, as
+    a mesh or a scanner has it: normals facing into the hole)."""
+    def drill_holes(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
+        area, inside = _solid(shape, size)
+        density, unit = len(xyz) / area, _radius(xyz)
+        lines = []
+        for _ in range(rng.integers(2, 5)):
+            axis = rng.choice([0, 2])  # along x or z
+            face = np.array([size[2 - axis], size[1]])  # the pierced face's width and height
+            radius = min(rng.uniform(0.12, 0.2) * unit, 0.3 * face.min())
+            origin = np.zeros(3)
+            origin[[2 - axis, 1]] = rng.uniform(-1, 1, size=2) * (face / 2 - radius)
+            lines.append((origin, axis, radius))
+        walls = [_wall(rng, *line, size[line[1]], density) for line in lines]
+        owner = np.concatenate([np.full(len(xyz), -1), *(np.full(len(w[0]), i) for i, w in enumerate(walls))])
+        xyz, nrm = np.concatenate([xyz, *(w[0] for w in walls)]), np.concatenate([nrm, *(w[1] for w in walls)])
+        keep = (owner < 0) | inside(xyz)  # [P + walls]: the walls within the solid
+        for i, (origin, axis, radius) in enumerate(lines):
+            keep &= (owner == i) | drill(xyz, origin, np.eye(3)[axis], radius)  # a hole's own wall stays
+        return xyz[keep], nrm[keep]
+    return drill_holes
+
+
+def _wall(rng, origin, axis, radius, length, density) -> tuple[np.ndarray, np.ndarray]:
+    """``(xyz [M, 3], normals [M, 3])``: the tube of ``radius`` around the line through ``origin`` along coordinate
+    ``axis``, ``length`` long and centred on the object, ``density`` points per unit area; normals towards the line."""
+    m = rng.poisson(density * 2 * math.pi * radius * length)
+    t, angle = rng.uniform(-length / 2, length / 2, m), rng.uniform(0, 2 * math.pi, m)
+    u, v = np.eye(3)[[1, 2 - axis]]  # [3] each: the two directions across the hole
+    out = np.cos(angle)[:, None] * u + np.sin(angle)[:, None] * v  # [M, 3] unit, from the line outwards
+    return origin + t[:, None] * np.eye(3)[axis] + radius * out, -out
 
 
 def _bumps(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
     s = size.max()
     return bumps(rng, xyz, nrm, int(rng.integers(5, 13)), (0.03 * s, 0.07 * s), (0.04 * s, 0.08 * s))
+
+
+def _knobs(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
+    """4-8 knobs on a smooth ellipsoid, 0.1-0.18 high and 0.07-0.1 wide (sigma) once in the unit sphere: each a clear
+    local bulge in a 0.2 ball, while the ellipsoid's own curvature there stays gentle."""
+    unit = _radius(xyz)
+    return bumps(rng, xyz, nrm, int(rng.integers(4, 9)), (0.1 * unit, 0.18 * unit), (0.07 * unit, 0.1 * unit))
 
 
 def _ridges(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
@@ -143,9 +192,10 @@ def _ridges(rng, xyz, nrm, size) -> tuple[np.ndarray, np.ndarray]:
 
 #: class -> (base shape, local detail or None).  Classes come in groups on one silhouette (box, cylinder, ellipsoid;
 #: the mug is a cylinder with a thin handle), so only the detail tells them apart; the furniture has thin parts.
-_SCANNED = {"box": ("box", None), "box_holes": ("box", _holes), "box_bumps": ("box", _bumps),
+_SCANNED = {"box": ("box", None), "box_holes": ("box", _holes("box")), "box_bumps": ("box", _bumps),
             "cylinder": ("cylinder", None), "cylinder_ridges": ("cylinder", _ridges),
-            "cylinder_holes": ("cylinder", _holes), "sphere": ("sphere", None), "sphere_bumps": ("sphere", _bumps),
+            "cylinder_holes": ("cylinder", _holes("cylinder")), "sphere": ("sphere", None),
+            "sphere_bumps": ("sphere", _knobs),
             "mug": ("mug", None), "table": ("table", None), "chair": ("chair", None), "lamp": ("lamp", None)}
 SCAN_FRACTION = 0.6  # the share of classification clouds that are single-view scans rather than whole objects
 
@@ -170,7 +220,7 @@ def _scanned_cloud(rng: np.random.Generator, name: str, n: int, scan_fraction: f
                           math.cos(elevation) * math.sin(azimuth)])  # from the sensor towards the object
         seen = visible(xyz, nrm, view)
         xyz, nrm = xyz[seen], nrm[seen]
-    idx = uneven_choice(rng, xyz, n, rng.uniform(0, 1.5))
+    idx = uneven_choice(rng, xyz, n, rng.uniform(0, 0.8))
     xyz = _unit_sphere(xyz[idx] + rng.normal(0, rng.uniform(0.002, 0.015), size=(n, 3)))  # [n, 3] sensor noise
     return np.concatenate([xyz, nrm[idx]], axis=1).astype(np.float32)
 

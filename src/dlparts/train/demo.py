@@ -29,9 +29,11 @@ TIME_CAPS = {"pointnet2": 400, "pointnet": 200, "partseg": 300, "alexnet_small":
 
 #: What each part's figure shows.
 SHOWS = {"pointnet2": "PointNet++ SSG: features of local regions at growing scales (PointNet++ Sec. 3.2), on "
-                      "classes told apart by holes, bumps, ridges and thin parts; compare with pointnet",
+                      "classes told apart by drilled holes, knobs, bumps, ridges and thin parts on shared silhouettes; "
+                      "compare with pointnet",
          "pointnet": "PointNet, the same recipe and budget: one max over per-point features, no local regions "
-                     "(PointNet Sec. 4.2); PointNet++ Table 2 puts it 1.5 points below PointNet++ on ModelNet40",
+                     "(PointNet Sec. 4.2); PointNet++ Table 2 puts it 1.5 points below PointNet++ on ModelNet40; in "
+                     "this short budget it also learns the local details more slowly",
          "partseg": "PointNet++ part segmentation: set abstraction then feature propagation back to every point "
                     "(PointNet++ Sec. 3.4); instance and class mIoU coincide here because the classes are balanced",
          "alexnet_small": "AlexNet's ideas at 40 px (ReLU, LRN, overlapping pooling, dropout, PCA lighting; AlexNet "
