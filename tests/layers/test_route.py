@@ -42,3 +42,16 @@ def test_run_max_after_every_module_is_the_max():
     x = torch.rand(2, 3, 4, 8, generator=torch.Generator().manual_seed(1))
     assert torch.equal(SharedMLP(3, (8,)).forward_max(x, MaxPool(dim=2), skip=3), x.amax(dim=2))
     assert torch.equal(route.run_max(x, [], MaxPool(dim=2)), x.amax(dim=2))
+
+
+def test_inference_paths_only_in_evaluation_without_autograd_on_the_cpu():
+    mlp, x = SharedMLP(3, (4,)), torch.rand(2, 3)
+    with torch.no_grad():
+        assert not route.inference(x, mlp.train())  # training mode: batch statistics, dropout
+        assert route.inference(x, mlp.eval())
+        with fused.disabled():
+            assert not route.inference(x, mlp)
+        assert not route.inference(x.to("meta"), mlp)  # dlparts.summary runs the plain modules on meta tensors
+    with torch.inference_mode():
+        assert route.inference(x, mlp)
+    assert not route.inference(x, mlp)  # autograd records: the plain modules

@@ -46,7 +46,8 @@ _ENABLED = [True]
 
 @contextlib.contextmanager
 def disabled():
-    """Run the plain modules instead of the fused kernels inside this block."""
+    """Run the plain modules instead of the fused kernels (and the inference paths of
+    :func:`dlparts.layers.route.inference`) inside this block."""
     _ENABLED.append(False)
     try:
         yield
@@ -54,11 +55,16 @@ def disabled():
         _ENABLED.pop()
 
 
+def enabled() -> bool:
+    """Whether the fast paths are on (outside every :func:`disabled` block)."""
+    return _ENABLED[-1]
+
+
 def applies(x: torch.Tensor, bn: nn.BatchNorm1d) -> bool:
     """Whether the fused path computes ``relu(bn(x))`` or ``relu(bn(linear(x)))`` for this call: ``bn`` in training
     mode with affine parameters and running statistics, ``x`` a contiguous ``[M, C]`` float32/bfloat16 CPU tensor
     with ``M > 1``, CPU autocast off or to bfloat16, not tracing."""
-    return (_ENABLED[-1] and bn.training and bn.affine and bn.track_running_stats and x.device.type == "cpu"
+    return (enabled() and bn.training and bn.affine and bn.track_running_stats and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.bfloat16) and x.dim() == 2 and x.shape[0] > 1
             and x.is_contiguous() and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
             and (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") == torch.bfloat16))

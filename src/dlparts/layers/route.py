@@ -2,9 +2,10 @@
 modules everywhere else.  The MLP (:class:`dlparts.layers.mlp.SharedMLP`) only holds its modules; this decides, per
 call, how they run.
 
-The fused paths apply to ``[Linear ->] BatchNorm -> ReLU`` runs of modules on channels-last inputs flattened to
-``[M, C]`` (:func:`dlparts.layers.fused.applies`: training on the CPU in float32 or bfloat16, not tracing); each gives
-the plain modules' values up to float rounding.
+The fused training paths apply to ``[Linear ->] BatchNorm -> ReLU`` runs of modules on channels-last inputs
+flattened to ``[M, C]`` (:func:`dlparts.layers.fused.applies`: training on the CPU in float32 or bfloat16, not
+tracing); each gives the plain modules' values up to float rounding.  :func:`inference` says when a model or layer
+may take its inference path instead (evaluation on the CPU without autograd).
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from torch import nn
 
 from dlparts import ops
 from dlparts.layers import fused
+
+
+def inference(x: torch.Tensor, module: nn.Module) -> bool:
+    """Whether ``module`` may run its inference path on ``x``: eval mode, no autograd recording (``torch.no_grad`` or
+    ``torch.inference_mode``), a CPU tensor, not tracing, scripting or compiling, and not inside
+    :func:`dlparts.layers.fused.disabled`.  An inference path computes the plain modules' values up to float rounding
+    with fewer passes over memory (or fewer multiply-adds, by exact algebra); the plain order stays the reference."""
+    return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu" and fused.enabled()
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.compiler.is_compiling())
 
 
 def _bn_relu_at(modules: list[nn.Module], j: int) -> bool:
