@@ -27,7 +27,8 @@ folded into the layers before it (:func:`dlparts.layers.fold.fold_batch_norm`), 
 at a time in Python, in fp32, with the model as trained (batch norm as a layer), a dense mask over the whole scene
 per block, a dense per-block feature array filled column by column, the class scores of every sampled point in a
 Python dict, unsampled points from a SciPy k-d tree, the labels gathered in a Python loop; same blocks (1 m, stride
-0.5 m, 4096 points, one sample per block), same weights.
+0.5 m, 4096 points, one sample per block), same weights, the plain modules (inside ``fused.disabled()``: none of the
+inference paths of :func:`dlparts.layers.route.inference`).
 
 Targets (issue 13): ours >= 3x the peer's points/s; the 5 M scene's peak RSS growth over the 1 M scene's no more than
 the scene arrays' own growth (xyz float32, rgb uint8, truth and predicted labels int64: 31 bytes a point) + 25%.
@@ -163,6 +164,7 @@ def run_one(ply: str, model_name: str, method: str, num_points: int, threads: in
     import torch
 
     from dlparts.data.labelled import read_labelled
+    from dlparts.layers import fused
     from dlparts.layers.fold import fold_batch_norm
     from dlparts.ops import knn
     from dlparts.train.whole_scene import confusion, confusion_figures, label_scene, module_scores
@@ -181,7 +183,8 @@ def run_one(ply: str, model_name: str, method: str, num_points: int, threads: in
     read_s = time.perf_counter() - started
     started = time.perf_counter()
     if method == "peer":
-        labels = peer_label(model, scene.xyz, scene.rgb, num_points, 1.0, 0.5, 0)
+        with fused.disabled():  # the plain modules, as the popular repositories run them
+            labels = peer_label(model, scene.xyz, scene.rgb, num_points, 1.0, 0.5, 0)
     else:
         scores = module_scores(model, precision=method.removeprefix("ours-"))
         labels = label_scene(scores, scene.xyz, scene.rgb, num_points=num_points, block_size=1.0, stride=0.5,

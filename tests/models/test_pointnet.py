@@ -7,6 +7,8 @@ from torch.nn import functional as F
 
 import dlparts
 from dlparts.errors import ShapeError
+from dlparts.layers import fused
+from dlparts.layers.fold import fold_batch_norm
 from dlparts.layers.tnet import orthogonality_loss
 from dlparts.models import create_model, get_model_info
 from dlparts.models.pointnet import critical_points, upper_bound_mask
@@ -205,3 +207,27 @@ def test_cls_transforms_switch_off_as_table_5_rows():
     assert only_input.input_tnet is not None and only_input.feature_tnet is None
     only_input(torch.randn(2, 64, 3))
     assert only_input.regularization_loss().item() == 0.0
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_semseg_inference_path_gives_the_plain_modules_logits(monkeypatch, fold):
+    x = _inputs("pointnet_semseg", b=3, n=64)[0]
+    model = _trained_stats(create_model("pointnet_semseg"), x)
+    model = fold_batch_norm(model) if fold else model
+    taken = []
+    monkeypatch.setattr(type(model), "_forward_inference",
+                        lambda self, p, _f=type(model)._forward_inference: taken.append(1) or _f(self, p))
+    with torch.no_grad():
+        fast = model(x)
+        with fused.disabled():
+            plain = model(x)
+        assert taken == [1]
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast16 = model(x)
+            with fused.disabled():
+                plain16 = model(x)
+    assert fast16.dtype == plain16.dtype == torch.bfloat16
+    torch.testing.assert_close(fast16.float(), plain16.float(), rtol=0.05, atol=0.1)
+    model(x)  # autograd on: the plain modules
+    assert taken == [1, 1]

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dlparts.errors import ConfigError, ShapeError
+from dlparts.layers import route
 from dlparts.layers.heads import ClassifierHead, check_classes
 from dlparts.layers.mlp import MaxPool, SharedMLP
 from dlparts.layers.tnet import REG_WEIGHT, TNet, orthogonality_loss
@@ -207,7 +208,25 @@ class PointNetSemSeg(nn.Module):
         return self.head(features, pre_logits)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
+        if route.inference(points, self):
+            return self._forward_inference(points)
         return self.forward_head(self.forward_features(points))
+
+    def _forward_inference(self, points: torch.Tensor) -> torch.Tensor:
+        """``forward`` in evaluation (:func:`dlparts.layers.route.inference`), the same logits up to float rounding:
+        one cloud at a time, so that its activations stay in cache rather than a batch's streaming through memory,
+        and the head's first layer split as ``W [local, global] + b = W_l local + (W_g global + b)``, the global
+        part computed once per cloud instead of once per point (no ``[N, 1152]`` concatenation)."""
+        check_points(type(self).__name__, points, self.in_channels)
+        hidden, logits = list(self.head[0]), self.head[1]
+        first, width = hidden[0], self.mlp.out_channels
+        out = []
+        for cloud in points:  # [N, C]
+            local = self.mlp(cloud)  # [N, 1024]
+            glob = self.global_fc(self.pool(local[None]))  # [1, 128]
+            h = torch.addmm(F.linear(glob, first.weight[:, width:], first.bias), local, first.weight[:, :width].t())
+            out.append(logits(route.run(h, hidden[1:])))  # [N, K]
+        return torch.stack(out)  # [B, N, K]
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)
