@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from dlparts import ops
 from dlparts.errors import ConfigError
-from dlparts.layers import route
+from dlparts.layers import infer, route
 from dlparts.layers.mlp import MaxPool, SharedMLP
 
 STARTS = (0, "centroid-farthest")
@@ -154,6 +154,9 @@ class FeaturePropagation(nn.Module):
         self.out_channels = self.mlp.out_channels
 
     def forward(self, xyz, coarse_xyz, skip, coarse):
+        layers = route.inference_plan(coarse, list(self.mlp)) if route.inference(xyz, self) else None
+        if layers is not None and xyz.dtype == coarse_xyz.dtype == torch.float32:
+            return infer.propagate(xyz, coarse_xyz, skip, coarse, layers)  # [B, n, C']
         h = ops.three_interpolate(xyz, coarse_xyz, coarse)  # [B, n, C]
         return self.mlp(h if skip is None else torch.cat([h, skip], dim=-1))
 
