@@ -16,6 +16,11 @@ values up to float rounding.  ``first_layer_per_point=False`` selects the plain 
 neighbours through the kernels of :mod:`dlparts.layers.fused` where :mod:`dlparts.layers.route` finds they apply
 (fewer passes over the ``[B, S, k, C]`` activations, same values).
 
+**Inference on the CPU.**  In evaluation without autograd, with batch norms folded
+(:func:`dlparts.layers.fold.fold_batch_norm`), the shared MLPs, the pair rows of the first layer and feature
+propagation take the paths of :mod:`dlparts.layers.infer` (fewer passes over memory, exact algebra, the same values up
+to float rounding); :mod:`dlparts.layers.route` decides.
+
 **Export.**  Sampling, ball query, grouping and interpolation are the public :mod:`dlparts.ops` functions, which
 trace (their index searches are custom ops with fake implementations), so ``torch.export`` and ``dlparts.summary``
 (on the meta device) go through these layers.
@@ -82,7 +87,7 @@ class SetAbstraction(nn.Module):
                 outs.append(self._per_point(mlp, self.pool, xyz, centres, features, idx, scale))  # [B, S, C]
             else:
                 outs.append(mlp.forward_max(self._grouped(xyz, centres, features, idx, scale), self.pool))
-        return centres, torch.cat(outs, dim=-1)
+        return centres, outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # [B, S, sum(mlp[-1])]
 
     @staticmethod
     def _grouped(xyz, centres, features, idx, scale: float) -> torch.Tensor:
