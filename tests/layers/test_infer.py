@@ -33,7 +33,7 @@ def _calibrated(model: nn.Module, *inputs) -> nn.Module:
 
 
 def _counting(monkeypatch) -> dict:
-    calls = {"mlp": 0, "mlp_max": 0, "pair_relu": 0, "propagate": 0}
+    calls = {"mlp": 0, "mlp_max": 0, "pair_relu": 0, "pair_mlp_max": 0, "propagate": 0}
     for name in calls:
         original = getattr(infer, name)
 
@@ -66,18 +66,22 @@ def test_set_abstraction_with_padded_neighbourhoods_is_the_plain_one(monkeypatch
     xyz, feats = _cloud(b, 128)
     layer = _calibrated(SetAbstraction(32, [0.1, 0.3], [8, 16], [[16, 16, 32], [16, 32]], 6), xyz, feats)
     calls = _counting(monkeypatch)
+    monkeypatch.setattr(infer, "ROWS", 100)  # blocks of 12 and 6 groups (k = 8, 16), the last ones shorter
     (centres, fast), (_, plain) = _both(layer, xyz, feats)
-    assert calls["pair_relu"] == 2 and calls["mlp_max"] == 2
+    assert calls["pair_mlp_max"] == 2 and calls["pair_relu"] == -(-32 * b // 12) - (-32 * b // 6)
     assert fast.shape == (b, 32, 64) and (plain == 0).any() and (plain > 0).any()
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
     idx = ops.ball_query(xyz, centres, 0.1, 8).idx
     assert (idx[..., 1:] == idx[..., :1]).any()  # repeats from padding were there
 
 
-def test_set_abstraction_without_features_and_with_normalized_offsets():
+@pytest.mark.parametrize("mlp", [[8, 16], [16]])
+def test_set_abstraction_without_features_and_with_normalized_offsets(monkeypatch, mlp):
     xyz, _ = _cloud(2, 64)
-    layer = _calibrated(SetAbstraction(16, [0.25], [8], [[8, 16]], normalize_xyz=True), xyz)
+    layer = _calibrated(SetAbstraction(16, [0.25], [8], [mlp], normalize_xyz=True), xyz)
+    calls = _counting(monkeypatch)
     fast, plain = _both(layer, xyz)
+    assert calls["pair_mlp_max"] == 1
     torch.testing.assert_close(fast[1], plain[1], rtol=1e-5, atol=1e-5)
 
 
@@ -111,7 +115,8 @@ def test_pair_relu_equals_torch_in_float32_and_bfloat16():
     for dtype in (torch.float32, torch.bfloat16):
         p, c = per_point.to(dtype), per_centre.to(dtype)
         want = torch.relu(ops.group_points(p, idx) - c[:, :, None, :])  # [2, 5, 4, 8]
-        assert torch.equal(infer.pair_relu(p, idx, c), want)
+        assert torch.equal(infer.pair_relu(p, idx, c).view(2, 5, 4, 8), want)
+        assert torch.equal(infer.pair_relu(p, idx, c, start=3, groups=4).view(4, 4, 8), want.view(10, 4, 8)[3:7])
 
 
 @pytest.mark.parametrize("name, shape", [("pointnet2_semseg_ssg", (2, 1024, 9)), ("pointnet2_cls_ssg", (1, 512, 3)),
@@ -150,10 +155,10 @@ def test_training_autograd_and_unfolded_batch_norm_keep_the_plain_modules(monkey
         layer.eval()(xyz, feats)  # batch norm not folded: its own pass
         with fused.disabled():
             fold_batch_norm(layer)(xyz, feats)
-    assert calls == {"mlp": 0, "mlp_max": 0, "pair_relu": 0, "propagate": 0}
+    assert not any(calls.values())
     with torch.no_grad():
         fold_batch_norm(layer)(xyz, feats)
-    assert calls["pair_relu"] == 1
+    assert calls["pair_mlp_max"] == 1
 
 
 def test_shared_mlp_with_dropout_in_eval_takes_the_path_and_not_in_training(monkeypatch):

@@ -11,20 +11,21 @@ from dlparts.layers._fused_kernels import _load, _store
 
 
 @njit(parallel=True, cache=True)
-def pair_relu(points, idx, centres, out):
-    """``out[(b S + s) k + r] = relu(points[b N + idx[b, s, r]] - centres[b S + s])`` for ``points [B*N, C]``,
-    ``idx [B, S, k]``, ``centres [B*S, C]``, ``out [B*S*k, C]``: the gather, the subtraction and the ReLU of a set
-    abstraction's first layer in one pass.  Rounding to bfloat16 keeps signs, so rounding after the ReLU gives
-    torch's values (which round the difference first)."""
+def pair_relu(points, idx, centres, start, out):
+    """``out[(g - start) k + r] = relu(points[b N + idx[b, s, r]] - centres[g])`` for the groups ``g = b S + s`` from
+    ``start`` on, ``points [B*N, C]``, ``idx [B, S, k]``, ``centres [B*S, C]``, ``out [G*k, C]``: the gather, the
+    subtraction and the ReLU of a set abstraction's first layer in one pass.  Rounding to bfloat16 keeps signs, so
+    rounding after the ReLU gives torch's values (which round the difference first)."""
     b_, s_, k_ = idx.shape
     n = points.shape[0] // b_
     c = points.shape[1]
-    for g in prange(b_ * s_):
+    for t in prange(out.shape[0] // k_):
+        g = start + t
         b = g // s_
         s = g - b * s_
         for r in range(k_):
             row = b * n + idx[b, s, r]
-            o = g * k_ + r
+            o = t * k_ + r
             for j in range(c):
                 v = _load(points, row, j) - _load(centres, g, j)
                 if v < 0:  # NaN stays, as torch's ReLU keeps it

@@ -10,7 +10,8 @@ take them (evaluation without autograd on the CPU, not tracing, not inside :func
   ``max_k relu(x W^T + b) = relu(max_k(x W^T) + b)``: the product without bias, the max, then bias and ReLU on
   ``k`` times fewer values.
 * A set abstraction's first layer per point (:mod:`dlparts.layers.pointnet2`): the gather of the neighbours' rows,
-  the subtraction of the centre's and the ReLU in one numba pass (:func:`pair_relu`).
+  the subtraction of the centre's and the ReLU in one numba pass (:func:`pair_relu`), then the rest of the MLP and
+  the max, a block of rows at a time (:func:`pair_mlp_max`).
 * Feature propagation (PointNet++ Sec. 3.4): interpolation is linear with weights summing to 1 and the first layer
   is linear in ``[interpolated, skip]``, so ``W [interp(f), s] + b = interp(f W_f^T) + s W_s^T + b``: the coarse
   features go through ``W_f`` on the ``m`` coarse points (4x fewer rows than the ``n`` fine ones), and one numba
@@ -30,6 +31,7 @@ from dlparts import ops
 from dlparts.layers import _infer_kernels as kernels
 from dlparts.layers.fused import _array, _chunks
 
+ROWS = 65536  # pair rows per block of pair_mlp_max (32768 to 131072 measured best)
 EPS = ops.three_interpolate.__kwdefaults__["eps"]  # the interpolation's, which feature propagation uses
 
 
@@ -95,6 +97,8 @@ def mlp(x: torch.Tensor, layers: list[nn.Linear]) -> torch.Tensor:
 
 def mlp_max(x: torch.Tensor, layers: list[nn.Linear], dim: int) -> torch.Tensor:
     """``amax(mlp(x, layers), dim)``, the last layer's bias and ReLU after the max (module docstring)."""
+    if not layers:
+        return x.amax(dim=dim)
     h = linear(mlp(x, layers[:-1]), layers[-1], relu=False, bias=False).amax(dim=dim)
     last = layers[-1]
     return (h if last.bias is None else h.add_(last.bias.to(h.dtype))).relu_()
@@ -105,15 +109,33 @@ def pair_applies(per_point: torch.Tensor, per_centre: torch.Tensor) -> bool:
     return per_point.dtype == per_centre.dtype and per_point.dtype in (torch.float32, torch.bfloat16)
 
 
-def pair_relu(per_point: torch.Tensor, idx: torch.Tensor, per_centre: torch.Tensor) -> torch.Tensor:
+def pair_relu(per_point: torch.Tensor, idx: torch.Tensor, per_centre: torch.Tensor, start: int = 0,
+              groups: int | None = None) -> torch.Tensor:
     """``relu(per_point[b, idx[b, s, r]] - per_centre[b, s])`` for ``per_point [B, N, C]``, ``idx [B, S, k]``,
-    ``per_centre [B, S, C]`` -> ``[B, S, k, C]``, one pass (:func:`_infer_kernels.pair_relu`)."""
-    b, n, c = per_point.shape
-    out = per_point.new_empty((*idx.shape, c))  # [B, S, k, C]
+    ``per_centre [B, S, C]`` (contiguous) and the ``groups`` groups ``b S + s`` from ``start`` on (all by default)
+    -> ``[groups, k, C]``, one pass (:func:`_infer_kernels.pair_relu`)."""
+    b, s, k = idx.shape
+    c = per_point.shape[-1]
+    groups = b * s - start if groups is None else groups
+    out = per_point.new_empty((groups, k, c))  # [G, k, C]
     _chunks()  # numba's thread count
-    kernels.pair_relu(_array(per_point.contiguous().view(b * n, c)), idx.contiguous().numpy(),
-                      _array(per_centre.contiguous().view(-1, c)), _array(out.view(-1, c)))
+    kernels.pair_relu(_array(per_point.view(-1, c)), idx.numpy(), _array(per_centre.view(-1, c)), start,
+                      _array(out.view(-1, c)))
     return out
+
+
+def pair_mlp_max(per_point: torch.Tensor, idx: torch.Tensor, per_centre: torch.Tensor,
+                 layers: list[nn.Linear]) -> torch.Tensor:
+    """``amax(mlp(pair_relu(per_point, idx, per_centre), layers), dim=2)`` -> ``[B, S, C']``: :data:`ROWS` pair
+    rows at a time, so that the activations between the layers stay in the CPU's caches rather than make a round
+    trip through memory per layer (1.7x faster on the first level of ``pointnet2_semseg_ssg``, 16 blocks of 4096
+    points, in fp32)."""
+    b, s, k = idx.shape
+    per_point, idx, per_centre = per_point.contiguous(), idx.contiguous(), per_centre.contiguous()
+    step = max(1, ROWS // k)
+    blocks = [mlp_max(pair_relu(per_point, idx, per_centre, start, min(step, b * s - start)), layers, dim=1)
+              for start in range(0, b * s, step)]  # [G, C'] each
+    return torch.cat(blocks).view(b, s, -1)  # [B, S, C']
 
 
 def propagate(xyz: torch.Tensor, coarse_xyz: torch.Tensor, skip: torch.Tensor | None, coarse: torch.Tensor,

@@ -103,6 +103,9 @@ class SetAbstraction(nn.Module):
         inputs = xyz / scale if features is None else torch.cat([xyz / scale, features], dim=-1)  # [B, N, 3 + D]
         per_point = first(inputs)  # [B, N, C1]
         per_centre = F.linear(centres / scale, first.weight[:, :3])  # [B, S, C1]
+        layers = route.inference_plan(per_point, list(mlp))
+        if layers is not None and infer.pair_applies(per_point, per_centre):
+            return infer.pair_mlp_max(per_point, idx, per_centre, layers[1:])  # [B, S, C]
         h, skip = route.grouped_first_layer(per_point, idx, per_centre, list(mlp))  # [B, S, k, C1]
         return mlp.forward_max(h, pool, skip=skip)  # [B, S, C]
 

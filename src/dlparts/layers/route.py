@@ -82,11 +82,7 @@ def grouped_first_layer(per_point: torch.Tensor, idx: torch.Tensor, per_centre: 
     """The pair rows ``per_point[b, idx[b, s, r]] - per_centre[b, s]`` of a set abstraction's first layer applied per
     point (:mod:`dlparts.layers.pointnet2`), ``per_point [B, N, C1]``, ``idx [B, S, k]``, ``per_centre [B, S, C1]``
     -> ``([B, S, k, C], how many of modules they have been through)``: 1 (the ``Linear``) as plain torch, or 3 with
-    the batch norm and ReLU after it when :func:`~dlparts.layers.fused.pair_bn_relu` applies; in inference, up to
-    the first ReLU by :func:`~dlparts.layers.infer.pair_relu`."""
-    if inference_plan(per_point, modules) is not None and infer.pair_applies(per_point, per_centre):
-        relu = next(i for i, module in enumerate(modules) if isinstance(module, nn.ReLU))
-        return infer.pair_relu(per_point, idx, per_centre), relu + 1  # [B, S, k, C1]
+    the batch norm and ReLU after it when :func:`~dlparts.layers.fused.pair_bn_relu` applies."""
     if _bn_relu_at(modules, 1) and fused.applies(per_point.view(-1, per_point.shape[-1]), modules[1]):
         return fused.pair_bn_relu(per_point, idx, per_centre, modules[1]).view(*idx.shape, -1), 3  # [B, S, k, C1]
     return ops.group_points(per_point, idx) - per_centre[:, :, None, :], 1  # [B, S, k, C1]
