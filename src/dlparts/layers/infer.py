@@ -48,9 +48,9 @@ def _bf16() -> bool:
 
 
 def plan(modules: list[nn.Module], x: torch.Tensor) -> list[nn.Linear] | None:
-    """The ``Linear`` layers of ``modules`` when they are ``(Linear -> [Identity] -> ReLU [-> Dropout])*``, dropout
-    in eval mode, with weights in the dtype of ``x`` (or under bfloat16 autocast) and ``x`` is float32 or bfloat16 on a CPU
-    with oneDNN; else ``None``."""
+    """The ``Linear`` layers of ``modules`` when they are ``(Linear -> [Identity] -> ReLU [-> Dropout])*`` with
+    dropout in eval mode and weights in the dtype of ``x`` (or under bfloat16 autocast), and ``x`` is float32 or
+    bfloat16 on a CPU with oneDNN; else ``None``."""
     if not modules or _dtype(x) is None or not torch.backends.mkldnn.is_available():
         return None
     if any(isinstance(module, nn.Dropout) and module.training for module in modules):
@@ -139,7 +139,7 @@ def pair_mlp_max(per_point: torch.Tensor, idx: torch.Tensor, per_centre: torch.T
 
 
 def propagate(xyz: torch.Tensor, coarse_xyz: torch.Tensor, skip: torch.Tensor | None, coarse: torch.Tensor,
-              layers: list[nn.Linear]) -> torch.Tensor | None:
+              layers: list[nn.Linear]) -> torch.Tensor:
     """Feature propagation's interpolation and MLP (module docstring): ``xyz [B, n, 3]``, ``coarse_xyz [B, m, 3]``
     float32, ``skip [B, n, D]`` or ``None``, ``coarse [B, m, C]`` -> ``[B, n, C']``."""
     b, n, _ = xyz.shape
@@ -151,9 +151,9 @@ def propagate(xyz: torch.Tensor, coarse_xyz: torch.Tensor, skip: torch.Tensor | 
         out = proj.new_empty((b * n, proj.shape[1]))  # [B*n, C1]
     else:
         out = _product(skip.reshape(b * n, -1), first.weight[:, c:], None, False)  # [B*n, C1]
-    bias = first.bias.detach().float() if first.bias is not None else torch.zeros(proj.shape[1])
+    bias = first.bias.detach().float() if first.bias is not None else torch.zeros(proj.shape[1])  # [C1]
     _chunks()  # numba's thread count
     kernels.interpolate_relu(xyz.contiguous().view(b * n, 3).numpy(), coarse_xyz.contiguous().view(b * m, 3).numpy(),
-                             idx.contiguous().numpy(), np.float32(EPS), _array(proj), bias.detach().numpy(),
+                             idx.contiguous().numpy(), np.float32(EPS), _array(proj), bias.numpy(),
                              _array(out), skip is not None)
     return mlp(out, layers[1:]).view(b, n, -1)  # [B, n, C']
