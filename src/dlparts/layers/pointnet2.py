@@ -16,6 +16,11 @@ values up to float rounding.  ``first_layer_per_point=False`` selects the plain 
 neighbours through the kernels of :mod:`dlparts.layers.fused` where :mod:`dlparts.layers.route` finds they apply
 (fewer passes over the ``[B, S, k, C]`` activations, same values).
 
+**Inference on the CPU.**  In evaluation without autograd, with batch norms folded
+(:func:`dlparts.layers.fold.fold_batch_norm`), the shared MLPs, the pair rows of the first layer and feature
+propagation take the paths of :mod:`dlparts.layers.infer` (fewer passes over memory, exact algebra, the same values up
+to float rounding); :mod:`dlparts.layers.route` decides.
+
 **Export.**  Sampling, ball query, grouping and interpolation are the public :mod:`dlparts.ops` functions, which
 trace (their index searches are custom ops with fake implementations), so ``torch.export`` and ``dlparts.summary``
 (on the meta device) go through these layers.
@@ -31,7 +36,7 @@ from torch.nn import functional as F
 
 from dlparts import ops
 from dlparts.errors import ConfigError
-from dlparts.layers import route
+from dlparts.layers import infer, route
 from dlparts.layers.mlp import MaxPool, SharedMLP
 
 STARTS = (0, "centroid-farthest")
@@ -82,7 +87,7 @@ class SetAbstraction(nn.Module):
                 outs.append(self._per_point(mlp, self.pool, xyz, centres, features, idx, scale))  # [B, S, C]
             else:
                 outs.append(mlp.forward_max(self._grouped(xyz, centres, features, idx, scale), self.pool))
-        return centres, torch.cat(outs, dim=-1)
+        return centres, outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # [B, S, sum(mlp[-1])]
 
     @staticmethod
     def _grouped(xyz, centres, features, idx, scale: float) -> torch.Tensor:
@@ -98,6 +103,9 @@ class SetAbstraction(nn.Module):
         inputs = xyz / scale if features is None else torch.cat([xyz / scale, features], dim=-1)  # [B, N, 3 + D]
         per_point = first(inputs)  # [B, N, C1]
         per_centre = F.linear(centres / scale, first.weight[:, :3])  # [B, S, C1]
+        layers = route.inference_plan(per_point, list(mlp))
+        if layers is not None and infer.pair_applies(per_point, per_centre):
+            return infer.pair_mlp_max(per_point, idx, per_centre, layers[1:])  # [B, S, C]
         h, skip = route.grouped_first_layer(per_point, idx, per_centre, list(mlp))  # [B, S, k, C1]
         return mlp.forward_max(h, pool, skip=skip)  # [B, S, C]
 
@@ -154,6 +162,9 @@ class FeaturePropagation(nn.Module):
         self.out_channels = self.mlp.out_channels
 
     def forward(self, xyz, coarse_xyz, skip, coarse):
+        layers = route.inference_plan(coarse, list(self.mlp)) if route.inference(xyz, self) else None
+        if layers is not None and xyz.dtype == coarse_xyz.dtype == torch.float32:
+            return infer.propagate(xyz, coarse_xyz, skip, coarse, layers)  # [B, n, C']
         h = ops.three_interpolate(xyz, coarse_xyz, coarse)  # [B, n, C]
         return self.mlp(h if skip is None else torch.cat([h, skip], dim=-1))
 

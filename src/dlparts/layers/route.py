@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dlparts import ops
-from dlparts.layers import fused
+from dlparts.layers import fused, infer
 
 
 def inference(x: torch.Tensor, module: nn.Module) -> bool:
@@ -24,6 +24,12 @@ def inference(x: torch.Tensor, module: nn.Module) -> bool:
     with fewer passes over memory (or fewer multiply-adds, by exact algebra); the plain order stays the reference."""
     return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu" and fused.enabled()
             and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.compiler.is_compiling())
+
+
+def inference_plan(x: torch.Tensor, modules: list[nn.Module]) -> list[nn.Linear] | None:
+    """The ``Linear`` layers of ``modules`` when they may run on ``x`` by the inference paths of
+    :mod:`dlparts.layers.infer` (:func:`inference` and :func:`dlparts.layers.infer.plan`), else ``None``."""
+    return infer.plan(modules, x) if modules and inference(x, modules[0]) else None
 
 
 def _bn_relu_at(modules: list[nn.Module], j: int) -> bool:
@@ -38,6 +44,8 @@ def run(x: torch.Tensor, modules: list[nn.Module]) -> torch.Tensor:
     whole gradient back (``CopySlices``).  ``[Linear ->] BatchNorm -> ReLU`` runs as one
     :func:`~dlparts.layers.fused.bn_relu` where that applies."""
     h = x.reshape(-1, x.shape[-1])  # [M, C]
+    if (layers := inference_plan(h, modules)) is not None:
+        return infer.mlp(h, layers).reshape(*x.shape[:-1], -1)  # [..., C']
     i = 0
     while i < len(modules):
         linear = modules[i] if isinstance(modules[i], nn.Linear) else None
@@ -54,7 +62,9 @@ def run(x: torch.Tensor, modules: list[nn.Module]) -> torch.Tensor:
 def run_max(x: torch.Tensor, modules: list[nn.Module], pool: nn.Module) -> torch.Tensor:
     """``pool(run(x, modules))`` for ``x [..., k, C]`` and a ``pool`` over ``k`` (dim -2) -> ``[..., C']``.  When the
     modules end in ``[Linear ->] BatchNorm -> ReLU`` and the fused path applies, that end and the max run as one
-    :func:`~dlparts.layers.fused.bn_relu_max`."""
+    :func:`~dlparts.layers.fused.bn_relu_max`; in inference, :func:`~dlparts.layers.infer.mlp_max`."""
+    if (layers := inference_plan(x, modules)) is not None:
+        return infer.mlp_max(x, layers, dim=-2)
     if not _bn_relu_at(modules, len(modules) - 2):
         return pool(run(x, modules))
     linear = modules[-3] if len(modules) >= 3 and isinstance(modules[-3], nn.Linear) else None
