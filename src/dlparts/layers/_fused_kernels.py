@@ -182,16 +182,20 @@ def bn_max_grad(y, arg, gp, k, mean, k1, k2, out, chunks):
 
 
 @njit(parallel=True, cache=True)
-def max_grad_sparse(x, w, arg, gp, k, dx, chunks):
-    """The pooled gradient through a ``Linear``: for each group ``g`` and output channel ``c`` with selected row
-    ``i = g*k + arg[g, c]``, ``dx[i] += gp[g, c] * w[c]`` (in place; groups own disjoint rows) and, returned, the
-    weight gradient ``sum_g gp[g, c] * x[i]`` as ``[C, C_in]`` float64.  ``x``, ``dx`` ``[G*k, C_in]`` float32."""
+def max_grad_sparse(x, w, arg, gp, k, shift, dx, chunks):
+    """The pooled gradient through a ``Linear``: ``shift [C_in]`` added to every row of ``dx``, then for each group
+    ``g`` and output channel ``c`` with selected row ``i = g*k + arg[g, c]``, ``dx[i] += gp[g, c] * w[c]`` (in place;
+    groups own disjoint rows, each group's read while in cache) and, returned, the weight gradient
+    ``sum_g gp[g, c] * x[i]`` as ``[C, C_in]`` float64.  ``x``, ``dx`` ``[G*k, C_in]`` float32."""
     g, c = arg.shape
     cin = x.shape[1]
     parts = np.zeros((chunks, c, cin))
     step = (g + chunks - 1) // chunks
     for t in prange(chunks):
         for grp in range(t * step, min(g, (t + 1) * step)):
+            for r in range(grp * k, (grp + 1) * k):
+                for q in range(cin):
+                    dx[r, q] += shift[q]
             for j in range(c):
                 i = grp * k + arg[grp, j]
                 coef = gp[grp, j]

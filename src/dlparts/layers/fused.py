@@ -287,9 +287,9 @@ def _max_linear_grads(x: torch.Tensor, w: torch.Tensor, arg: torch.Tensor, gp: t
     cov = _covariance(x, mx)  # [C_in, C_in]
     q = w64.t() @ (k2[:, None] * w64)  # [C_in, C_in]
     shift = mx @ q - k1 @ w64  # [C_in]
-    dx = torch.addmm(shift.float(), x, q.float(), alpha=-1)  # [M, C_in]
+    dx = x @ (-q).float()  # [M, C_in]; not addmm, which would first copy the broadcast shift into all M rows
     sparse_dw = kernels.max_grad_sparse(x.numpy(), w.detach().float().numpy(), arg.numpy(), gp.numpy(), k,
-                                        dx.numpy(), _chunks())
+                                        shift.float().numpy(), dx.numpy(), _chunks())
     dw = -torch.outer(k1, sx) - k2[:, None] * (w64 @ cov) + torch.from_numpy(sparse_dw)  # [C, C_in]
     return dx, dw.float()
 
