@@ -182,23 +182,35 @@ def bn_max_grad(y, arg, gp, k, mean, k1, k2, out, chunks):
 
 
 @njit(parallel=True, cache=True)
-def max_grad_sparse(x, w, arg, gp, k, dx, chunks):
-    """The pooled gradient through a ``Linear``: for each group ``g`` and output channel ``c`` with selected row
-    ``i = g*k + arg[g, c]``, ``dx[i] += gp[g, c] * w[c]`` (in place; groups own disjoint rows) and, returned, the
-    weight gradient ``sum_g gp[g, c] * x[i]`` as ``[C, C_in]`` float64.  ``x``, ``dx`` ``[G*k, C_in]`` float32."""
+def max_grad_sparse(x, w, arg, gp, k, shift, dx, chunks):
+    """The pooled gradient through a ``Linear``: ``shift [C_in]`` added to every row of ``dx``, then for each group
+    ``g`` and output channel ``c`` with selected row ``i = g*k + arg[g, c]``, ``dx[i] += gp[g, c] * w[c]`` (in place;
+    groups own disjoint rows, each group's read while in cache) and, returned, the weight gradient
+    ``sum_g gp[g, c] * x[i]`` as ``[C, C_in]`` float64, summed over each task's groups in float32 (as a float32
+    matrix product sums ``dy^T x`` over its rows) and over the tasks in float64.  ``x``, ``dx`` ``[G*k, C_in]``
+    float32."""
     g, c = arg.shape
     cin = x.shape[1]
-    parts = np.zeros((chunks, c, cin))
+    parts = np.zeros((chunks, c, cin), np.float32)
     step = (g + chunks - 1) // chunks
     for t in prange(chunks):
+        part = parts[t]
         for grp in range(t * step, min(g, (t + 1) * step)):
+            for r in range(grp * k, (grp + 1) * k):
+                row = dx[r]
+                for q in range(cin):
+                    row[q] += shift[q]
             for j in range(c):
                 i = grp * k + arg[grp, j]
                 coef = gp[grp, j]
+                dxi, xi, wj, pj = dx[i], x[i], w[j], part[j]  # [C_in] rows: one vector loop each
                 for q in range(cin):
-                    dx[i, q] += coef * w[j, q]
-                    parts[t, j, q] += coef * x[i, q]
-    return parts.sum(axis=0)
+                    dxi[q] += coef * wj[q]
+                    pj[q] += coef * xi[q]
+    total = np.zeros((c, cin))
+    for t in range(chunks):
+        total += parts[t]
+    return total
 
 
 @njit(parallel=True, cache=True)

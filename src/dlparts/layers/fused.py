@@ -204,7 +204,7 @@ class _BNReLUMax(torch.autograd.Function):
         best = torch.from_numpy(best)  # [G, C]: y at the selected rows
         pre = best * a + b  # [G, C]
         _save(ctx, x, weight, bias, xc, wc, None if _gram_backward(xc, wc) else y)  # that one needs x and W only
-        ctx.stats = (mean, invstd, a, best, pre, torch.from_numpy(arg), k, m)
+        ctx.stats = (mean, invstd, a, b, best, pre, torch.from_numpy(arg), k, m)
         running_mean = _with_bias(mean, bias)
         ctx.mark_non_differentiable(running_mean, var)
         return pre.clamp_min(0).to(y.dtype), running_mean, var
@@ -212,18 +212,19 @@ class _BNReLUMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dz, _dmean, _dvar):
         xc, wc, y = ctx.saved_tensors
-        mean, invstd, a, best, pre, arg, k, m = ctx.stats
-        g = dz.float() * (pre > 0)  # [G, C]
-        sg = g.double().sum(0)
-        sgx = (g.double() * (best.double() - mean)).sum(0)
+        mean, invstd, a, b, best, pre, arg, k, m = ctx.stats
+        dz = dz.float().contiguous()  # [G, C]
+        mean32 = mean.float().numpy()
+        sums, moments = kernels.relu_grad_sums(best.numpy(), dz.numpy(), a.numpy(), b.numpy(), mean32, _chunks())
+        sg, sgx = torch.from_numpy(sums), torch.from_numpy(moments)  # one pass, not a chain of float64 copies
         k1, k2 = _coefficients(sg, sgx, a, invstd, m)
-        gp = g * a  # [G, C]
-        dbias = gp.double().sum(0) - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
+        gp = torch.where(pre > 0, dz * a, 0.0)  # [G, C]
+        dbias = a.double() * sg - m * k1.double()  # the column sums of dy: sum(y - mean) is 0
         if _gram_backward(xc, wc):
             grads = _cast_grads(ctx, *_max_linear_grads(xc, wc, arg, gp, k, k1.double(), k2.double()), dbias)
         else:
             dy = torch.empty_like(y)
-            kernels.bn_max_grad(_array(y), arg.numpy(), gp.numpy(), k, mean.float().numpy(), k1.numpy(),
+            kernels.bn_max_grad(_array(y), arg.numpy(), gp.numpy(), k, mean32, k1.numpy(),
                                 k2.numpy(), _array(dy), _chunks())
             grads = _linear_grads(ctx, xc, wc, dy, dbias)
         return (*grads, (sgx * invstd).float(), sg.float(), None, None)
@@ -287,9 +288,9 @@ def _max_linear_grads(x: torch.Tensor, w: torch.Tensor, arg: torch.Tensor, gp: t
     cov = _covariance(x, mx)  # [C_in, C_in]
     q = w64.t() @ (k2[:, None] * w64)  # [C_in, C_in]
     shift = mx @ q - k1 @ w64  # [C_in]
-    dx = torch.addmm(shift.float(), x, q.float(), alpha=-1)  # [M, C_in]
+    dx = x @ (-q).float()  # [M, C_in]; not addmm, which would first copy the broadcast shift into all M rows
     sparse_dw = kernels.max_grad_sparse(x.numpy(), w.detach().float().numpy(), arg.numpy(), gp.numpy(), k,
-                                        dx.numpy(), _chunks())
+                                        shift.float().numpy(), dx.numpy(), _chunks())
     dw = -torch.outer(k1, sx) - k2[:, None] * (w64 @ cov) + torch.from_numpy(sparse_dw)  # [C, C_in]
     return dx, dw.float()
 
