@@ -32,17 +32,7 @@ def _calibrated(model: nn.Module, *inputs) -> nn.Module:
     return fold_batch_norm(model)
 
 
-def _counting(monkeypatch) -> dict:
-    calls = {"mlp": 0, "mlp_max": 0, "pair_relu": 0, "pair_mlp_max": 0, "propagate": 0}
-    for name in calls:
-        original = getattr(infer, name)
-
-        def wrapper(*args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(infer, name, wrapper)
-    return calls
+CALLS = ["mlp", "mlp_max", "pair_relu", "pair_mlp_max", "propagate"]  # the counted functions
 
 
 def _both(module: nn.Module, *inputs, autocast: bool = False):
@@ -60,12 +50,12 @@ def _cloud(b, n, c=6, seed=0):
 
 
 @pytest.mark.parametrize("b", [1, 2])
-def test_set_abstraction_with_padded_neighbourhoods_is_the_plain_one(monkeypatch, b):
+def test_set_abstraction_with_padded_neighbourhoods_is_the_plain_one(count_calls, monkeypatch, b):
     # A small radius leaves most neighbourhoods short: ball query pads them by repeating a neighbour, so the max
     # sees ties.
     xyz, feats = _cloud(b, 128)
     layer = _calibrated(SetAbstraction(32, [0.1, 0.3], [8, 16], [[16, 16, 32], [16, 32]], 6), xyz, feats)
-    calls = _counting(monkeypatch)
+    calls = count_calls(infer, CALLS)
     monkeypatch.setattr(infer, "ROWS", 100)  # blocks of 12 and 6 groups (k = 8, 16), the last ones shorter
     (centres, fast), (_, plain) = _both(layer, xyz, feats)
     assert calls["pair_mlp_max"] == 2 and calls["pair_relu"] == -(-32 * b // 12) - (-32 * b // 6)
@@ -76,33 +66,33 @@ def test_set_abstraction_with_padded_neighbourhoods_is_the_plain_one(monkeypatch
 
 
 @pytest.mark.parametrize("mlp", [[8, 16], [16]])
-def test_set_abstraction_without_features_and_with_normalized_offsets(monkeypatch, mlp):
+def test_set_abstraction_without_features_and_with_normalized_offsets(count_calls, mlp):
     xyz, _ = _cloud(2, 64)
     layer = _calibrated(SetAbstraction(16, [0.25], [8], [mlp], normalize_xyz=True), xyz)
-    calls = _counting(monkeypatch)
+    calls = count_calls(infer, CALLS)
     fast, plain = _both(layer, xyz)
     assert calls["pair_mlp_max"] == 1
     torch.testing.assert_close(fast[1], plain[1], rtol=1e-5, atol=1e-5)
 
 
-def test_group_all_gives_one_coarse_point_and_the_plain_max(monkeypatch):
+def test_group_all_gives_one_coarse_point_and_the_plain_max(count_calls):
     xyz, feats = _cloud(2, 32)
     layer = _calibrated(GroupAll([16, 32], 6), xyz, feats)
-    calls = _counting(monkeypatch)
+    calls = count_calls(infer, CALLS)
     (zeros, fast), (_, plain) = _both(layer, xyz, feats)
     assert calls["mlp_max"] == 1 and fast.shape == (2, 1, 32) and not zeros.any()
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("m, with_skip", [(16, True), (16, False), (1, False), (2, True)])
-def test_feature_propagation_is_the_plain_interpolation_and_mlp(monkeypatch, m, with_skip):
+def test_feature_propagation_is_the_plain_interpolation_and_mlp(count_calls, m, with_skip):
     # m = 1 follows a group-all layer (every point gets its features), m = 2 has fewer than 3 neighbours.
     xyz, skip = _cloud(2, 64, 5)
     coarse_xyz, coarse = _cloud(2, m, 12, seed=1)
     coarse_xyz[:, 0] = xyz[:, 0]  # a fine point on a coarse one: its weight is almost all there is
     skip = skip if with_skip else None
     layer = _calibrated(FeaturePropagation(12 + (5 if with_skip else 0), [16, 8]), xyz, coarse_xyz, skip, coarse)
-    calls = _counting(monkeypatch)
+    calls = count_calls(infer, CALLS)
     fast, plain = _both(layer, xyz, coarse_xyz, skip, coarse)
     assert calls["propagate"] == 1 and fast.shape == (2, 64, 8) and (plain == 0).any()
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
@@ -121,13 +111,13 @@ def test_pair_relu_equals_torch_in_float32_and_bfloat16():
 
 @pytest.mark.parametrize("name, shape", [("pointnet2_semseg_ssg", (2, 1024, 9)), ("pointnet2_cls_ssg", (1, 512, 3)),
                                          ("pointnet2_cls_msg", (2, 512, 3))])
-def test_whole_models_match_the_plain_modules_in_fp32_and_bf16(monkeypatch, name, shape):
+def test_whole_models_match_the_plain_modules_in_fp32_and_bf16(count_calls, name, shape):
     torch.manual_seed(0)
     x = torch.rand(2, *shape[1:], generator=_gen(4))
     kwargs = {"num_classes": 13, "in_channels": 9} if "semseg" in name else {}
     model = _calibrated(create_model(name, **kwargs), x)  # the head's batch norm needs 2 clouds in training
     x = x[:shape[0]]
-    calls = _counting(monkeypatch)
+    calls = count_calls(infer, CALLS)
     fast, plain = _both(model, x)
     assert calls["mlp_max"] > 0 and calls["mlp"] > 0 and calls["pair_relu"] > 0
     assert calls["propagate"] == (4 if "semseg" in name else 0)
@@ -145,10 +135,10 @@ def test_whole_models_match_the_plain_modules_in_fp32_and_bf16(monkeypatch, name
     assert (fast16.argmax(-1) == plain16.argmax(-1)).float().mean() >= 0.98
 
 
-def test_training_autograd_and_unfolded_batch_norm_keep_the_plain_modules(monkeypatch):
+def test_training_autograd_and_unfolded_batch_norm_keep_the_plain_modules(count_calls):
     xyz, feats = _cloud(2, 64)
     layer = SetAbstraction(16, [0.3], [8], [[8, 16]], 6)
-    calls = _counting(monkeypatch)
+    calls = count_calls(infer, CALLS)
     layer.eval()(xyz, feats)  # autograd records
     with torch.no_grad():
         layer.train()(xyz, feats)  # batch statistics
@@ -161,10 +151,10 @@ def test_training_autograd_and_unfolded_batch_norm_keep_the_plain_modules(monkey
     assert calls["pair_mlp_max"] == 1
 
 
-def test_shared_mlp_with_dropout_in_eval_takes_the_path_and_not_in_training(monkeypatch):
+def test_shared_mlp_with_dropout_in_eval_takes_the_path_and_not_in_training(count_calls):
     mlp = fold_batch_norm(SharedMLP(4, (8, 6), dropout=(0.5, 0.0)))
     x = torch.randn(3, 7, 4, generator=_gen(5))
-    calls = _counting(monkeypatch)
+    calls = count_calls(infer, CALLS)
     fast, plain = _both(mlp, x)
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
     assert calls["mlp"] == 1

@@ -7,17 +7,7 @@ from dlparts.layers import fused, route
 from dlparts.layers.mlp import MaxPool, SharedMLP
 
 
-def _counting(monkeypatch) -> dict:
-    calls = {"bn_relu": 0, "bn_relu_max": 0}
-    for name in calls:
-        original = getattr(fused, name)
-
-        def wrapper(*args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(fused, name, wrapper)
-    return calls
+CALLS = ["bn_relu", "bn_relu_max"]  # the counted functions
 
 
 @pytest.mark.parametrize("training, dtype, want", [
@@ -25,8 +15,8 @@ def _counting(monkeypatch) -> dict:
     (False, torch.float32, {"bn_relu": 0, "bn_relu_max": 0}),  # eval: batch norm uses running statistics
     (True, torch.float64, {"bn_relu": 0, "bn_relu_max": 0}),  # the kernels are float32 / bfloat16 only
 ])
-def test_fused_path_taken_where_it_applies(monkeypatch, training, dtype, want):
-    calls = _counting(monkeypatch)
+def test_fused_path_taken_where_it_applies(count_calls, training, dtype, want):
+    calls = count_calls(fused, CALLS)
     mlp = SharedMLP(3, (8, 4)).to(dtype).train(training)
     x = torch.rand(2, 5, 6, 3, dtype=dtype, generator=torch.Generator().manual_seed(0))
     out = mlp.forward_max(x, MaxPool(dim=2))
