@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlparts.data import S3DIS, ModelNet, ModelNet40H5, ModelNet40Normal, ShapeNetPart
-from dlparts.data.s3dis import CLASSES as S3DIS_CLASSES, Room, read_room, room_to_blocks
+from dlparts.data.s3dis import CLASSES as S3DIS_CLASSES, Room, read_room, room_blocks, room_to_blocks
 from dlparts.data.shapenetpart import CATEGORIES, PARTS_OF_CATEGORY, PART_CLASSES
 from dlparts.errors import ConfigError, DataError, DataNotFoundError
 
@@ -244,3 +244,23 @@ def test_dataset_with_no_readable_file(tmp_path):
     (root / "bed" / "train" / "bed_0001.off").write_text("OFF\n3 1 0\n0 0 0\n0 0 0\n0 0 0\n3 0 1 2\n")
     with pytest.raises(DataError, match="none of the 1 files"):
         ModelNet(root)
+
+
+def test_room_blocks_are_the_dense_masks_of_the_grid():
+    rng = np.random.default_rng(0)
+    xyz = (rng.random((3000, 3)) * [3.3, 2.1, 1.0]).astype(np.float32)
+    xyz[:40, :2] = np.round(xyz[:40, :2] * 4) / 4  # points on block edges (a multiple of the stride)
+    low = xyz.min(axis=0)
+    blocks = list(room_blocks(xyz, low, 1.0, 0.5))
+    shifted = xyz - low
+    want = []
+    for i in range(int(np.ceil((shifted[:, 0].max() - 1.0) / 0.5)) + 1):
+        for j in range(int(np.ceil((shifted[:, 1].max() - 1.0) / 0.5)) + 1):
+            x0, y0 = i * 0.5, j * 0.5
+            inside = np.flatnonzero((shifted[:, 0] >= x0) & (shifted[:, 0] <= x0 + 1.0) & (shifted[:, 1] >= y0)
+                                    & (shifted[:, 1] <= y0 + 1.0))
+            if len(inside):
+                want.append(((x0, y0), inside))
+    assert [b.origin for b in blocks] == [w[0] for w in want]
+    for block, (_, inside) in zip(blocks, want):
+        np.testing.assert_array_equal(block.inside, inside)

@@ -52,7 +52,8 @@ def room_blocks(xyz: np.ndarray, low: np.ndarray, block_size: float, stride: flo
     corners every ``stride`` from ``low`` along x and y, enough of them to cover the room; empty blocks are skipped.
 
     Points are sorted by x once, so each block looks only at its slab of x (not at the whole room): the cost is
-    ``O(P log P)`` plus the slabs, whatever the number of blocks, and no shifted copy of the room is made.
+    ``O(P log P)`` plus the slabs, whatever the number of blocks, and no shifted copy of the room is made.  Held
+    while the blocks are in use: the int32 sort order (4 bytes a point) and the current column's points.
     """
     if block_size <= 0 or stride <= 0:
         raise ConfigError(f"room blocks: need block_size > 0 and stride > 0; got {block_size}, {stride}")
@@ -64,12 +65,15 @@ def room_blocks(xyz: np.ndarray, low: np.ndarray, block_size: float, stride: flo
         order = order.astype(np.int32)  # half the memory of a scene's sort order
     xs = xyz[order, 0]  # [P] ascending
     slack = 1e-3 * min(block_size, stride)  # the slab is a little wider; the exact test below decides
-    for i in range(nx):
+    slabs = [np.searchsorted(xs, [low[0] + i * stride - slack, low[0] + i * stride + block_size + slack],
+                             side="left") for i in range(nx)]  # [lo, hi) into order, per column of blocks
+    del xs  # not held while the caller uses the blocks (a whole-scene model runs between two of them)
+    for i, (lo, hi) in enumerate(slabs):
         x0 = i * stride
-        lo, hi = np.searchsorted(xs, [low[0] + x0 - slack, low[0] + x0 + block_size + slack], side="left")
         slab = np.sort(order[lo:hi])  # [s] ascending, as a mask over the whole room would give
         x = xyz[slab, 0] - low[0]
         in_x = slab[(x >= x0) & (x <= x0 + block_size)]
+        del slab, x  # as xs: only the column's points and their y stay while its blocks are in use
         y = xyz[in_x, 1] - low[1]
         for j in range(ny):
             y0 = j * stride
