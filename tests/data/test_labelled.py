@@ -105,6 +105,36 @@ def test_ascii_ply_fast_path_equals_plyfile(tmp_path, monkeypatch, newline):
     assert _ply_vertices(path).keys() == {f"p{k}" for k in range(1, 8)}  # read by plyfile, lists left out
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_binary_ply_read_in_chunks_equals_plyfile(tmp_path, monkeypatch, order):
+    """Binary PLY vertices read a chunk at a time (no memory map of the whole body) equal plyfile's, name, type and
+    value, in both byte orders, with a face element after them; a body shorter than the header says is refused."""
+    from plyfile import PlyData, PlyElement
+
+    import dlparts.data.labelled as labelled
+
+    kinds = ["i1", "u1", "i2", "u2", "i4", "u4", "f4", "f8"]
+    vertex = np.empty(37, [(f"p{k}", order + kind) for k, kind in enumerate(kinds)])
+    for k, kind in enumerate(kinds):
+        vertex[f"p{k}"] = RNG.normal(size=37) * 100 if kind[0] == "f" else RNG.integers(0, 100, 37)
+    face = np.array([([0, 1, 2],)], [("vertex_indices", "i4", (3,))])
+    path = tmp_path / "b.ply"
+    PlyData([PlyElement.describe(vertex, "vertex"), PlyElement.describe(face, "face")],
+            byte_order=order).write(str(path))
+    ref = PlyData.read(str(path))["vertex"]
+    monkeypatch.setattr(labelled, "_CHUNK", 10)  # 4 chunks, the last one short
+    with monkeypatch.context() as patch:
+        patch.setattr(PlyData, "read", None)  # the chunked path must not call plyfile
+        fast = labelled._ply_vertices(path)
+    assert list(fast) == [f"p{k}" for k in range(8)]
+    for name in fast:
+        native = np.dtype(ref[name].dtype).newbyteorder("=")
+        assert fast[name].dtype == native and np.array_equal(fast[name], ref[name]), name
+    path.write_bytes(path.read_bytes()[:-40 - 3 * 37])  # the vertices cut short
+    with pytest.raises(DataError, match=r"b\.ply: the header promises 37 vertex"):
+        labelled._ply_vertices(path)
+
+
 def test_tables_by_columns_and_the_missing_label_column(tmp_path):
     xyz, rgb, labels = scene(30)
     table = np.concatenate([labels[:, None], rgb, xyz], axis=1).astype(np.float64)  # label first, then rgb, xyz

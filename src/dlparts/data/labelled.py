@@ -30,6 +30,7 @@ from dlparts.errors import ConfigError, DataError
 
 #: Bytes read for a PLY header (its counts are checked before the body is parsed).
 _PLY_HEAD = 1 << 20
+_CHUNK = 1 << 18  # vertices a binary PLY body is read by (a few MiB)
 
 #: Property names tried, in order, for the per-vertex class of a PLY file when ``label_field`` is not given.
 LABEL_FIELDS = ("label", "class", "semantic", "scalar_Label")
@@ -117,8 +118,9 @@ def write_labelled_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray | None
 def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
     """The scalar vertex properties of a PLY file (ascii, binary of either byte order) by name, each ``[N]``, read
     by plyfile.  The header's counts are first checked against the file's size (:mod:`dlparts.data.meshes`), so a
-    lying header allocates nothing; a binary body is memory-mapped (copy-on-write), so only the columns used are
-    copied.  A text body whose first element is the vertices goes through :func:`_ascii_vertices`."""
+    lying header allocates nothing.  A body whose first element is the vertices goes through
+    :func:`_ascii_vertices` (text) or :func:`_binary_vertices`; plyfile reads every other shape (a binary body
+    memory-mapped, copy-on-write)."""
     from plyfile import PlyData, PlyListProperty
 
     if not path.is_file():
@@ -128,6 +130,10 @@ def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
     _check_ply_header(path, head, size=path.stat().st_size)
     if b"format ascii" in head.split(b"end_header", 1)[0]:
         vertex = _ascii_vertices(_ply_utf8(path, read_bytes(path)))
+        if vertex is not None:
+            return vertex
+    elif b"format binary_" in head.split(b"end_header", 1)[0]:
+        vertex = _binary_vertices(path, head)
         if vertex is not None:
             return vertex
     try:
@@ -141,28 +147,66 @@ def _ply_vertices(path: Path) -> dict[str, np.ndarray]:
     return {p.name: vertex[p.name] for p in vertex.properties if not isinstance(p, PlyListProperty)}  # [N]
 
 
+def _vertex_header(header: bytes) -> tuple[list[str], list[str], int | None]:
+    """``(names, numpy types, count)`` of a PLY header's first element when it is ``vertex`` with scalar properties
+    of distinct names only (``count`` None for any other shape, which plyfile then reads or names the fault of)."""
+    names, types, count = [], [], None
+    for tokens in (line.split() for line in header.decode("latin-1").split("\n")):
+        if tokens[:1] == ["element"]:
+            if count is not None:
+                break
+            if tokens[1:2] != ["vertex"] or len(tokens) != 3 or not tokens[2].isdigit():
+                return [], [], None
+            count = int(tokens[2])
+        elif tokens[:1] == ["property"] and count is not None:
+            if len(tokens) != 3 or tokens[1] not in _PLY_TYPES:
+                return [], [], None  # a list property, or a type plyfile should judge
+            names.append(tokens[2])
+            types.append(_PLY_TYPES[tokens[1]])
+    if not names or len(set(names)) != len(names):
+        return [], [], None
+    return names, types, count
+
+
+def _binary_vertices(path: Path, head: bytes) -> dict[str, np.ndarray] | None:
+    """The vertex properties of a binary PLY whose first element is ``vertex`` with scalar properties only, read
+    :data:`_CHUNK` vertices at a time into arrays of their own: a memory map of the body would count every page of
+    the file in the process's memory as the columns are copied out (the whole file beside the arrays, the peak of a
+    whole-scene run).  None for any other shape or a body shorter than the header says, which plyfile then reads
+    (or names the fault of)."""
+    end = head.find(b"end_header")
+    if end < 0:
+        return None
+    names, types, count = _vertex_header(head[:end])
+    order = "<" if b"binary_little_endian" in head[:end] else ">"
+    start = head.find(b"\n", end) + 1
+    if count is None or start == 0:
+        return None
+    record = np.dtype([(name, order + kind) for name, kind in zip(names, types)])
+    if path.stat().st_size < start + count * record.itemsize:
+        return None
+    out = {name: np.empty(count, np.dtype(kind)) for name, kind in zip(names, types)}  # native byte order
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        for lo in range(0, count, _CHUNK):
+            rows = np.fromfile(fh, dtype=record, count=min(_CHUNK, count - lo))  # [chunk]
+            for name in names:
+                out[name][lo:lo + len(rows)] = rows[name]
+    return out
+
+
 def _ascii_vertices(data: bytes) -> dict[str, np.ndarray] | None:
     """The vertex properties of a text PLY whose first element is ``vertex`` with scalar properties only, its rows
     parsed in one C parse (plyfile parses text a token at a time: about 25 s a million points); None for any other
     shape or a body that does not parse, which plyfile then reads (or names the fault of)."""
     end = data.find(b"end_header")
-    names, types, count = [], [], None
-    for tokens in (line.split() for line in data[:end].decode("latin-1").split("\n")):
-        if tokens[:1] == ["element"]:
-            if count is not None:
-                break
-            if tokens[1:2] != ["vertex"] or len(tokens) != 3 or not tokens[2].isdigit():
-                return None
-            count = int(tokens[2])
-        elif tokens[:1] == ["property"] and count is not None:
-            if len(tokens) != 3 or tokens[1] not in _PLY_TYPES:
-                return None  # a list property, or a type plyfile should judge
-            names.append(tokens[2])
-            types.append(_PLY_TYPES[tokens[1]])
+    names, types, count = _vertex_header(data[:end])
+    if count is None:
+        return None
     start = data.find(b"\n", end) + 1
     body = np.frombuffer(data, dtype=np.uint8, offset=start)
     ends = np.flatnonzero(body == ord("\n"))  # [lines]
-    if count is None or not names or count == 0 or len(ends) < count - 1:
+    if count == 0 or len(ends) < count - 1:
         return None
     rows = body[:ends[count - 1] if len(ends) >= count else len(body)]
     blank = rows <= ord(" ")  # [bytes] whitespace (and control bytes, which no number holds)
