@@ -226,9 +226,9 @@ def _read_ply(path: Path, label_field: str | None, need_labels: bool):
     names = tuple(vertex)
     if not {"x", "y", "z"} <= set(names):
         raise DataError(f"{path}: the vertices have no x, y, z properties (they have {', '.join(names) or 'none'})")
-    xyz = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1)  # [N, 3]
+    xyz = _take_columns(vertex, ("x", "y", "z"))  # [N, 3]
     rgb_names = next((f for f in _RGB_FIELDS if set(f) <= set(names)), None)
-    rgb = None if rgb_names is None else np.stack([vertex[n] for n in rgb_names], axis=1)  # [N, 3]
+    rgb = None if rgb_names is None else _take_columns(vertex, rgb_names)  # [N, 3]
     wanted = (label_field,) if label_field else LABEL_FIELDS
     field = next((f for f in wanted if f in names), None)
     if field is None:
@@ -236,8 +236,17 @@ def _read_ply(path: Path, label_field: str | None, need_labels: bool):
             raise DataError(f"{path}: no per-vertex label property {' or '.join(wanted)}; the vertices have "
                             f"{', '.join(names)} (set data.label_field to the one holding the classes)")
         return xyz, rgb, None
-    column = vertex[field]
+    column = vertex.pop(field)
     return xyz, rgb, column.astype(np.int64) if column.dtype.kind in "iu" else _labels(path, column)
+
+
+def _take_columns(vertex: dict[str, np.ndarray], names) -> np.ndarray:
+    """``[N, len(names)]`` of the named ``[N]`` columns, each removed from ``vertex`` once copied, so that a large
+    scene's columns are not all held beside the arrays made of them."""
+    out = np.empty((len(vertex[names[0]]), len(names)), np.result_type(*(vertex[n] for n in names)))
+    for k, name in enumerate(names):
+        out[:, k] = vertex.pop(name)
+    return out
 
 
 def _table(path: Path, suffix: str) -> np.ndarray:
