@@ -65,8 +65,12 @@ def label_scene(scores: Callable[[np.ndarray], np.ndarray], xyz: np.ndarray, rgb
         if len(batch) == batch_size:
             blocks += _run(scores, batch, picks, probs)
     blocks += _run(scores, batch, picks, probs)
-    index, sums = _sum_by_point(np.concatenate(picks), np.concatenate(probs))  # [U], [U, K]
+    samples, rows = np.concatenate(picks), np.concatenate(probs)  # [S], [S, K]
+    picks.clear(), probs.clear()  # each array below is freed once used: none is held beside the scene's labels
+    index, sums = _sum_by_point(samples, rows)  # [U], [U, K]
+    del samples, rows
     best = sums.argmax(axis=1)  # [U]: the mean's argmax (every sample of a point has weight 1)
+    del sums
     labels = np.full(len(xyz), -1, np.int64)
     labels[index] = best  # a sampled point keeps its own scores even where another point has its coordinates
     ref = torch.from_numpy(np.ascontiguousarray(xyz[index]))[None]  # [1, U, 3]
