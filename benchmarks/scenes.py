@@ -5,6 +5,7 @@ peer loop written the way the popular PointNet/PointNet++ repositories write the
     .venv/bin/python benchmarks/scenes.py                     # 1 M and 5 M points, both models (~15 min on 2 cores)
     .venv/bin/python benchmarks/scenes.py --sizes 1000000 --precisions fp32 bf16
     .venv/bin/python benchmarks/scenes.py --sizes 200000 1000000 --models pointnet_semseg
+    .venv/bin/python benchmarks/scenes.py --no-peer --live-memory     # the memory row (see --live-memory)
     .venv/bin/python benchmarks/scenes.py --sizes 1000000 --precisions fp32 bf16 \
         --ckpt pointnet_semseg=runs/pn/checkpoints/best.ckpt pointnet2_semseg_ssg=runs/pn2/checkpoints/best.ckpt
 
@@ -157,8 +158,22 @@ def trained_model(model_name: str, ckpt: str, num_points: int):
     return module.model.eval()
 
 
+def _fixed_mmap_threshold(size: int = 1 << 20) -> None:
+    """glibc's mmap threshold fixed at ``size``: every larger block is mapped and unmapped on free.  By default
+    glibc raises the threshold after freeing a large block, after which blocks of that size stay in the heap when
+    freed, so a process's peak RSS holds a varying share of freed activations (tens of MiB from run to run here);
+    fixed, the peak is the memory the process really held at once."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if libc.mallopt(-3, size) != 1:  # M_MMAP_THRESHOLD
+        raise SystemExit("mallopt(M_MMAP_THRESHOLD) refused: --live-memory needs glibc")
+
+
 def run_one(ply: str, model_name: str, method: str, num_points: int, threads: int, batch_size: int,
-            labels_out: str | None, ckpt: str | None = None) -> dict:
+            labels_out: str | None, ckpt: str | None = None, live_memory: bool = False) -> dict:
     """In this (fresh) process: read the scene, label every point, report time, memory, OA and mIoU against the
     scene's labels; the labels go to ``labels_out`` (``.npy``) when given."""
     import torch
@@ -170,6 +185,8 @@ def run_one(ply: str, model_name: str, method: str, num_points: int, threads: in
     from dlparts.train.whole_scene import confusion, confusion_figures, label_scene, module_scores
 
     torch.set_num_threads(threads)
+    if live_memory:
+        _fixed_mmap_threshold()
     model = trained_model(model_name, ckpt, num_points) if ckpt else calibrated_model(model_name, num_points)
     if method != "peer":
         model = fold_batch_norm(model)
@@ -211,12 +228,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ckpt", nargs="+", default=[], metavar="MODEL=PATH", help="trained weights of a model (a dlparts "
                    "fit checkpoint) in place of the calibrated random ones")
+    p.add_argument("--live-memory", action="store_true", help="fix glibc's mmap threshold in every run, so that "
+                   "peak RSS counts live memory, not freed blocks glibc kept (see _fixed_mmap_threshold)")
     p.add_argument("--one", nargs=4, metavar=("PLY", "MODEL", "METHOD", "LABELS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     ckpts = dict(item.split("=", 1) for item in args.ckpt)
     if args.one:
         print(json.dumps(run_one(*args.one[:3], args.num_points, args.threads, args.batch_size, args.one[3],
-                                 ckpts.get(args.one[1]))))
+                                 ckpts.get(args.one[1]), args.live_memory)))
         return
     methods = [f"ours-{q}" for q in dict.fromkeys(["fp32", *args.precisions] if "bf16" in args.precisions
                                                    else args.precisions)] + ([] if args.no_peer else ["peer"])
@@ -234,6 +253,7 @@ def main() -> None:
                     out = subprocess.run([sys.executable, __file__, "--one", str(plys[size]), model, method,
                                           str(labels), "--num-points", str(args.num_points), "--threads",
                                           str(args.threads), "--batch-size", str(args.batch_size),
+                                          *(["--live-memory"] if args.live_memory else []),
                                           *(["--ckpt", f"{model}={ckpts[model]}"] if model in ckpts else [])],
                                          capture_output=True, text=True, check=True)
                     r = rows[model, size, method] = json.loads(out.stdout.splitlines()[-1])

@@ -226,7 +226,7 @@ def _read_ply(path: Path, label_field: str | None, need_labels: bool):
     names = tuple(vertex)
     if not {"x", "y", "z"} <= set(names):
         raise DataError(f"{path}: the vertices have no x, y, z properties (they have {', '.join(names) or 'none'})")
-    xyz = _take_columns(vertex, ("x", "y", "z"))  # [N, 3]
+    xyz = _take_columns(vertex, ("x", "y", "z"), np.float32)  # [N, 3], as read_labelled keeps it
     rgb_names = next((f for f in _RGB_FIELDS if set(f) <= set(names)), None)
     rgb = None if rgb_names is None else _take_columns(vertex, rgb_names)  # [N, 3]
     wanted = (label_field,) if label_field else LABEL_FIELDS
@@ -240,12 +240,15 @@ def _read_ply(path: Path, label_field: str | None, need_labels: bool):
     return xyz, rgb, column.astype(np.int64) if column.dtype.kind in "iu" else _labels(path, column)
 
 
-def _take_columns(vertex: dict[str, np.ndarray], names) -> np.ndarray:
-    """``[N, len(names)]`` of the named ``[N]`` columns, each removed from ``vertex`` once copied, so that a large
-    scene's columns are not all held beside the arrays made of them."""
-    out = np.empty((len(vertex[names[0]]), len(names)), np.result_type(*(vertex[n] for n in names)))
-    for k, name in enumerate(names):
-        out[:, k] = vertex.pop(name)
+def _take_columns(vertex: dict[str, np.ndarray], names, dtype=None) -> np.ndarray:
+    """``[N, len(names)]`` of the named ``[N]`` columns (in ``dtype``, default theirs; values beyond a float
+    ``dtype`` become inf, which :func:`read_labelled` refuses), each removed from ``vertex`` once copied, so that a
+    large scene's columns are not all held beside the arrays made of them."""
+    dtype = np.result_type(*(vertex[n] for n in names)) if dtype is None else dtype
+    out = np.empty((len(vertex[names[0]]), len(names)), dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k, name in enumerate(names):
+            out[:, k] = vertex.pop(name)
     return out
 
 
