@@ -3,9 +3,11 @@
 Two kinds of file:
 
 - PLY (binary of either byte order, or text) with a per-vertex label property: ``label_field`` names it, else the
-  first of :data:`LABEL_FIELDS` present; colours from ``red``/``green``/``blue`` (or ``r``/``g``/``b``).  Read by
-  plyfile, which gives every vertex property by name, after the header's counts are checked against the file's
-  size (:mod:`dlparts.data.meshes`); text vertices are parsed in one C parse, equal to plyfile's reading.
+  first of :data:`LABEL_FIELDS` present; colours from ``red``/``green``/``blue`` (or ``r``/``g``/``b``).  The
+  header's counts are first checked against the file's size (:mod:`dlparts.data.meshes`).  Vertices that come first
+  with scalar properties only are parsed in one C parse (text) or read a chunk at a time (binary), equal to
+  plyfile's reading; plyfile reads every other shape.  A large scene is never held twice: each column is freed once
+  copied into the arrays returned.
 - Tables (``.txt``/``.xyz``/``.pts``/``.csv`` text, ``.npy``, or an ``.npz`` holding one ``[N, C]`` array):
   ``columns`` maps ``xyz`` (3 column numbers), optional ``rgb`` (3) and ``label`` (1) to the table's columns; the
   default reads 7 columns as xyz rgb label, 6 as xyz rgb, 4 as xyz label, 3 as xyz.
