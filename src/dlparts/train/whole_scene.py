@@ -66,7 +66,8 @@ def label_scene(scores: Callable[[np.ndarray], np.ndarray], xyz: np.ndarray, rgb
             blocks += _run(scores, batch, picks, probs)
     blocks += _run(scores, batch, picks, probs)
     samples, rows = np.concatenate(picks), np.concatenate(probs)  # [S], [S, K]
-    picks.clear(), probs.clear()  # each array below is freed once used: none is held beside the scene's labels
+    picks.clear()  # each array below is freed once used: none is held beside the scene's labels
+    probs.clear()
     index, sums = _sum_by_point(samples, rows)  # [U], [U, K]
     del samples, rows
     best = sums.argmax(axis=1)  # [U]: the mean's argmax (every sample of a point has weight 1)
